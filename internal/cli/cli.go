@@ -1,0 +1,57 @@
+// Package cli implements the bulwark command line: one file per subcommand,
+// each with its own flag set. It turns arguments into calls on internal/app
+// and the admin API, and writes only to the writers it is given.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+)
+
+// errUsage marks an error whose message is usage text already printed.
+var errUsage = errors.New("usage")
+
+const usage = `bulwark: a TLS front door, reverse proxy and supervisor for a small server's web app
+
+Usage:
+  bulwark run   [--config FILE] [-- APP COMMAND ...]   serve (and supervise the app, if given)
+  bulwark check [--config FILE]                        validate; print the effective config
+  bulwark version                                      print the version
+
+Run 'bulwark COMMAND -h' for the flags of one command.
+`
+
+// Main runs the bulwark command line with args (without the program name)
+// and returns the process exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "version", "--version", "-version":
+		err = runVersion(ctx, rest, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "bulwark: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "bulwark %s: %v\n", cmd, err)
+		return 1
+	}
+}
