@@ -1,0 +1,311 @@
+package memwatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+
+	vm "github.com/VictoriaMetrics/metrics"
+)
+
+const fixtures = "testdata/proc"
+
+func TestTreeOf(t *testing.T) {
+	tests := []struct {
+		name     string
+		pid      int
+		wantPIDs []int
+		wantRSS  int64
+		wantPSS  int64
+	}{
+		// uvicorn master + 2 workers + a grandchild; 104 (child of 102)
+		// vanished mid-walk; 102 has no smaps_rollup (PSS 0).
+		{"uvicorn tree", 100, []int{100, 101, 102, 103}, (30000 + 60000 + 50000 + 1000) << 10, (20000 + 40000 + 0 + 500) << 10},
+		{"worker subtree", 101, []int{101, 103}, (60000 + 1000) << 10, (40000 + 500) << 10},
+		{"leaf without smaps_rollup", 102, []int{102}, 50000 << 10, 0},
+		{"unrelated process", 200, []int{200}, 9000 << 10, 7000 << 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts, err := TreeOf(fixtures, tt.pid)
+			if err != nil {
+				t.Fatalf("TreeOf(%d) error = %v", tt.pid, err)
+			}
+			var got []int
+			for _, p := range ts.Procs {
+				got = append(got, p.PID)
+			}
+			if !equalInts(got, tt.wantPIDs) {
+				t.Errorf("TreeOf(%d) pids = %v, want %v", tt.pid, got, tt.wantPIDs)
+			}
+			if ts.RSS != tt.wantRSS || ts.PSS != tt.wantPSS {
+				t.Errorf("TreeOf(%d) RSS, PSS = %d, %d; want %d, %d", tt.pid, ts.RSS, ts.PSS, tt.wantRSS, tt.wantPSS)
+			}
+			if ts.Root != tt.pid {
+				t.Errorf("TreeOf(%d).Root = %d, want %d", tt.pid, ts.Root, tt.pid)
+			}
+		})
+	}
+}
+
+func TestTreeOfDetails(t *testing.T) {
+	ts, err := TreeOf(fixtures, 100)
+	if err != nil {
+		t.Fatalf("TreeOf(100) error = %v", err)
+	}
+	root := ts.Procs[0]
+	if got, want := root.Cmdline, "/usr/bin/python3 -m uvicorn app:app --workers 2"; got != want {
+		t.Errorf("Cmdline = %q, want %q", got, want)
+	}
+	// starttime 1000 ticks after btime 1700000000.
+	if got, want := root.StartTime, time.Unix(1700000010, 0); !got.Equal(want) {
+		t.Errorf("StartTime = %v, want %v", got, want)
+	}
+}
+
+func TestTreeOfMissingRoot(t *testing.T) {
+	tests := []struct {
+		name string
+		pid  int
+	}{
+		{"no such pid", 999},
+		{"vanished: stat but no status", 104},
+	}
+	for _, tt := range tests {
+		_, err := TreeOf(fixtures, tt.pid)
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: TreeOf(%d) error = %v, want fs.ErrNotExist", tt.name, tt.pid, err)
+		}
+	}
+}
+
+func TestTreeOfLive(t *testing.T) {
+	ts, err := TreeOf("", os.Getpid())
+	if err != nil {
+		t.Fatalf("TreeOf(self) error = %v", err)
+	}
+	if len(ts.Procs) == 0 || ts.Procs[0].PID != os.Getpid() {
+		t.Fatalf("TreeOf(self) procs = %+v, want self first", ts.Procs)
+	}
+	self := ts.Procs[0]
+	if self.RSS <= 0 {
+		t.Errorf("self RSS = %d, want > 0", self.RSS)
+	}
+	if !strings.Contains(self.Cmdline, filepath.Base(os.Args[0])) {
+		t.Errorf("self Cmdline = %q, want it to contain %q", self.Cmdline, filepath.Base(os.Args[0]))
+	}
+	if d := time.Since(self.StartTime); d < 0 || d > time.Hour {
+		t.Errorf("self StartTime = %v (%v ago), want within the last hour", self.StartTime, d)
+	}
+}
+
+func TestMachine(t *testing.T) {
+	got, err := Machine(fixtures)
+	if err != nil {
+		t.Fatalf("Machine error = %v", err)
+	}
+	want := MachineSample{MemTotal: 1000000 << 10, MemAvailable: 400000 << 10}
+	if got != want {
+		t.Errorf("Machine = %+v, want %+v", got, want)
+	}
+	if _, err := Machine(t.TempDir()); err == nil {
+		t.Errorf("Machine(empty dir) error = nil, want an error")
+	}
+}
+
+func TestWatcherExceed(t *testing.T) {
+	const treeRSS = (30000 + 60000 + 50000 + 1000) << 10
+	t0 := time.Unix(1700001000, 0)
+	tests := []struct {
+		name    string
+		limit   int64
+		samples int
+		grace   time.Duration
+		steps   []time.Duration // sample times after Watch
+		want    []bool          // OnExceed after each step
+	}{
+		{"under the limit", treeRSS + 1, 2, time.Second, []time.Duration{2e9, 3e9, 4e9}, []bool{false, false, false}},
+		{"no limit", 0, 1, 0, []time.Duration{2e9, 3e9}, []bool{false, false}},
+		{"over: fires after samples, then counts again", treeRSS - 1, 2, time.Second,
+			[]time.Duration{2e9, 3e9, 4e9, 5e9, 6e9, 7e9}, []bool{false, true, false, true, false, true}},
+		// The second fire needs a full grace period after the first.
+		{"grace holds", treeRSS - 1, 1, 10 * time.Second,
+			[]time.Duration{1e9, 9e9, 10e9, 11e9, 20e9}, []bool{false, false, true, false, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var fired []TreeSample
+			w := New(Options{ProcRoot: fixtures, Limit: tt.limit, Samples: tt.samples, Grace: tt.grace,
+				OnExceed: func(ts TreeSample) { fired = append(fired, ts) }})
+			w.watch(100, t0)
+			for i, d := range tt.steps {
+				n := len(fired)
+				w.sample(t0.Add(d))
+				if got := len(fired) > n; got != tt.want[i] {
+					t.Errorf("sample at +%v: fired = %v, want %v", d, got, tt.want[i])
+				}
+			}
+			if last := w.Last(); last.Root != 100 || last.RSS != treeRSS {
+				t.Errorf("Last() = root %d RSS %d, want root 100 RSS %d", last.Root, last.RSS, treeRSS)
+			}
+		})
+	}
+}
+
+func TestWatcherWatchResets(t *testing.T) {
+	t0 := time.Unix(1700001000, 0)
+	fired := 0
+	w := New(Options{ProcRoot: fixtures, Limit: 1, Samples: 2, Grace: -1, OnExceed: func(TreeSample) { fired++ }})
+	w.watch(100, t0)
+	w.sample(t0.Add(time.Second))
+	w.watch(101, t0.Add(2*time.Second)) // a new app: count starts again
+	w.sample(t0.Add(3 * time.Second))
+	if fired != 0 {
+		t.Errorf("fired %d times after Watch reset, want 0", fired)
+	}
+	w.sample(t0.Add(4 * time.Second))
+	if fired != 1 {
+		t.Errorf("fired %d times, want 1", fired)
+	}
+	w.SetLimit(0)
+	w.sample(t0.Add(5 * time.Second))
+	w.sample(t0.Add(6 * time.Second))
+	if fired != 1 {
+		t.Errorf("fired %d times after SetLimit(0), want 1", fired)
+	}
+}
+
+func TestWatcherMetricsAndGoneRoot(t *testing.T) {
+	set := vm.NewSet()
+	var logs bytes.Buffer
+	w := New(Options{ProcRoot: fixtures, Metrics: set, Limit: 1 << 30,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	w.Watch(100)
+	w.sample(time.Now())
+	var out bytes.Buffer
+	set.WritePrometheus(&out)
+	for _, want := range []string{
+		"bulwark_app_rss_bytes 144384000",
+		"bulwark_app_pss_bytes 61952000",
+		"bulwark_app_processes 4",
+		"bulwark_machine_memory_available_bytes 409600000",
+		"bulwark_app_max_memory_bytes 1073741824",
+	} {
+		if !strings.Contains(out.String(), want+"\n") {
+			t.Errorf("metrics = %q, want a line %q", out.String(), want)
+		}
+	}
+	w.Watch(999)
+	w.sample(time.Now())
+	w.sample(time.Now())
+	if got := strings.Count(logs.String(), "cannot sample app memory"); got != 1 {
+		t.Errorf("log has %d 'cannot sample' lines, want 1:\n%s", got, logs.String())
+	}
+	if last := w.Last(); last.Root != 100 {
+		t.Errorf("Last().Root = %d after the root vanished, want the previous sample (100)", last.Root)
+	}
+}
+
+func TestWatcherRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	fired := make(chan TreeSample, 1)
+	w := New(Options{ProcRoot: fixtures, Interval: 5 * time.Millisecond, Limit: 1, Samples: 2, Grace: -1,
+		OnExceed: func(ts TreeSample) {
+			select {
+			case fired <- ts:
+			default:
+			}
+		}})
+	w.Watch(100)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case ts := <-fired:
+		if ts.Root != 100 {
+			t.Errorf("OnExceed root = %d, want 100", ts.Root)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("OnExceed not called within 10s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run() = %v, want nil", err)
+	}
+}
+
+func TestUnderPressure(t *testing.T) {
+	tests := []struct {
+		inUse, limit int64
+		ratio        float64
+		want         bool
+	}{
+		{90, 100, 0.9, true},
+		{89, 100, 0.9, false},
+		{100, 100, 0.9, true},
+		{1 << 40, 0, 0.9, false},
+	}
+	for _, tt := range tests {
+		if got := underPressure(tt.inUse, tt.limit, tt.ratio); got != tt.want {
+			t.Errorf("underPressure(%d, %d, %v) = %v, want %v", tt.inUse, tt.limit, tt.ratio, got, tt.want)
+		}
+	}
+}
+
+func TestSelf(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	const limit = 1 << 40 // far above anything the test uses
+	set := vm.NewSet()
+	s := NewSelf(SelfOptions{Limit: limit, Metrics: set})
+	if got := debug.SetMemoryLimit(-1); got != limit {
+		t.Errorf("Go memory limit = %d, want %d", got, limit)
+	}
+	if s.Pressure() {
+		t.Errorf("Pressure() = true with a 1 TiB limit, want false")
+	}
+	s.Update(SelfOptions{Limit: limit, PressureRatio: 1e-12}) // ~1 byte
+	if !s.Pressure() {
+		t.Errorf("Pressure() = false at ratio 1e-12, want true")
+	}
+	var out bytes.Buffer
+	set.WritePrometheus(&out)
+	for _, want := range []string{"bulwark_memory_limit_bytes 1099511627776\n", "bulwark_memory_pressure 1\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("metrics = %q, want %q", out.String(), want)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	s.Update(SelfOptions{Limit: limit, ReleaseInterval: time.Millisecond})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run() = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run did not return within 10s of cancel")
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

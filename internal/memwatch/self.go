@@ -1,0 +1,196 @@
+package memwatch
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+	"time"
+
+	vm "github.com/VictoriaMetrics/metrics"
+)
+
+// DefaultPressureRatio is used when SelfOptions.PressureRatio is zero: at 90 %
+// of the limit the GC already works hard, and shedding a little load is
+// cheaper than thrashing.
+const DefaultPressureRatio = 0.9
+
+// pressureCache is how long Pressure reuses one reading: it is called on
+// every admitted request.
+const pressureCache = 100 * time.Millisecond
+
+// SelfOptions configures Bulwark's own memory management.
+type SelfOptions struct {
+	// Limit is the Go memory limit in bytes (debug.SetMemoryLimit). Zero or
+	// negative leaves the limit as it is (GOMEMLIMIT or none).
+	Limit int64
+	// ReleaseInterval is how often freed memory is handed back to the OS
+	// with debug.FreeOSMemory. Zero or negative means never.
+	ReleaseInterval time.Duration
+	// PressureRatio is the share of Limit at which Pressure reports true.
+	// If zero, DefaultPressureRatio.
+	PressureRatio float64
+	// Metrics receives bulwark_memory_limit_bytes and
+	// bulwark_memory_pressure. If nil, a private set is used.
+	Metrics *vm.Set
+	// Logger receives limit changes. If nil, nothing is logged.
+	Logger *slog.Logger
+}
+
+func (o SelfOptions) withDefaults() SelfOptions {
+	if o.PressureRatio <= 0 {
+		o.PressureRatio = DefaultPressureRatio
+	}
+	if o.Metrics == nil {
+		o.Metrics = vm.NewSet()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return o
+}
+
+// Self keeps Bulwark's own memory within its budget and reports pressure.
+// Its methods are safe for concurrent use.
+type Self struct {
+	limitG, pressureG *vm.Gauge
+	updatec           chan struct{} // cap 1: wakes Run after Update
+
+	mu       sync.Mutex
+	opts     SelfOptions // guarded by mu
+	readAt   time.Time   // guarded by mu
+	pressure bool        // guarded by mu
+	samples  []metrics.Sample
+}
+
+// NewSelf applies o.Limit at once and returns the manager; Run releases
+// memory periodically.
+func NewSelf(o SelfOptions) *Self {
+	o = o.withDefaults()
+	s := &Self{
+		limitG:    o.Metrics.GetOrCreateGauge("bulwark_memory_limit_bytes", nil),
+		pressureG: o.Metrics.GetOrCreateGauge("bulwark_memory_pressure", nil),
+		updatec:   make(chan struct{}, 1),
+		samples: []metrics.Sample{
+			{Name: "/memory/classes/total:bytes"},
+			{Name: "/memory/classes/heap/released:bytes"},
+		},
+	}
+	s.Update(o)
+	return s
+}
+
+// Update applies new options (on reload): the limit at once, the release
+// interval at Run's next wake-up.
+func (s *Self) Update(o SelfOptions) {
+	s.mu.Lock()
+	if o.Metrics == nil {
+		o.Metrics = s.opts.Metrics
+	}
+	if o.Logger == nil {
+		o.Logger = s.opts.Logger
+	}
+	o = o.withDefaults()
+	s.opts = o
+	s.readAt = time.Time{}
+	s.mu.Unlock()
+	if o.Limit > 0 {
+		prev := debug.SetMemoryLimit(o.Limit)
+		if prev != o.Limit {
+			o.Logger.Info("go memory limit set", "limit", o.Limit)
+		}
+	}
+	s.limitG.Set(float64(effectiveLimit(o.Limit)))
+	select {
+	case s.updatec <- struct{}{}:
+	default:
+	}
+}
+
+// effectiveLimit returns the configured limit, or the runtime's current one
+// when none is configured (math.MaxInt64 means none).
+func effectiveLimit(configured int64) int64 {
+	if configured > 0 {
+		return configured
+	}
+	l := debug.SetMemoryLimit(-1)
+	if l == math.MaxInt64 {
+		return 0
+	}
+	return l
+}
+
+// Pressure reports whether the Go runtime's memory that counts against the
+// limit (all mapped memory minus what was released to the OS) is at least
+// PressureRatio × the limit. It is false when there is no limit. A reading
+// is reused for up to 100 ms.
+func (s *Self) Pressure() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if now.Sub(s.readAt) < pressureCache {
+		return s.pressure
+	}
+	metrics.Read(s.samples)
+	var inUse int64
+	if s.samples[0].Value.Kind() == metrics.KindUint64 && s.samples[1].Value.Kind() == metrics.KindUint64 {
+		inUse = int64(s.samples[0].Value.Uint64() - s.samples[1].Value.Uint64())
+	}
+	s.pressure = underPressure(inUse, effectiveLimit(s.opts.Limit), s.opts.PressureRatio)
+	s.readAt = now
+	if s.pressure {
+		s.pressureG.Set(1)
+	} else {
+		s.pressureG.Set(0)
+	}
+	return s.pressure
+}
+
+// underPressure reports whether inUse ≥ ratio × limit; never with no limit.
+func underPressure(inUse, limit int64, ratio float64) bool {
+	return limit > 0 && float64(inUse) >= ratio*float64(limit)
+}
+
+// Run releases freed memory to the OS every ReleaseInterval (if set) and
+// refreshes the pressure gauge every second, until ctx is done; then it
+// returns nil.
+func (s *Self) Run(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var release *time.Ticker
+	var releaseC <-chan time.Time
+	var every time.Duration
+	defer func() {
+		if release != nil {
+			release.Stop()
+		}
+	}()
+	for {
+		s.mu.Lock()
+		want := s.opts.ReleaseInterval
+		s.mu.Unlock()
+		if want != every {
+			if release != nil {
+				release.Stop()
+				release, releaseC = nil, nil
+			}
+			if want > 0 {
+				release = time.NewTicker(want)
+				releaseC = release.C
+			}
+			every = want
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.updatec:
+		case <-tick.C:
+			s.Pressure()
+		case <-releaseC:
+			debug.FreeOSMemory()
+		}
+	}
+}

@@ -1,0 +1,226 @@
+package memwatch
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultProcRoot is used when a proc root is "".
+const DefaultProcRoot = "/proc"
+
+// userHZ is the unit of /proc/<pid>/stat starttime. The kernel reports it in
+// USER_HZ, which is 100 on every Linux architecture Bulwark targets.
+const userHZ = 100
+
+// maxTreeProcs bounds a tree walk, so a fork bomb cannot make one sample
+// unbounded in time and memory.
+const maxTreeProcs = 4096
+
+// ProcSample is the memory of one process.
+type ProcSample struct {
+	PID int
+	// RSS is VmRSS from /proc/<pid>/status, in bytes.
+	RSS int64
+	// PSS is Pss from /proc/<pid>/smaps_rollup, in bytes; 0 when that file
+	// cannot be read (older kernels, or another user's process).
+	PSS int64
+	// Cmdline is the command line with arguments separated by spaces.
+	Cmdline string
+	// StartTime is when the process started; zero when unknown.
+	StartTime time.Time
+}
+
+// TreeSample is the memory of a process and all its descendants.
+type TreeSample struct {
+	// Root is the PID the tree was taken from; 0 for an empty sample.
+	Root int
+	// Procs lists the root first, then descendants in breadth-first order.
+	Procs []ProcSample
+	// RSS and PSS are the sums over Procs, in bytes.
+	RSS, PSS int64
+	// At is when the sample was taken.
+	At time.Time
+}
+
+// MachineSample is the machine's memory from /proc/meminfo, in bytes.
+type MachineSample struct {
+	MemTotal, MemAvailable int64
+}
+
+// TreeOf samples the process pid and all its descendants under procRoot
+// ("" means /proc). Parents are found from the ppid field of every
+// /proc/<pid>/stat; RSS comes from status (VmRSS) and PSS from smaps_rollup.
+// A descendant that vanishes during the walk is left out; the error is
+// non-nil (and wraps fs.ErrNotExist) only when pid itself is gone. It never
+// forks or execs.
+func TreeOf(procRoot string, pid int) (TreeSample, error) {
+	return treeOf(procRoot, pid, time.Now())
+}
+
+func treeOf(procRoot string, pid int, now time.Time) (TreeSample, error) {
+	if procRoot == "" {
+		procRoot = DefaultProcRoot
+	}
+	ts := TreeSample{Root: pid, At: now}
+	entries, err := os.ReadDir(procRoot)
+	if err != nil {
+		return ts, fmt.Errorf("listing processes: %w", err)
+	}
+	children := make(map[int][]int)
+	starts := make(map[int]uint64)
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil || p <= 0 {
+			continue
+		}
+		ppid, start, err := readStat(procRoot, p)
+		if err != nil {
+			continue // vanished between ReadDir and here, or unreadable
+		}
+		children[ppid] = append(children[ppid], p)
+		starts[p] = start
+	}
+	if _, ok := starts[pid]; !ok {
+		return ts, fmt.Errorf("process %d: %w", pid, fs.ErrNotExist)
+	}
+	boot := bootTime(procRoot)
+	queue := []int{pid}
+	seen := map[int]bool{pid: true}
+	for i := 0; i < len(queue) && i < maxTreeProcs; i++ {
+		p := queue[i]
+		for _, c := range children[p] {
+			if !seen[c] {
+				seen[c] = true
+				queue = append(queue, c)
+			}
+		}
+		ps, err := readProc(procRoot, p)
+		if err != nil {
+			if p == pid {
+				return ts, fmt.Errorf("process %d: %w", pid, err)
+			}
+			continue // a descendant exited mid-walk
+		}
+		if !boot.IsZero() {
+			ps.StartTime = boot.Add(time.Duration(starts[p]) * time.Second / userHZ)
+		}
+		ts.Procs = append(ts.Procs, ps)
+		ts.RSS += ps.RSS
+		ts.PSS += ps.PSS
+	}
+	return ts, nil
+}
+
+// readStat returns the parent PID and start time (in USER_HZ ticks since
+// boot) from /proc/<pid>/stat.
+func readStat(procRoot string, pid int) (ppid int, start uint64, err error) {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name may contain spaces and parentheses: fields start
+	// after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("parsing stat of %d: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is the state (field 3), f[1] the ppid (field 4), f[19] the
+	// starttime (field 22).
+	if len(f) < 20 {
+		return 0, 0, fmt.Errorf("parsing stat of %d: %d fields", pid, len(f))
+	}
+	ppid, err = strconv.Atoi(f[1])
+	if err != nil {
+		return 0, 0, fmt.Errorf("parsing ppid of %d: %w", pid, err)
+	}
+	start, _ = strconv.ParseUint(f[19], 10, 64)
+	return ppid, start, nil
+}
+
+// readProc reads the RSS, PSS and command line of one process. Only a
+// missing status file is an error: it means the process is gone.
+func readProc(procRoot string, pid int) (ProcSample, error) {
+	dir := filepath.Join(procRoot, strconv.Itoa(pid))
+	ps := ProcSample{PID: pid}
+	status, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err != nil {
+		return ps, fmt.Errorf("reading status: %w", err)
+	}
+	ps.RSS = fieldKiB(status, "VmRSS:")
+	if rollup, err := os.ReadFile(filepath.Join(dir, "smaps_rollup")); err == nil {
+		ps.PSS = fieldKiB(rollup, "Pss:")
+	}
+	if cmd, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
+		ps.Cmdline = strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
+	}
+	return ps, nil
+}
+
+// fieldKiB returns the value of the first line starting with key, given in
+// kB as in /proc status, meminfo and smaps_rollup, converted to bytes; 0 when
+// absent (kernel threads have no VmRSS).
+func fieldKiB(b []byte, key string) int64 {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, key) {
+			continue
+		}
+		f := strings.Fields(line[len(key):])
+		if len(f) == 0 {
+			return 0
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0
+		}
+		if len(f) > 1 && f[1] == "kB" {
+			n *= 1024
+		}
+		return n
+	}
+	return 0
+}
+
+// bootTime reads btime from /proc/stat; zero when unreadable.
+func bootTime(procRoot string) time.Time {
+	b, err := os.ReadFile(filepath.Join(procRoot, "stat"))
+	if err != nil {
+		return time.Time{}
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "btime" {
+			if s, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				return time.Unix(s, 0)
+			}
+		}
+	}
+	return time.Time{}
+}
+
+// Machine reads MemTotal and MemAvailable from meminfo under procRoot (""
+// means /proc).
+func Machine(procRoot string) (MachineSample, error) {
+	if procRoot == "" {
+		procRoot = DefaultProcRoot
+	}
+	b, err := os.ReadFile(filepath.Join(procRoot, "meminfo"))
+	if err != nil {
+		return MachineSample{}, fmt.Errorf("reading machine memory: %w", err)
+	}
+	m := MachineSample{MemTotal: fieldKiB(b, "MemTotal:"), MemAvailable: fieldKiB(b, "MemAvailable:")}
+	if m.MemTotal == 0 {
+		return m, errors.New("reading machine memory: no MemTotal in meminfo")
+	}
+	return m, nil
+}
