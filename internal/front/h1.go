@@ -1,0 +1,352 @@
+package front
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// aLongTimeAgo is a deadline in the past, used to wake a blocked Read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// maxDrainBytes is how much of an unread request body is read and discarded
+// after the handler returns so that the connection can be reused; a larger
+// remainder closes the connection instead (net/http uses the same bound).
+const maxDrainBytes = 256 << 10
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
+
+// h1Conn is one HTTP/1.1 client connection. It is owned by its serve
+// goroutine, except for the fields documented otherwise.
+type h1Conn struct {
+	srv      *Server
+	rwc      net.Conn
+	tlsState *tls.ConnectionState
+	remote   string
+	hsts     string
+
+	cr connReader
+	br *bufio.Reader // nil while idle with nothing buffered
+	bw *bufio.Writer // nil outside a response
+
+	idle     atomic.Bool // waiting for the next request; Shutdown may wake it
+	hijacked bool
+}
+
+// serveH1 serves HTTP/1.1 on c until the client or the server ends it.
+func (s *Server) serveH1(rwc net.Conn, st *tls.ConnectionState) {
+	c := &h1Conn{srv: s, rwc: rwc, tlsState: st, remote: rwc.RemoteAddr().String()}
+	if st != nil {
+		c.hsts = hstsValue(s.opts.HSTS)
+	}
+	c.cr.c = c
+	s.track(c, true)
+	s.m.h1Idle.Inc()
+	c.idle.Store(true)
+	defer func() {
+		if c.idle.Load() {
+			s.m.h1Idle.Dec()
+		} else {
+			s.m.h1Active.Dec()
+		}
+		s.track(c, false)
+		if !c.hijacked {
+			c.rwc.Close()
+		}
+		c.releaseReader(true)
+	}()
+	for first := true; ; first = false {
+		if !c.waitForRequest(first) {
+			return
+		}
+		if !c.serveOne() {
+			return
+		}
+	}
+}
+
+// waitForRequest blocks until the first byte of the next request arrives,
+// holding no buffer meanwhile. It reports false when the connection should
+// close.
+func (c *h1Conn) waitForRequest(first bool) bool {
+	if c.srv.closing.Load() {
+		return false
+	}
+	if c.br != nil || c.cr.hasByte {
+		return true // a pipelined request is already here
+	}
+	timeout := c.srv.opts.IdleTimeout
+	if first {
+		timeout = c.srv.opts.ReadHeaderTimeout
+	}
+	c.rwc.SetReadDeadline(time.Now().Add(timeout))
+	if c.srv.closing.Load() { // Shutdown may have run between the check and the deadline
+		return false
+	}
+	n, err := c.rwc.Read(c.cr.byteBuf[:])
+	if n == 0 || err != nil && n == 0 {
+		return false
+	}
+	c.cr.hasByte = true
+	return true
+}
+
+// wakeIfIdle makes an idle connection's pending read return so that it sees
+// the server is closing. Called by Shutdown with s.mu held.
+func (c *h1Conn) wakeIfIdle() {
+	if c.idle.Load() {
+		c.rwc.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+func (c *h1Conn) setActive(active bool) {
+	if c.idle.Swap(!active) == !active {
+		return
+	}
+	if active {
+		c.srv.m.h1Idle.Dec()
+		c.srv.m.h1Active.Inc()
+	} else {
+		c.srv.m.h1Active.Dec()
+		c.srv.m.h1Idle.Inc()
+	}
+}
+
+// serveOne reads one request, runs the handler, and finishes the answer.
+// It reports whether the connection may carry another request.
+func (c *h1Conn) serveOne() (keep bool) {
+	c.setActive(true)
+	defer c.setActive(false)
+	if c.br == nil {
+		c.br = readerPool.Get().(*bufio.Reader)
+		c.br.Reset(&c.cr)
+	}
+	c.rwc.SetReadDeadline(time.Now().Add(c.srv.opts.ReadHeaderTimeout))
+	req, err := c.readRequest()
+	if err != nil {
+		c.answerBadRequest(err)
+		return false
+	}
+	c.rwc.SetReadDeadline(time.Time{})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.cr.cancel = cancel
+	req = req.WithContext(ctx)
+	body := req.Body.(*requestBody)
+	w := &response{c: c, req: req, body: body, header: make(http.Header, 8), hsts: c.hsts}
+	if body.done() {
+		c.cr.startBackgroundRead()
+	}
+	if !c.runHandler(w, req) {
+		return false
+	}
+	if c.hijacked {
+		return false
+	}
+	c.cr.abortPendingRead()
+	c.cr.cancel = nil
+	w.finish()
+	keep = !w.closeAfter && !c.srv.closing.Load() && !c.cr.sawEOF
+	if keep {
+		keep = body.drain()
+	} else {
+		body.close()
+	}
+	c.releaseWriter()
+	if keep && c.br.Buffered() == 0 {
+		c.releaseReader(false)
+	}
+	return keep
+}
+
+// runHandler calls the handler, turning a panic into a closed connection
+// (and a 500 when nothing was sent yet). It reports false when the
+// connection must close without finishing the answer.
+func (c *h1Conn) runHandler(w *response, req *http.Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.cr.abortPendingRead()
+			if p != http.ErrAbortHandler {
+				c.srv.opts.Logger.Error("panic serving request", "client", c.remote,
+					"method", req.Method, "path", req.URL.Path, "panic", p, "stack", string(debug.Stack()))
+				if !w.committed && !c.hijacked {
+					w.header = http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+					w.status = 0
+					w.wroteHeader = false
+					w.closeAfter = true
+					w.WriteHeader(http.StatusInternalServerError)
+					io.WriteString(w, "500 Internal Server Error (bulwark)\n")
+					w.finish()
+				}
+			} else if !c.hijacked {
+				w.flushQuiet()
+			}
+			ok = false
+		}
+	}()
+	c.srv.opts.Handler.ServeHTTP(w, req)
+	return true
+}
+
+func (c *h1Conn) releaseReader(force bool) {
+	if c.br == nil {
+		return
+	}
+	if !force && c.br.Buffered() > 0 {
+		return
+	}
+	c.br.Reset(nil)
+	readerPool.Put(c.br)
+	c.br = nil
+}
+
+func (c *h1Conn) writer() *bufio.Writer {
+	if c.bw == nil {
+		c.bw = writerPool.Get().(*bufio.Writer)
+		c.bw.Reset(deadlineWriter{c})
+	}
+	return c.bw
+}
+
+func (c *h1Conn) releaseWriter() {
+	if c.bw == nil {
+		return
+	}
+	c.bw.Reset(nil)
+	writerPool.Put(c.bw)
+	c.bw = nil
+}
+
+// answerBadRequest writes the status for a request that could not be read
+// and leaves the connection to be closed. Client disconnects and timeouts
+// get no answer.
+func (c *h1Conn) answerBadRequest(err error) {
+	var he *headError
+	if !errors.As(err, &he) {
+		return
+	}
+	c.srv.m.badRequest(he.reason).Inc()
+	body := he.msg + " (bulwark)\n"
+	bw := c.writer()
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(statusLine(he.status))
+	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nX-Bulwark-Error: ")
+	bw.WriteString(he.reason)
+	bw.WriteString("\r\nContent-Length: ")
+	bw.WriteString(itoa(len(body)))
+	bw.WriteString("\r\n\r\n")
+	bw.WriteString(body)
+	bw.Flush()
+	c.releaseWriter()
+}
+
+// deadlineWriter writes to the connection with WriteTimeout as the bound on
+// each write (nginx's send_timeout: the gap between two writes).
+type deadlineWriter struct{ c *h1Conn }
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	d.c.rwc.SetWriteDeadline(time.Now().Add(d.c.srv.opts.WriteTimeout))
+	return d.c.rwc.Write(p)
+}
+
+// connReader is the io.Reader under the connection's bufio.Reader. It first
+// returns the byte read while the connection was idle, and it can run one
+// background read while a handler works, to notice a client that went away
+// (as net/http does) without losing a pipelined byte.
+type connReader struct {
+	c       *h1Conn
+	byteBuf [1]byte
+	hasByte bool // byteBuf holds a byte not yet returned
+
+	mu     sync.Mutex
+	inRead bool
+	cond   *sync.Cond
+	sawEOF bool               // the background read saw the client go away
+	cancel context.CancelFunc // cancels the request in progress; set by serveOne
+}
+
+func (cr *connReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	cr.mu.Lock()
+	if cr.inRead {
+		cr.mu.Unlock()
+		return 0, errors.New("concurrent read on connection")
+	}
+	if cr.hasByte {
+		p[0] = cr.byteBuf[0]
+		cr.hasByte = false
+		cr.mu.Unlock()
+		return 1, nil
+	}
+	if cr.sawEOF {
+		cr.mu.Unlock()
+		return 0, io.EOF
+	}
+	cr.mu.Unlock()
+	return cr.c.rwc.Read(p)
+}
+
+// startBackgroundRead begins a one-byte read that ends the request's context
+// if the client closes the connection while the handler runs. It is started
+// only once the request body has been read to its end.
+func (cr *connReader) startBackgroundRead() {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if cr.inRead || cr.hasByte || cr.sawEOF || cr.c.br == nil || cr.c.br.Buffered() > 0 {
+		return
+	}
+	if cr.cond == nil {
+		cr.cond = sync.NewCond(&cr.mu)
+	}
+	cr.inRead = true
+	cr.c.rwc.SetReadDeadline(time.Time{})
+	go cr.backgroundRead()
+}
+
+func (cr *connReader) backgroundRead() {
+	n, err := cr.c.rwc.Read(cr.byteBuf[:])
+	cr.mu.Lock()
+	if n == 1 {
+		cr.hasByte = true // a pipelined request began
+	}
+	var ne net.Error
+	if err != nil && n == 0 && !(errors.As(err, &ne) && ne.Timeout()) {
+		// The client went away (or the connection broke): the handler
+		// should stop waiting for the app on its behalf.
+		cr.sawEOF = true
+		if cr.cancel != nil {
+			cr.cancel()
+		}
+	}
+	cr.inRead = false
+	cr.cond.Broadcast()
+	cr.mu.Unlock()
+}
+
+// abortPendingRead stops a background read and waits for it to return.
+func (cr *connReader) abortPendingRead() {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if !cr.inRead {
+		return
+	}
+	cr.c.rwc.SetReadDeadline(aLongTimeAgo)
+	for cr.inRead {
+		cr.cond.Wait()
+	}
+	cr.c.rwc.SetReadDeadline(time.Time{})
+}

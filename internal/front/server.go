@@ -1,0 +1,498 @@
+// Package front is Bulwark's front door: it accepts client connections,
+// completes TLS handshakes, and serves HTTP/1.1 with its own connection loop
+// and HTTP/2 with net/http, handing every request to one http.Handler.
+//
+// The HTTP/1.1 loop exists for memory and for safety. An idle keep-alive
+// connection holds no read or write buffer (they come from pools only while
+// a request is in progress), and the request head is read and checked as raw
+// bytes before it is parsed, so smuggling attempts (Content-Length with
+// Transfer-Encoding, differing Content-Lengths, obsolete line folding,
+// unknown transfer codings) are refused with 400 and the connection closed.
+//
+// The package leaves everything after the request head to the handler:
+// limits, admission, spooling and proxying. It does not know about
+// certificate files either: callers pass a *tls.Config.
+package front
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/time/rate"
+)
+
+// Defaults applied to zero Options fields.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 5 * time.Second
+	DefaultMaxHeaderBytes    = 16 << 10
+	DefaultBodyReadTimeout   = 60 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultHandshakeTimeout  = 10 * time.Second
+
+	// DefaultMaxConcurrentStreams caps HTTP/2 streams per connection: enough
+	// for a browser, small enough that one client cannot pin much memory.
+	DefaultMaxConcurrentStreams = 100
+	// h2ReadFrameSize is the smallest frame size HTTP/2 allows; larger frames
+	// only cost memory on a small server.
+	h2ReadFrameSize = 16 << 10
+)
+
+// Options configures a Server. The zero value of each field is documented.
+type Options struct {
+	// Handler serves every request. Required.
+	Handler http.Handler
+	// TLSConfig, when non-nil, makes the server terminate TLS; its NextProtos
+	// decide whether HTTP/2 is offered. Nil serves plain HTTP/1.1.
+	TLSConfig *tls.Config
+	// ReadHeaderTimeout bounds reading a request head, from its first byte,
+	// and the wait for the first request on a new connection (slowloris).
+	// Zero means DefaultReadHeaderTimeout.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its next
+	// request. Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// HandshakeTimeout bounds the TLS handshake. Zero means ReadHeaderTimeout.
+	HandshakeTimeout time.Duration
+	// BodyReadTimeout bounds the gap between two reads of a request body
+	// (nginx's client_body_timeout). Zero means DefaultBodyReadTimeout.
+	BodyReadTimeout time.Duration
+	// WriteTimeout bounds the gap between two writes to the client (nginx's
+	// send_timeout). Zero means DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds the request head (request line and headers);
+	// beyond it the answer is 431 (414 for the request line alone). Zero
+	// means DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+	// MaxConcurrentStreams caps HTTP/2 streams per connection. Zero means
+	// DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams int
+	// HSTS, when positive, adds Strict-Transport-Security with this max-age
+	// to answers on TLS connections that do not carry one already.
+	HSTS time.Duration
+	// Logger receives errors; nil discards them.
+	Logger *slog.Logger
+	// Metrics receives the connection and handshake series; nil means a
+	// private set.
+	Metrics *metrics.Set
+}
+
+func (o Options) withDefaults() Options {
+	if o.ReadHeaderTimeout <= 0 {
+		o.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = o.ReadHeaderTimeout
+	}
+	if o.BodyReadTimeout <= 0 {
+		o.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if o.MaxConcurrentStreams <= 0 {
+		o.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	return o
+}
+
+// Server accepts connections on one or more listeners and serves them.
+// Its methods are safe for concurrent use.
+type Server struct {
+	opts    Options
+	m       *serverMetrics
+	hsLog   *rate.Limiter
+	h2      *http.Server
+	h2conns *chanListener
+	h2once  sync.Once
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*h1Conn]struct{}
+	hijacked  map[net.Conn]struct{}
+	closing   atomic.Bool
+	handshake sync.WaitGroup // handshake goroutines in progress
+	done      chan struct{}  // closed when the last connection is gone after closing
+}
+
+// New returns a Server for opts.
+func New(opts Options) (*Server, error) {
+	if opts.Handler == nil {
+		return nil, errors.New("front: Options.Handler is required")
+	}
+	o := opts.withDefaults()
+	s := &Server{
+		opts:      o,
+		m:         newServerMetrics(o.Metrics),
+		hsLog:     rate.NewLimiter(rate.Every(time.Second), 5),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*h1Conn]struct{}),
+		hijacked:  make(map[net.Conn]struct{}),
+		done:      make(chan struct{}),
+	}
+	if o.TLSConfig != nil && offersH2(o.TLSConfig) {
+		s.h2conns = newChanListener()
+		s.h2 = &http.Server{
+			Handler:        s.h2Handler(o.Handler),
+			IdleTimeout:    o.IdleTimeout,
+			MaxHeaderBytes: o.MaxHeaderBytes,
+			ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+			HTTP2: &http.HTTP2Config{
+				MaxConcurrentStreams:          o.MaxConcurrentStreams,
+				MaxReadFrameSize:              h2ReadFrameSize,
+				MaxDecoderHeaderTableSize:     4096,
+				MaxEncoderHeaderTableSize:     4096,
+				MaxReceiveBufferPerConnection: 1 << 20,
+				MaxReceiveBufferPerStream:     256 << 10,
+				WriteByteTimeout:              o.WriteTimeout,
+			},
+			ConnState: s.h2ConnState,
+		}
+	}
+	return s, nil
+}
+
+func offersH2(c *tls.Config) bool {
+	for _, p := range c.NextProtos {
+		if p == "h2" {
+			return true
+		}
+	}
+	return false
+}
+
+// Serve accepts connections on ln until Shutdown or Close. It always returns
+// a non-nil error; after Shutdown or Close it is http.ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	if s.h2 != nil {
+		s.h2once.Do(func() {
+			go func() { _ = s.h2.Serve(s.h2conns) }() // ends when h2conns closes in Shutdown
+		})
+	}
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return http.ErrServerClosed
+			}
+			if isTemporary(err) {
+				// EMFILE and friends: back off as net/http does instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.opts.Logger.Warn("accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+		}
+		delay = 0
+		if s.opts.TLSConfig == nil {
+			// A fresh goroutine per connection: its stack starts small.
+			go s.serveH1(c, nil)
+			continue
+		}
+		s.handshake.Add(1)
+		go s.handshakeAndServe(c)
+	}
+}
+
+func isTemporary(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.ECONNABORTED)
+}
+
+// handshakeAndServe runs the TLS handshake on this short-lived goroutine and
+// serves the connection on a new one, so that the stack grown by the
+// handshake is not kept for the life of an idle connection.
+func (s *Server) handshakeAndServe(raw net.Conn) {
+	defer s.handshake.Done()
+	tc := tls.Server(raw, s.opts.TLSConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.HandshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		s.handshakeFailed(raw, err)
+		tc.Close()
+		return
+	}
+	st := tc.ConnectionState()
+	s.m.handshakes.Inc()
+	if st.DidResume {
+		s.m.resumed.Inc()
+	}
+	if st.NegotiatedProtocol == "h2" && s.h2 != nil {
+		if !s.h2conns.deliver(tc) {
+			tc.Close()
+		}
+		return
+	}
+	go s.serveH1(tc, &st)
+}
+
+func (s *Server) handshakeFailed(raw net.Conn, err error) {
+	reason := handshakeFailureReason(err)
+	s.m.handshakeFailure(reason).Inc()
+	if s.hsLog.Allow() {
+		s.opts.Logger.Info("tls handshake failed", "client", raw.RemoteAddr().String(), "reason", reason, "err", err)
+	}
+}
+
+// handshakeFailureReason maps a handshake error to a small fixed label set.
+func handshakeFailureReason(err error) string {
+	var ne net.Error
+	var ae tls.AlertError
+	var rhe tls.RecordHeaderError
+	msg := err.Error()
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	case errors.As(err, &rhe):
+		return "not_tls"
+	case errors.As(err, &ae):
+		return "client_alert"
+	case strings.Contains(msg, "protocol version"):
+		return "protocol_version"
+	case strings.Contains(msg, "cipher suite"), strings.Contains(msg, "no cipher"):
+		return "no_shared_cipher"
+	case strings.Contains(msg, "certificate"):
+		return "certificate"
+	default:
+		return "other"
+	}
+}
+
+// Shutdown stops accepting, lets requests in progress finish, and closes
+// idle connections; HTTP/1.1 connections close after their current answer
+// and HTTP/2 ones get a GOAWAY. When ctx ends first, every remaining
+// connection, hijacked ones (WebSockets) included, is closed and ctx's
+// error returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.wakeIfIdle()
+	}
+	s.mu.Unlock()
+	s.handshake.Wait() // bounded by HandshakeTimeout
+	var h2err error
+	if s.h2 != nil {
+		s.h2conns.Close()
+		h2err = s.h2.Shutdown(ctx)
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.conns) + len(s.hijacked)
+		s.mu.Unlock()
+		if n == 0 {
+			return h2err
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes every listener and connection at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.rwc.Close()
+	}
+	for c := range s.hijacked {
+		c.Close()
+	}
+	s.mu.Unlock()
+	if s.h2 != nil {
+		s.h2conns.Close()
+		return s.h2.Close()
+	}
+	return nil
+}
+
+func (s *Server) track(c *h1Conn, add bool) {
+	s.mu.Lock()
+	if add {
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) trackHijacked(c net.Conn, add bool) {
+	s.mu.Lock()
+	if add {
+		s.hijacked[c] = struct{}{}
+	} else {
+		delete(s.hijacked, c)
+	}
+	s.mu.Unlock()
+}
+
+// h2Handler wraps the handler for HTTP/2 requests: HSTS, and the active
+// stream count that tells an active connection from an idle one.
+func (s *Server) h2Handler(next http.Handler) http.Handler {
+	hsts := hstsValue(s.opts.HSTS)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hsts != "" {
+			w.Header().Set("Strict-Transport-Security", hsts)
+		}
+		s.m.h2Streams.Inc()
+		defer s.m.h2Streams.Dec()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) h2ConnState(_ net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		s.m.h2Open.Inc()
+	case http.StateClosed, http.StateHijacked:
+		s.m.h2Open.Dec()
+	}
+}
+
+// chanListener is a net.Listener whose connections are handed over by the
+// accept loop once their TLS handshake negotiated h2.
+type chanListener struct {
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.closed:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return chanAddr{} }
+
+type chanAddr struct{}
+
+func (chanAddr) Network() string { return "tls" }
+func (chanAddr) String() string  { return "h2" }
+
+// serverMetrics are the connection and handshake series.
+type serverMetrics struct {
+	set        *metrics.Set
+	handshakes *metrics.Counter
+	resumed    *metrics.Counter
+	h1Active   *metrics.Gauge
+	h1Idle     *metrics.Gauge
+	h2Open     *metrics.Gauge
+	h2Streams  *metrics.Gauge
+}
+
+func newServerMetrics(set *metrics.Set) *serverMetrics {
+	return &serverMetrics{
+		set:        set,
+		handshakes: set.GetOrCreateCounter("bulwark_tls_handshakes_total"),
+		resumed:    set.GetOrCreateCounter("bulwark_tls_resumed_total"),
+		h1Active:   set.GetOrCreateGauge(`bulwark_client_connections{proto="h1",state="active"}`, nil),
+		h1Idle:     set.GetOrCreateGauge(`bulwark_client_connections{proto="h1",state="idle"}`, nil),
+		h2Open:     set.GetOrCreateGauge(`bulwark_client_connections{proto="h2",state="open"}`, nil),
+		h2Streams:  set.GetOrCreateGauge(`bulwark_h2_streams_active`, nil),
+	}
+}
+
+func (m *serverMetrics) badRequest(reason string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(`bulwark_bad_requests_total{reason="` + reason + `"}`)
+}
+
+func (m *serverMetrics) handshakeFailure(reason string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(`bulwark_tls_handshake_failures_total{reason="` + reason + `"}`)
+}
+
+// Stats is a snapshot of the connections a Server holds.
+type Stats struct {
+	H1Active, H1Idle, H1Open, H2Open, H2Streams int64
+}
+
+// Stats reports the connections open now.
+func (s *Server) Stats() Stats {
+	a, i := int64(s.m.h1Active.Get()), int64(s.m.h1Idle.Get())
+	return Stats{
+		H1Active:  a,
+		H1Idle:    i,
+		H1Open:    a + i,
+		H2Open:    int64(s.m.h2Open.Get()),
+		H2Streams: int64(s.m.h2Streams.Get()),
+	}
+}
+
+// hstsValue renders the Strict-Transport-Security value for max-age d.
+func hstsValue(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("max-age=%d", int64(d/time.Second))
+}
