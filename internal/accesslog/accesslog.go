@@ -1,0 +1,292 @@
+// Package accesslog writes one line per request (time, client, method, path,
+// protocol, status, bytes, duration and time spent in the app) as text or
+// JSON, and counts requests, their duration and Bulwark's own refusals in
+// metrics. It sits first in the handler chain; it does not decide anything
+// about the request.
+package accesslog
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Format selects the line format.
+type Format int
+
+const (
+	// Text is a space-separated line, nginx-like.
+	Text Format = iota
+	// JSON is one JSON object per line.
+	JSON
+)
+
+// Options configures a Logger.
+type Options struct {
+	// Writer receives the lines; nil means no access log (metrics are still
+	// counted). Each line is written with one Write call.
+	Writer io.Writer
+	// Format is Text (the zero value) or JSON.
+	Format Format
+	// Upstream, when set, reports the time the request spent in the app; it
+	// is called after the handler returned. Nil logs no upstream time.
+	Upstream func(r *http.Request) time.Duration
+	// Metrics receives the request series; nil means a private set.
+	Metrics *metrics.Set
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Logger is an access-log middleware. It is safe for concurrent use.
+type Logger struct {
+	opts     Options
+	mu       sync.Mutex // serialises writes to opts.Writer
+	set      *metrics.Set
+	duration *metrics.Histogram
+	bytesIn  *metrics.Counter
+	bytesOut *metrics.Counter
+}
+
+// New returns a Logger for o.
+func New(o Options) *Logger {
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Logger{
+		opts:     o,
+		set:      o.Metrics,
+		duration: o.Metrics.GetOrCreateHistogram("bulwark_request_duration_seconds"),
+		bytesIn:  o.Metrics.GetOrCreateCounter("bulwark_request_bytes_total"),
+		bytesOut: o.Metrics.GetOrCreateCounter("bulwark_response_bytes_total"),
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// Middleware logs and counts every request that next serves.
+func (l *Logger) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := l.opts.Now()
+		rec := &recorder{ResponseWriter: w}
+		var body *countingBody
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			body = &countingBody{ReadCloser: r.Body}
+			r.Body = body
+		}
+		defer func() {
+			// Count and log even when the handler aborts with a panic, then
+			// let the panic go on to the connection loop.
+			p := recover()
+			if p != nil && !rec.wroteHeader {
+				rec.status = 499 // aborted before any answer
+			}
+			var in int64
+			if body != nil {
+				in = body.n.Load()
+			}
+			l.record(r, rec, start, in)
+			if p != nil {
+				panic(p)
+			}
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+func (l *Logger) record(r *http.Request, rec *recorder, start time.Time, in int64) {
+	now := l.opts.Now()
+	d := now.Sub(start)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK // the handler wrote nothing: the server sends 200
+	}
+	if rec.hijacked {
+		status = http.StatusSwitchingProtocols
+	}
+	proto := "h1"
+	if r.ProtoMajor == 2 {
+		proto = "h2"
+	}
+	l.set.GetOrCreateCounter(`bulwark_requests_total{proto="` + proto + `",code="` + codeClass(status) + `"}`).Inc()
+	if rec.reason != "" {
+		l.set.GetOrCreateCounter(`bulwark_refused_total{status="` + strconv.Itoa(status) + `",reason="` + rec.reason + `"}`).Inc()
+	}
+	l.duration.Update(d.Seconds())
+	l.bytesIn.Add(int(in))
+	l.bytesOut.Add(int(rec.bytes))
+	if l.opts.Writer == nil {
+		return
+	}
+	var up time.Duration
+	if l.opts.Upstream != nil {
+		up = l.opts.Upstream(r)
+	}
+	client := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(client); err == nil {
+		client = host
+	}
+	bp := bufPool.Get().(*[]byte)
+	b := (*bp)[:0]
+	if l.opts.Format == JSON {
+		b = appendJSON(b, now, client, r, status, rec.bytes, in, d, up, rec.reason)
+	} else {
+		b = appendText(b, now, client, r, status, rec.bytes, d, up, rec.reason)
+	}
+	l.mu.Lock()
+	l.opts.Writer.Write(b)
+	l.mu.Unlock()
+	*bp = b
+	bufPool.Put(bp)
+}
+
+func appendText(b []byte, now time.Time, client string, r *http.Request, status int, out int64, d, up time.Duration, reason string) []byte {
+	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, ' ')
+	b = append(b, client...)
+	b = append(b, ' ', '"')
+	b = append(b, r.Method...)
+	b = append(b, ' ')
+	b = appendSafe(b, r.URL.RequestURI())
+	b = append(b, ' ')
+	b = append(b, r.Proto...)
+	b = append(b, '"', ' ')
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, out, 10)
+	b = append(b, ' ')
+	b = strconv.AppendFloat(b, d.Seconds(), 'f', 4, 64)
+	b = append(b, ' ')
+	b = strconv.AppendFloat(b, up.Seconds(), 'f', 4, 64)
+	if reason != "" {
+		b = append(b, " bulwark="...)
+		b = append(b, reason...)
+	}
+	return append(b, '\n')
+}
+
+// appendSafe appends s with control characters and quotes escaped, so a
+// crafted path cannot forge log lines.
+func appendSafe(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == 0x7f || c == '"' || c == '\\' {
+			b = append(b, '\\', 'x', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+type jsonLine struct {
+	Time       string  `json:"time"`
+	Client     string  `json:"client"`
+	Method     string  `json:"method"`
+	Path       string  `json:"path"`
+	Proto      string  `json:"proto"`
+	Host       string  `json:"host"`
+	Status     int     `json:"status"`
+	BytesIn    int64   `json:"bytes_in"`
+	BytesOut   int64   `json:"bytes_out"`
+	Duration   float64 `json:"duration_s"`
+	Upstream   float64 `json:"upstream_s"`
+	BulwarkErr string  `json:"bulwark_error,omitempty"`
+}
+
+func appendJSON(b []byte, now time.Time, client string, r *http.Request, status int, out, in int64, d, up time.Duration, reason string) []byte {
+	j, _ := json.Marshal(jsonLine{
+		Time: now.UTC().Format(time.RFC3339Nano), Client: client, Method: r.Method,
+		Path: r.URL.RequestURI(), Proto: r.Proto, Host: r.Host, Status: status,
+		BytesIn: in, BytesOut: out, Duration: d.Seconds(), Upstream: up.Seconds(), BulwarkErr: reason,
+	})
+	b = append(b, j...)
+	return append(b, '\n')
+}
+
+func codeClass(status int) string {
+	switch {
+	case status == 499:
+		return "499"
+	case status < 200:
+		return "1xx"
+	case status < 300:
+		return "2xx"
+	case status < 400:
+		return "3xx"
+	case status < 500:
+		return "4xx"
+	default:
+		return "5xx"
+	}
+}
+
+// recorder captures the status and size of an answer. It keeps the
+// optional interfaces of the writer it wraps reachable through Unwrap
+// (http.ResponseController) and directly (Flusher, Hijacker).
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+	hijacked    bool
+	bytes       int64
+	reason      string
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader && code >= 200 {
+		r.status = code
+		r.wroteHeader = true
+		r.reason = r.Header().Get("X-Bulwark-Error")
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err == nil {
+		r.hijacked = true
+	}
+	return c, brw, err
+}
+
+// Unwrap serves http.ResponseController.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// countingBody counts body bytes; the proxy's transport may read it from
+// another goroutine, hence the atomic.
+type countingBody struct {
+	io.ReadCloser
+	n atomic.Int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}

@@ -1,0 +1,80 @@
+package accesslog
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+func fixedClock() func() time.Time {
+	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	n := 0
+	return func() time.Time { n++; return t0.Add(time.Duration(n-1) * 250 * time.Millisecond) }
+}
+
+func TestMiddlewareText(t *testing.T) {
+	var out bytes.Buffer
+	set := metrics.NewSet()
+	l := New(Options{Writer: &out, Metrics: set, Now: fixedClock(),
+		Upstream: func(*http.Request) time.Duration { return 100 * time.Millisecond }})
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		w.Header().Set("X-Bulwark-Error", "queue_full")
+		w.WriteHeader(503)
+		io.WriteString(w, "busy")
+	}))
+	r := httptest.NewRequest("POST", "/a?b=\"c\"", strings.NewReader("12345"))
+	r.RemoteAddr = "192.0.2.1:5555"
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	want := `2026-11-27T12:00:00.25Z 192.0.2.1 "POST /a?b=\x22c\x22 HTTP/1.1" 503 4 0.2500 0.1000 bulwark=queue_full` + "\n"
+	if got := out.String(); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if got := set.GetOrCreateCounter(`bulwark_requests_total{proto="h1",code="5xx"}`).Get(); got != 1 {
+		t.Errorf("requests_total 5xx = %d, want 1", got)
+	}
+	if got := set.GetOrCreateCounter(`bulwark_refused_total{status="503",reason="queue_full"}`).Get(); got != 1 {
+		t.Errorf("refused_total = %d, want 1", got)
+	}
+	if got := set.GetOrCreateCounter(`bulwark_request_bytes_total`).Get(); got != 5 {
+		t.Errorf("request bytes = %d, want 5", got)
+	}
+}
+
+func TestMiddlewareJSON(t *testing.T) {
+	var out bytes.Buffer
+	l := New(Options{Writer: &out, Format: JSON, Now: fixedClock()})
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
+	var line jsonLine
+	if err := json.Unmarshal(out.Bytes(), &line); err != nil {
+		t.Fatalf("not JSON: %q: %v", out.String(), err)
+	}
+	if line.Status != 200 || line.Path != "/x" || line.BytesOut != 2 || line.Method != "GET" {
+		t.Errorf("got %+v", line)
+	}
+}
+
+func TestMiddlewarePanicStillLogged(t *testing.T) {
+	var out bytes.Buffer
+	l := New(Options{Writer: &out, Now: fixedClock()})
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) }))
+	func() {
+		defer func() {
+			if p := recover(); p != http.ErrAbortHandler {
+				t.Errorf("panic not passed on: %v", p)
+			}
+		}()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	}()
+	if !strings.Contains(out.String(), `"GET / HTTP/1.1" 499 `) {
+		t.Errorf("got %q, want a 499 line", out.String())
+	}
+}
