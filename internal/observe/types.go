@@ -1,0 +1,144 @@
+package observe
+
+import "time"
+
+// Snapshot is what the composition root reports about Bulwark, the app and
+// the machine at one instant. Options.Snapshot builds one every second (and
+// on every /status request), so it must be cheap: atomics and cached
+// samples, no walking of /proc on the caller's goroutine.
+type Snapshot struct {
+	// Bulwark is Bulwark's own process.
+	Bulwark ProcInfo `json:"bulwark"`
+	// GoHeapBytes is the Go heap in use; MemoryLimitBytes is the Go memory
+	// limit (0 when none is set).
+	GoHeapBytes      int64 `json:"go_heap_bytes"`
+	MemoryLimitBytes int64 `json:"memory_limit_bytes"`
+	// App is the supervised app; nil when no app is supervised.
+	App *AppInfo `json:"app"`
+	// Machine is the machine's (or the cgroup's) memory.
+	Machine MachineInfo `json:"machine"`
+	// ConnsH1 and ConnsH2 count open client connections by protocol;
+	// ConnsActive and ConnsIdle count them by state.
+	ConnsH1     int64 `json:"conns_h1"`
+	ConnsH2     int64 `json:"conns_h2"`
+	ConnsActive int64 `json:"conns_active"`
+	ConnsIdle   int64 `json:"conns_idle"`
+	// RequestsTotal counts requests since start; it never decreases.
+	// Requests per second are derived from it.
+	RequestsTotal uint64 `json:"requests_total"`
+	// InFlight is the number of requests at the app, Queued the number
+	// waiting for a slot; MaxConcurrency and QueueCap are their limits.
+	InFlight       int `json:"in_flight"`
+	Queued         int `json:"queued"`
+	MaxConcurrency int `json:"max_concurrency"`
+	QueueCap       int `json:"queue_cap"`
+	// LatencyP50 and LatencyP99 are request latencies over the last second;
+	// zero when there were no requests. In JSON they appear in Status as
+	// latency_p50_seconds and latency_p99_seconds.
+	LatencyP50 time.Duration `json:"-"`
+	LatencyP99 time.Duration `json:"-"`
+}
+
+// ProcInfo describes one process.
+type ProcInfo struct {
+	PID       int       `json:"pid"`
+	RSS       int64     `json:"rss_bytes"`
+	PSS       int64     `json:"pss_bytes"` // 0 when unknown
+	StartTime time.Time `json:"start_time"`
+	Cmdline   string    `json:"cmdline"`
+}
+
+// AppInfo describes the supervised app.
+type AppInfo struct {
+	// State is the supervisor's state, such as "starting", "running",
+	// "restarting" or "stopped".
+	State string `json:"state"`
+	// PID is the main process's PID; 0 when it is not running.
+	PID int `json:"pid"`
+	// Since is when the app entered State.
+	Since time.Time `json:"since"`
+	// Restarts counts restarts by reason: crash, memory, manual, reload.
+	Restarts map[string]int `json:"restarts"`
+	// LastExit describes how the previous process ended ("" if none did).
+	LastExit string `json:"last_exit"`
+	// MaxMemory is the restart threshold for the whole tree; 0 means none.
+	MaxMemory int64 `json:"max_memory_bytes"`
+	// Procs lists the app's process tree, main process first.
+	Procs []ProcInfo `json:"procs"`
+	// RSS and PSS are summed over the whole tree.
+	RSS int64 `json:"rss_bytes"`
+	PSS int64 `json:"pss_bytes"`
+}
+
+// MachineInfo is the memory of the machine, or of the cgroup Bulwark runs in
+// when that is smaller.
+type MachineInfo struct {
+	MemTotal     int64 `json:"mem_total_bytes"`
+	MemAvailable int64 `json:"mem_available_bytes"`
+}
+
+// Event is something worth a marker on the dashboard's charts.
+type Event struct {
+	At time.Time `json:"at"`
+	// Kind is what happened; "restart" for an app restart.
+	Kind string `json:"kind"`
+	// Reason is why: crash, memory, manual or reload for a restart.
+	Reason string `json:"reason"`
+	// Detail is a short human-readable note, such as the exit status.
+	Detail string `json:"detail,omitempty"`
+}
+
+// DBStatus is the latest database probe.
+type DBStatus struct {
+	// Kind is "mysql" or "postgres".
+	Kind string `json:"kind"`
+	// Connections is the number of connections in use on the server at the
+	// last successful probe, the probe's own included; -1 before the first.
+	Connections int64 `json:"connections"`
+	// At is when the last probe ran; Error is its error ("" on success).
+	At    time.Time `json:"at"`
+	Error string    `json:"error,omitempty"`
+}
+
+// Status is the document served at /status.
+type Status struct {
+	// Time is when the document was made, by Bulwark's clock; uptimes are
+	// Time minus a start_time.
+	Time    time.Time `json:"time"`
+	Version string    `json:"version"`
+	Snapshot
+	// RequestsPerSecond is derived from RequestsTotal over the last sample
+	// interval (about a second); 0 before the second sample.
+	RequestsPerSecond float64 `json:"requests_per_second"`
+	LatencyP50Seconds float64 `json:"latency_p50_seconds"`
+	LatencyP99Seconds float64 `json:"latency_p99_seconds"`
+	// DB is the database probe; absent when none is configured.
+	DB *DBStatus `json:"db,omitempty"`
+	// Events are the most recent events, oldest first.
+	Events []Event `json:"events"`
+	// History is present with ?history=1 and at /api/history.
+	History *History `json:"history,omitempty"`
+}
+
+// History is the ring buffer of samples, one a second, oldest first, in
+// columns: every slice has len(T) entries.
+type History struct {
+	// IntervalSeconds is the sampling interval.
+	IntervalSeconds float64 `json:"interval_seconds"`
+	// T is each sample's time in Unix milliseconds.
+	T                []int64   `json:"t"`
+	BulwarkRSS       []int64   `json:"bulwark_rss"`
+	GoHeap           []int64   `json:"go_heap"`
+	AppRSS           []int64   `json:"app_rss"`
+	AppPSS           []int64   `json:"app_pss"`
+	MachineAvailable []int64   `json:"machine_available"`
+	RequestsPerSec   []float64 `json:"rps"`
+	P50Ms            []float64 `json:"p50_ms"`
+	P99Ms            []float64 `json:"p99_ms"`
+	ConnsH1          []int64   `json:"conns_h1"`
+	ConnsH2          []int64   `json:"conns_h2"`
+	ConnsActive      []int64   `json:"conns_active"`
+	ConnsIdle        []int64   `json:"conns_idle"`
+	InFlight         []int     `json:"in_flight"`
+	Queued           []int     `json:"queued"`
+}
