@@ -1,0 +1,247 @@
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// profileValues are the values a profile gives the keys it governs.
+type profileValues struct {
+	maxBody         ByteSize
+	maxConcurrency  int
+	releaseInterval time.Duration
+	spoolMemory     ByteSize
+	dbPool          int   // DB_POOL_SIZE and DB_MAX_OVERFLOW
+	appMemoryPct    int64 // app.max_memory as a percentage of machine memory
+}
+
+// profileFor returns the table row of DESIGN.md for a profile; unknown
+// names get medium.
+func profileFor(name string) profileValues {
+	switch name {
+	case ProfileLow:
+		return profileValues{20 * MiB, 30, 60 * time.Second, 8 * MiB, 3, 40}
+	case ProfileHigh:
+		return profileValues{100 * MiB, 100, 0, 32 * MiB, 10, 50}
+	default:
+		return profileValues{50 * MiB, 50, 90 * time.Second, 16 * MiB, 5, 40}
+	}
+}
+
+// Thresholds of the auto profile: low below 1GiB, medium from 1GiB to 2GiB
+// inclusive, high above.
+const (
+	lowBelow   = int64(GiB)
+	highAbove  = 2 * int64(GiB)
+	mibRounder = int64(MiB)
+)
+
+// PickProfile returns the profile auto chooses for mem bytes of memory.
+func PickProfile(mem int64) string {
+	switch {
+	case mem < lowBelow:
+		return ProfileLow
+	case mem > highAbove:
+		return ProfileHigh
+	default:
+		return ProfileMedium
+	}
+}
+
+// ApplyProfile makes name (low, medium or high; anything else is treated as
+// medium) the profile in force: it sets Resolved and gives every profile key
+// that the file and the environment left alone (source "default" or
+// "profile") the profile's value, marking it "profile". app.max_memory is a
+// percentage of c.MachineMemory, rounded down to a MiB, and is left alone
+// when MachineMemory is 0.
+func ApplyProfile(c *Config, name string) {
+	if name != ProfileLow && name != ProfileHigh {
+		name = ProfileMedium
+	}
+	p := profileFor(name)
+	c.Resolved = name
+	c.Memory.profile = name
+	if c.Sources == nil {
+		c.Sources = map[string]Source{}
+	}
+	set := func(key string, apply func()) {
+		if s := c.Sources[key]; s == "" || s == SourceDefault || s == SourceProfile {
+			apply()
+			c.Sources[key] = SourceProfile
+		}
+	}
+	set("limits.max_body", func() { c.Limits.MaxBody = p.maxBody })
+	set("limits.spool_memory", func() { c.Limits.SpoolMemory = p.spoolMemory })
+	set("upstream.max_concurrency", func() { c.Upstream.MaxConcurrency = p.maxConcurrency })
+	set("memory.release_interval", func() { c.Memory.ReleaseInterval = Duration(p.releaseInterval) })
+	if c.MachineMemory > 0 {
+		set("app.max_memory", func() {
+			c.App.MaxMemory = ByteSize(c.MachineMemory * p.appMemoryPct / 100 / mibRounder * mibRounder)
+		})
+	}
+}
+
+// ProfileAppEnv returns the environment the profile in force gives the app:
+// DB_POOL_SIZE, DB_MAX_OVERFLOW, DB_POOL_TIMEOUT=30, DB_POOL_RECYCLE=280 and
+// PYTHONUNBUFFERED=1. It never sets PYTHONHASHSEED. The supervisor adds a
+// key only when it is absent from both [app].env and its own environment.
+func (c *Config) ProfileAppEnv() map[string]string {
+	pool := strconv.Itoa(profileFor(c.Resolved).dbPool)
+	return map[string]string{
+		"DB_POOL_SIZE":     pool,
+		"DB_MAX_OVERFLOW":  pool,
+		"DB_POOL_TIMEOUT":  "30",
+		"DB_POOL_RECYCLE":  "280",
+		"PYTHONUNBUFFERED": "1",
+	}
+}
+
+// AppEnv returns [app].env plus, for keys [app].env does not set, the
+// profile's ProfileAppEnv. It does not look at the process environment:
+// a variable already set there must beat the profile's value, so the
+// supervisor should apply ProfileAppEnv itself, adding a key only when it
+// is absent from os.Environ too, and then apply [app].env over the result.
+func (c *Config) AppEnv() map[string]string {
+	out := c.ProfileAppEnv()
+	for k, v := range c.App.Env {
+		out[k] = v
+	}
+	return out
+}
+
+// machineMemory returns the memory available to this process: the smaller
+// of MemTotal and the cgroup v2 memory.max of its cgroup and the cgroup's
+// ancestors; with a description of where it came from.
+func machineMemory(procRoot, sysRoot string) (int64, string, error) {
+	total, errTotal := memTotal(filepath.Join(procRoot, "meminfo"))
+	limit := cgroupLimit(procRoot, sysRoot)
+	switch {
+	case limit > 0 && (errTotal != nil || limit < total):
+		return limit, fmt.Sprintf("cgroup v2 memory.max %s", humanBytes(limit)), nil
+	case errTotal == nil:
+		return total, fmt.Sprintf("MemTotal %s", humanBytes(total)), nil
+	default:
+		return 0, "", errTotal
+	}
+}
+
+// memTotal reads MemTotal from a meminfo file.
+func memTotal(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("reading machine memory: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			break
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("reading machine memory: bad MemTotal %q in %s", rest, path)
+		}
+		if len(f) > 1 && f[1] == "kB" {
+			n *= 1024
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("reading machine memory: no MemTotal in %s", path)
+}
+
+// cgroupLimit returns the smallest memory.max of this process's cgroup v2
+// and its ancestors; 0 when there is none.
+func cgroupLimit(procRoot, sysRoot string) int64 {
+	data, err := os.ReadFile(filepath.Join(procRoot, "self", "cgroup"))
+	if err != nil {
+		return 0
+	}
+	var rel string
+	found := false
+	for line := range strings.Lines(string(data)) {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok {
+			rel, found = p, true
+			break
+		}
+	}
+	if !found {
+		return 0 // cgroup v1 only
+	}
+	root := filepath.Join(sysRoot, "fs", "cgroup")
+	dir := filepath.Join(root, filepath.Clean("/"+rel))
+	var best int64
+	for range 64 { // bounded walk up to the root
+		if n, err := readMemoryMax(filepath.Join(dir, "memory.max")); err == nil && n > 0 && (best == 0 || n < best) {
+			best = n
+		}
+		if dir == root || len(dir) <= len(root) {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	return best
+}
+
+var errNoLimit = errors.New("no limit")
+
+// readMemoryMax reads a cgroup v2 memory.max file; "max" means no limit.
+func readMemoryMax(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	s := strings.TrimSpace(string(data))
+	if s == "max" {
+		return 0, errNoLimit
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+// resolveProfile picks the profile in force and applies it.
+func (c *Config) resolveProfile(procRoot, sysRoot string) {
+	mem, from, err := machineMemory(procRoot, sysRoot)
+	if err != nil {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("machine memory unknown (%v): app.max_memory has no profile value", err))
+	}
+	c.MachineMemory = mem
+	name := c.Profile
+	switch name {
+	case ProfileLow, ProfileMedium, ProfileHigh:
+		switch c.Sources["profile"] {
+		case SourceEnv:
+			c.ProfileReason = "set in environment (BULWARK_PROFILE)"
+		case SourceFile:
+			c.ProfileReason = "set in file"
+		default:
+			c.ProfileReason = "set"
+		}
+	default: // auto, or invalid (Validate reports it)
+		switch {
+		case mem == 0:
+			name = ProfileMedium
+			c.ProfileReason = "auto: machine memory unknown, medium assumed"
+		default:
+			name = PickProfile(mem)
+			switch name {
+			case ProfileLow:
+				c.ProfileReason = fmt.Sprintf("auto: %s < 1GiB", from)
+			case ProfileHigh:
+				c.ProfileReason = fmt.Sprintf("auto: %s > 2GiB", from)
+			default:
+				c.ProfileReason = fmt.Sprintf("auto: %s, between 1GiB and 2GiB", from)
+			}
+		}
+	}
+	ApplyProfile(c, name)
+}
