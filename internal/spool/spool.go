@@ -1,0 +1,395 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Defaults applied by Options.withDefaults.
+const (
+	// DefaultMemoryPerBody is nginx's client_body_buffer_size on 64-bit
+	// hosts (the guide's "128k").
+	DefaultMemoryPerBody = 128 << 10
+	// DefaultMemoryBudget bounds all spool memory: 128 bodies fully in
+	// memory at the default MemoryPerBody, a small share of a 512 MB host.
+	DefaultMemoryBudget = 16 << 20
+	// DefaultDiskLimit bounds spool disk use: fifty uploads at the medium
+	// profile's 20 MiB-ish bodies, well inside a small VPS's disk.
+	DefaultDiskLimit = 1 << 30
+	// DefaultSendTimeout is nginx's send_timeout: how long one write to a
+	// client may block before the client is given up.
+	DefaultSendTimeout = 60 * time.Second
+	// SpoolFullRetryAfter is the Retry-After sent with a 507 for a full
+	// spool: spool space frees as soon as the bodies in flight finish.
+	SpoolFullRetryAfter = 5 * time.Second
+)
+
+// chunkSize is the size of one pooled memory chunk and of the copy buffers.
+// 32 KiB matches io.Copy's buffer and the proxy's copy size.
+const chunkSize = 32 << 10
+
+// filePattern names the temp files; New sweeps files matching it.
+const filePattern = "bulwark-spool-*"
+
+// Options configures a Spool. The zero value is valid: defaults everywhere,
+// nothing buffered, no body limit.
+type Options struct {
+	// Dir is the directory for temp files. If empty, DefaultDir() is used.
+	// It is created with mode 0700 when missing.
+	Dir string
+	// MemoryPerBody is how many bytes of one body are kept in memory before
+	// the rest spills to a temp file (config limits.body_buffer). If zero,
+	// DefaultMemoryPerBody is used; negative means no memory: every body
+	// goes to disk.
+	MemoryPerBody int64
+	// MemoryBudget caps the memory of all bodies of this Spool together;
+	// once reached, new bodies go to disk from their first byte. If zero,
+	// DefaultMemoryBudget is used; negative means no memory at all.
+	MemoryBudget int64
+	// DiskLimit caps the bytes of all temp files together. A request whose
+	// body would pass it is answered 507 (reason "spool_full"). A response
+	// that would pass it is not failed: the handler's writes block until
+	// the client has caught up, then the spool is reused (see Responses).
+	// If zero, DefaultDiskLimit is used; negative means no disk: bodies
+	// larger than what memory holds are refused (requests) or fed to the
+	// client in lock step (responses).
+	DiskLimit int64
+	// MaxBody is the largest request body accepted, by Content-Length or
+	// by counting a chunked body; larger ones are answered 413 (reason
+	// "body_too_large"). Zero or negative means no limit.
+	MaxBody int64
+	// BufferRequests turns request spooling on. When false, Requests passes
+	// bodies through, but still enforces MaxBody by counting.
+	BufferRequests bool
+	// BufferResponses turns response spooling on. When false, Responses
+	// passes answers through (it still strips X-Accel-Buffering).
+	BufferResponses bool
+	// StreamPaths lists URL path prefixes whose responses are never
+	// buffered (streaming routes). Nil means none.
+	StreamPaths []string
+	// SendTimeout bounds one write of a spooled response to the client (as
+	// nginx's send_timeout); a client that accepts nothing for this long is
+	// given up and its spool freed. If zero, DefaultSendTimeout is used;
+	// negative means no per-write deadline (the server's own applies).
+	SendTimeout time.Duration
+	// Logger receives spool-full and write-error lines. If nil, logs are
+	// discarded.
+	Logger *slog.Logger
+	// Metrics is where the bulwark_spool_* series are registered. If nil, a
+	// private set is used.
+	Metrics *metrics.Set
+}
+
+func (o Options) withDefaults() Options {
+	if o.Dir == "" {
+		o.Dir = DefaultDir()
+	}
+	switch {
+	case o.MemoryPerBody == 0:
+		o.MemoryPerBody = DefaultMemoryPerBody
+	case o.MemoryPerBody < 0:
+		o.MemoryPerBody = 0
+	}
+	switch {
+	case o.MemoryBudget == 0:
+		o.MemoryBudget = DefaultMemoryBudget
+	case o.MemoryBudget < 0:
+		o.MemoryBudget = 0
+	}
+	switch {
+	case o.DiskLimit == 0:
+		o.DiskLimit = DefaultDiskLimit
+	case o.DiskLimit < 0:
+		o.DiskLimit = 0
+	}
+	if o.MaxBody < 0 {
+		o.MaxBody = 0
+	}
+	if o.SendTimeout == 0 {
+		o.SendTimeout = DefaultSendTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	return o
+}
+
+// Stats is a snapshot of a Spool's resource use.
+type Stats struct {
+	// MemoryBytes is the memory held by bodies in flight.
+	MemoryBytes int64
+	// DiskBytes is the bytes held in temp files.
+	DiskBytes int64
+	// ActiveBodies is the number of bodies being spooled or fed.
+	ActiveBodies int
+}
+
+// Spool holds the shared budgets, the chunk pool and the metrics of request
+// and response spooling. It is safe for concurrent use.
+type Spool struct {
+	opts Options
+
+	mem    atomic.Int64 // bytes of memory chunks held
+	disk   atomic.Int64 // bytes written to temp files and not yet freed
+	active atomic.Int64 // bodies open
+
+	chunks sync.Pool // *[chunkSize]byte, for body memory and copy buffers
+
+	// openTemp creates an exclusive temp file and unlinks it; a seam so
+	// tests can inject a file whose writes fail.
+	openTemp func() (*os.File, error)
+
+	lastLog atomic.Int64 // unix nanos of the last warning, to rate-limit it
+
+	memGauge  *metrics.Gauge
+	diskGauge *metrics.Gauge
+	bodies    map[string]*metrics.Counter // kind+"/"+where
+	rejected  map[string]*metrics.Counter // reason
+}
+
+// Metric label values of bulwark_spool_rejected_total.
+const (
+	reasonTooLarge   = "body_too_large"
+	reasonSpoolFull  = "spool_full"
+	reasonWriteError = "write_error"
+)
+
+const (
+	kindRequest  = "request"
+	kindResponse = "response"
+)
+
+// New returns a Spool for o. It creates o.Dir when missing, checks that it
+// can create files there, and removes leftovers of a crash (only files
+// matching the package's own name pattern).
+func New(o Options) (*Spool, error) {
+	o = o.withDefaults()
+	s := &Spool{opts: o}
+	s.openTemp = s.createTemp
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating spool dir: %w", err)
+	}
+	if err := probeDir(o.Dir); err != nil {
+		return nil, err
+	}
+	if n, err := sweep(o.Dir); err != nil {
+		o.Logger.Warn("spool: sweeping leftover temp files", "dir", o.Dir, "err", err)
+	} else if n > 0 {
+		o.Logger.Info("spool: removed leftover temp files", "dir", o.Dir, "count", n)
+	}
+
+	set := o.Metrics
+	s.memGauge = set.GetOrCreateGauge("bulwark_spool_memory_bytes", nil)
+	s.diskGauge = set.GetOrCreateGauge("bulwark_spool_disk_bytes", nil)
+	s.bodies = make(map[string]*metrics.Counter, 4)
+	for _, kind := range []string{kindRequest, kindResponse} {
+		for _, where := range []string{"memory", "disk"} {
+			s.bodies[kind+"/"+where] = set.GetOrCreateCounter(
+				`bulwark_spool_bodies_total{kind="` + kind + `",where="` + where + `"}`)
+		}
+	}
+	s.rejected = make(map[string]*metrics.Counter, 3)
+	for _, reason := range []string{reasonTooLarge, reasonSpoolFull, reasonWriteError} {
+		s.rejected[reason] = set.GetOrCreateCounter(`bulwark_spool_rejected_total{reason="` + reason + `"}`)
+	}
+	return s, nil
+}
+
+// Dir reports the directory the Spool writes its temp files to.
+func (s *Spool) Dir() string { return s.opts.Dir }
+
+// Stats reports the Spool's current memory, disk and body counts.
+func (s *Spool) Stats() Stats {
+	return Stats{
+		MemoryBytes:  s.mem.Load(),
+		DiskBytes:    s.disk.Load(),
+		ActiveBodies: int(s.active.Load()),
+	}
+}
+
+// DefaultDir reports the spool directory used when Options.Dir is empty: the
+// "spool" directory under the first entry of $STATE_DIRECTORY (systemd's
+// StateDirectory=, on disk), else /var/tmp/bulwark when it can be created and
+// written (/var/tmp is on disk where /tmp is often tmpfs), else
+// os.TempDir()+"/bulwark".
+func DefaultDir() string {
+	if sd := os.Getenv("STATE_DIRECTORY"); sd != "" {
+		first, _, _ := strings.Cut(sd, ":")
+		if first != "" {
+			return filepath.Join(first, "spool")
+		}
+	}
+	const varTmp = "/var/tmp/bulwark"
+	if err := os.MkdirAll(varTmp, 0o700); err == nil && probeDir(varTmp) == nil {
+		return varTmp
+	}
+	return filepath.Join(os.TempDir(), "bulwark")
+}
+
+// CheckDir reports problems with dir as a spool directory, for `bulwark
+// check`: an error when it is missing, not a directory or not writable; a
+// warning when it is on tmpfs (spooling there uses RAM). An empty dir means
+// DefaultDir(). CheckDir creates nothing but a probe file it removes at once.
+func CheckDir(dir string) (warnings []string, err error) {
+	if dir == "" {
+		dir = DefaultDir()
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool_dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("spool_dir %q is not a directory", dir)
+	}
+	if err := probeDir(dir); err != nil {
+		return nil, fmt.Errorf("spool_dir: %w", err)
+	}
+	if onTmpfs(dir) {
+		warnings = append(warnings, fmt.Sprintf("spool_dir %q is tmpfs: spooling there uses RAM; set limits.spool_dir to a directory on disk", dir))
+	}
+	return warnings, nil
+}
+
+// probeDir checks that a file can be created, written and removed in dir.
+func probeDir(dir string) error {
+	f, err := os.CreateTemp(dir, ".bulwark-probe-*")
+	if err != nil {
+		return fmt.Errorf("spool dir %q is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	_, werr := f.Write([]byte{0})
+	cerr := f.Close()
+	rerr := os.Remove(name)
+	if err := errors.Join(werr, cerr, rerr); err != nil {
+		return fmt.Errorf("spool dir %q is not writable: %w", dir, err)
+	}
+	return nil
+}
+
+// sweep removes regular files matching filePattern in dir and reports how
+// many it removed. Files vanishing meanwhile (another instance unlinking its
+// own) are not errors.
+func sweep(dir string) (int, error) {
+	names, err := filepath.Glob(filepath.Join(dir, filePattern))
+	if err != nil {
+		return 0, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	n := 0
+	var errs []error
+	for _, name := range names {
+		fi, err := os.Lstat(name)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// createTemp creates an exclusive 0600 temp file in the spool dir and
+// unlinks it at once: the open file keeps its data, and nothing is left
+// behind however the process ends.
+func (s *Spool) createTemp() (*os.File, error) {
+	f, err := os.CreateTemp(s.opts.Dir, filePattern)
+	if err != nil {
+		return nil, fmt.Errorf("creating spool file: %w", err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("unlinking spool file: %w", err)
+	}
+	return f, nil
+}
+
+// reserveMem takes n bytes of the memory budget, or reports false when that
+// would pass it. With force it always succeeds (one chunk per response that
+// would otherwise make no progress; see Buffer.writeStream).
+func (s *Spool) reserveMem(n int64, force bool) bool {
+	for {
+		cur := s.mem.Load()
+		if !force && cur+n > s.opts.MemoryBudget {
+			return false
+		}
+		if s.mem.CompareAndSwap(cur, cur+n) {
+			s.memGauge.Add(float64(n))
+			return true
+		}
+	}
+}
+
+func (s *Spool) releaseMem(n int64) {
+	if n != 0 {
+		s.mem.Add(-n)
+		s.memGauge.Add(-float64(n))
+	}
+}
+
+// reserveDisk takes n bytes of the disk cap, or reports false when that
+// would pass it.
+func (s *Spool) reserveDisk(n int64) bool {
+	for {
+		cur := s.disk.Load()
+		if cur+n > s.opts.DiskLimit {
+			return false
+		}
+		if s.disk.CompareAndSwap(cur, cur+n) {
+			s.diskGauge.Add(float64(n))
+			return true
+		}
+	}
+}
+
+func (s *Spool) releaseDisk(n int64) {
+	if n != 0 {
+		s.disk.Add(-n)
+		s.diskGauge.Add(-float64(n))
+	}
+}
+
+// diskRoom reports whether n more bytes would fit under the disk cap now.
+func (s *Spool) diskRoom(n int64) bool {
+	return s.disk.Load()+n <= s.opts.DiskLimit
+}
+
+// memRoom reports how many bytes of the memory budget are free now.
+func (s *Spool) memRoom() int64 {
+	return max(0, s.opts.MemoryBudget-s.mem.Load())
+}
+
+// getChunk returns a pooled chunk of chunkSize bytes.
+func (s *Spool) getChunk() *[chunkSize]byte {
+	if p, ok := s.chunks.Get().(*[chunkSize]byte); ok {
+		return p
+	}
+	return new([chunkSize]byte)
+}
+
+func (s *Spool) putChunk(p *[chunkSize]byte) { s.chunks.Put(p) }
+
+// warn logs a spool problem at most once a second, so a full disk under load
+// does not flood the log.
+func (s *Spool) warn(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := s.lastLog.Load()
+	if now-last < int64(time.Second) || !s.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.opts.Logger.Warn(msg, args...)
+}
