@@ -36,9 +36,11 @@ type Options struct {
 	Writer io.Writer
 	// Format is Text (the zero value) or JSON.
 	Format Format
-	// Upstream, when set, reports the time the request spent in the app; it
-	// is called after the handler returned. Nil logs no upstream time.
-	Upstream func(r *http.Request) time.Duration
+	// Begin, when set, is called before the handler with the request; it
+	// returns the request to serve (with, say, a timing record in its
+	// context) and a function reporting the time the request spent in the
+	// app, called after the handler returned. Nil logs no upstream time.
+	Begin func(r *http.Request) (*http.Request, func() time.Duration)
 	// Metrics receives the request series; nil means a private set.
 	Metrics *metrics.Set
 	// Now is the clock; nil means time.Now.
@@ -53,7 +55,11 @@ type Logger struct {
 	duration *metrics.Histogram
 	bytesIn  *metrics.Counter
 	bytesOut *metrics.Counter
+	total    atomic.Uint64
 }
+
+// Requests reports how many requests were served since New.
+func (l *Logger) Requests() uint64 { return l.total.Load() }
 
 // New returns a Logger for o.
 func New(o Options) *Logger {
@@ -78,6 +84,10 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }
 func (l *Logger) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := l.opts.Now()
+		var upstream func() time.Duration
+		if l.opts.Begin != nil {
+			r, upstream = l.opts.Begin(r)
+		}
 		rec := &recorder{ResponseWriter: w}
 		var body *countingBody
 		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
@@ -95,7 +105,7 @@ func (l *Logger) Middleware(next http.Handler) http.Handler {
 			if body != nil {
 				in = body.n.Load()
 			}
-			l.record(r, rec, start, in)
+			l.record(r, rec, start, in, upstream)
 			if p != nil {
 				panic(p)
 			}
@@ -104,7 +114,7 @@ func (l *Logger) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-func (l *Logger) record(r *http.Request, rec *recorder, start time.Time, in int64) {
+func (l *Logger) record(r *http.Request, rec *recorder, start time.Time, in int64, upstream func() time.Duration) {
 	now := l.opts.Now()
 	d := now.Sub(start)
 	status := rec.status
@@ -122,6 +132,7 @@ func (l *Logger) record(r *http.Request, rec *recorder, start time.Time, in int6
 	if rec.reason != "" {
 		l.set.GetOrCreateCounter(`bulwark_refused_total{status="` + strconv.Itoa(status) + `",reason="` + rec.reason + `"}`).Inc()
 	}
+	l.total.Add(1)
 	l.duration.Update(d.Seconds())
 	l.bytesIn.Add(int(in))
 	l.bytesOut.Add(int(rec.bytes))
@@ -129,8 +140,8 @@ func (l *Logger) record(r *http.Request, rec *recorder, start time.Time, in int6
 		return
 	}
 	var up time.Duration
-	if l.opts.Upstream != nil {
-		up = l.opts.Upstream(r)
+	if upstream != nil {
+		up = upstream()
 	}
 	client := r.RemoteAddr
 	if host, _, err := net.SplitHostPort(client); err == nil {

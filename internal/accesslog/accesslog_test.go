@@ -23,7 +23,9 @@ func TestMiddlewareText(t *testing.T) {
 	var out bytes.Buffer
 	set := metrics.NewSet()
 	l := New(Options{Writer: &out, Metrics: set, Now: fixedClock(),
-		Upstream: func(*http.Request) time.Duration { return 100 * time.Millisecond }})
+		Begin: func(r *http.Request) (*http.Request, func() time.Duration) {
+			return r, func() time.Duration { return 100 * time.Millisecond }
+		}})
 	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.ReadAll(r.Body)
 		w.Header().Set("X-Bulwark-Error", "queue_full")
