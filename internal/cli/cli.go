@@ -34,6 +34,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	var err error
 	switch cmd {
+	case "run":
+		err = runRun(ctx, rest, stdout, stderr)
+	case "check":
+		err = runCheck(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		err = runVersion(ctx, rest, stdout)
 	case "help", "-h", "--help":
@@ -50,6 +54,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errReported):
+		return 1
 	default:
 		fmt.Fprintf(stderr, "bulwark %s: %v\n", cmd, err)
 		return 1

@@ -1,0 +1,145 @@
+package app
+
+import (
+	"context"
+	"os"
+	"runtime/metrics"
+	"strings"
+	"sync"
+	"time"
+
+	"bulwark/internal/config"
+	"bulwark/internal/memwatch"
+	"bulwark/internal/observe"
+)
+
+// adminServer ties the observe server to the running pieces: it assembles
+// the once-a-second Snapshot and turns supervisor restarts into dashboard
+// events.
+type adminServer struct {
+	a   *App
+	srv *observe.Server
+
+	mu           sync.Mutex
+	lastRestarts map[string]int
+	self         observe.ProcInfo
+	selfAt       time.Time
+}
+
+func newAdminServer(a *App, cfg *config.Config) (*adminServer, error) {
+	as := &adminServer{a: a, lastRestarts: map[string]int{}}
+	srv, err := observe.New(observe.Options{
+		Listen:       cfg.Admin.Listen,
+		Token:        cfg.Admin.Token,
+		Metrics:      a.set,
+		Snapshot:     as.snapshot,
+		OnReload:     a.reloadFromAdmin,
+		OnRestartApp: as.restartApp(),
+		Version:      a.opts.Version,
+		Logger:       a.log,
+		Database:     cfg.Observe.Database,
+	})
+	if err != nil {
+		return nil, err
+	}
+	as.srv = srv
+	return as, nil
+}
+
+func (as *adminServer) run(ctx context.Context) error { return as.srv.Run(ctx) }
+
+func (as *adminServer) restartApp() func() error {
+	if as.a.sup == nil {
+		return nil
+	}
+	return func() error {
+		go func() {
+			if err := as.a.sup.Restart("manual"); err != nil {
+				as.a.log.Error("manual restart of the app failed", "err", err)
+			}
+		}()
+		return nil
+	}
+}
+
+var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+
+// snapshot reports the state once a second; it reads a few /proc files for
+// Bulwark itself (cached for a second) and the watcher's last app sample.
+func (as *adminServer) snapshot() observe.Snapshot {
+	a := as.a
+	fs := a.front.Stats()
+	ad := a.admit.Stats()
+	s := observe.Snapshot{
+		Bulwark:          as.selfInfo(),
+		MemoryLimitBytes: a.cfg.Memory.LimitBytes(),
+		ConnsH1:          fs.H1Open,
+		ConnsH2:          fs.H2Open,
+		ConnsActive:      fs.H1Active + fs.H2Streams,
+		ConnsIdle:        fs.H1Idle,
+		RequestsTotal:    a.requestsTotal(),
+		InFlight:         ad.InFlight,
+		Queued:           ad.Queued,
+		MaxConcurrency:   ad.MaxConcurrency,
+		QueueCap:         ad.Queue,
+	}
+	metrics.Read(heapSample)
+	if heapSample[0].Value.Kind() == metrics.KindUint64 {
+		s.GoHeapBytes = int64(heapSample[0].Value.Uint64())
+	}
+	if m, err := memwatch.Machine(""); err == nil {
+		s.Machine = observe.MachineInfo{MemTotal: m.MemTotal, MemAvailable: m.MemAvailable}
+		if mm := a.cfg.MachineMemory; mm > 0 && mm < m.MemTotal {
+			s.Machine.MemTotal = mm
+		}
+	}
+	if a.sup != nil {
+		st := a.sup.Status()
+		tree := a.watch.Last()
+		info := &observe.AppInfo{
+			State: st.State, PID: st.PID, Since: st.Since, Restarts: st.Restarts,
+			LastExit: st.LastExit, MaxMemory: int64(a.cfg.App.MaxMemory), RSS: tree.RSS, PSS: tree.PSS,
+		}
+		for _, p := range tree.Procs {
+			info.Procs = append(info.Procs, observe.ProcInfo{PID: p.PID, RSS: p.RSS, PSS: p.PSS, StartTime: p.StartTime, Cmdline: p.Cmdline})
+		}
+		s.App = info
+		as.noteRestarts(st.Restarts, st.LastExit)
+	}
+	return s
+}
+
+// noteRestarts adds a dashboard event for every restart counted since the
+// last snapshot.
+func (as *adminServer) noteRestarts(now map[string]int, lastExit string) {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	for reason, n := range now {
+		if n > as.lastRestarts[reason] {
+			detail := ""
+			if reason == "crash" {
+				detail = lastExit
+			}
+			as.srv.AddEvent(observe.Event{At: time.Now(), Kind: "restart", Reason: reason, Detail: detail})
+			as.lastRestarts[reason] = n
+		}
+	}
+}
+
+func (as *adminServer) selfInfo() observe.ProcInfo {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	if time.Since(as.selfAt) < time.Second && as.self.PID != 0 {
+		return as.self
+	}
+	pid := os.Getpid()
+	info := observe.ProcInfo{PID: pid, StartTime: as.a.started}
+	if t, err := memwatch.TreeOf("", pid); err == nil && len(t.Procs) > 0 {
+		info.RSS, info.PSS = t.Procs[0].RSS, t.Procs[0].PSS
+		info.Cmdline = t.Procs[0].Cmdline
+	} else {
+		info.Cmdline = strings.Join(os.Args, " ")
+	}
+	as.self, as.selfAt = info, time.Now()
+	return info
+}

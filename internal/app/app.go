@@ -1,0 +1,289 @@
+// Package app is Bulwark's composition root: it turns a config.Config into
+// each package's Options, builds the request chain, and runs the pieces
+// under one errgroup. It is the only package that knows every other one;
+// the packages it wires never import each other along the request path
+// except in the order a request flows.
+//
+// The chain a request takes:
+//
+//	front (TLS, HTTP/1.1 loop, HTTP/2) → accesslog → spool.Responses →
+//	spool.Requests (body limit, request spool) → admit (slot, queue) →
+//	supervise.Gate (hold while the app restarts) → proxy → app
+//
+// The response spool sits outside admit so that the app's slot is freed as
+// soon as the app has answered, while a slow client is fed from the spool.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sync/errgroup"
+
+	"bulwark/internal/accesslog"
+	"bulwark/internal/admit"
+	"bulwark/internal/config"
+	"bulwark/internal/front"
+	"bulwark/internal/memwatch"
+	"bulwark/internal/proxy"
+	"bulwark/internal/spool"
+	"bulwark/internal/supervise"
+	"bulwark/internal/tlsconf"
+)
+
+// DefaultStopGrace bounds the drain of requests in flight on SIGTERM.
+const DefaultStopGrace = 30 * time.Second
+
+// Options are the process-level settings that do not come from the config.
+type Options struct {
+	// Logger is the process logger; nil discards.
+	Logger *slog.Logger
+	// AccessLog receives access-log lines when the config says "stderr" or
+	// "stdout"; nil means os.Stderr.
+	Stderr, Stdout io.Writer
+	// StopGrace bounds the drain on shutdown; zero means DefaultStopGrace.
+	StopGrace time.Duration
+	// Version is reported by the admin server.
+	Version string
+	// Load re-reads the configuration for a reload (SIGHUP, the admin API).
+	// Nil means reloads are refused.
+	Load func() (*config.Config, error)
+}
+
+// App is one running Bulwark: listeners, the request chain, the supervised
+// app and the loops that watch memory.
+type App struct {
+	cfg  *config.Config
+	opts Options
+	log  *slog.Logger
+	set  *metrics.Set
+
+	certs    *tlsconf.Store
+	proxy    *proxy.Proxy
+	admit    *admit.Limiter
+	spool    *spool.Spool
+	sup      *supervise.Supervisor // nil without [app]
+	watch    *memwatch.Watcher     // nil without [app]
+	self     *memwatch.Self
+	access   *accesslog.Logger
+	accessW  io.Closer // the access-log file, when it is one
+	front    *front.Server
+	redirect *front.Server // nil when listen.http is off
+	admin    *adminServer  // nil when admin.listen is off
+
+	started time.Time
+	mu      sync.Mutex // guards reload
+}
+
+// New builds every piece from cfg without binding a socket or starting a
+// process. The error lists every problem found.
+func New(cfg *config.Config, o Options) (*App, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = DefaultStopGrace
+	}
+	a := &App{cfg: cfg, opts: o, log: o.Logger, set: metrics.NewSet(), started: time.Now()}
+	var errs []error
+	add := func(what string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	var err error
+
+	a.certs, err = tlsconf.New(a.tlsOptions(cfg))
+	add("tls", err)
+
+	a.self = memwatch.NewSelf(memwatch.SelfOptions{
+		Limit:           cfg.Memory.LimitBytes(),
+		ReleaseInterval: cfg.Memory.ReleaseInterval.D(),
+		Metrics:         a.set,
+		Logger:          a.log,
+	})
+
+	a.spool, err = spool.New(a.spoolOptions(cfg))
+	add("spool", err)
+
+	a.admit = admit.New(admit.Options{
+		MaxConcurrency: cfg.Upstream.MaxConcurrency,
+		Queue:          cfg.Upstream.Queue,
+		QueueTimeout:   cfg.Upstream.QueueTimeout.D(),
+		Pressure:       a.self.Pressure,
+		Metrics:        a.set,
+		Logger:         a.log,
+	})
+
+	if len(cfg.App.Command) > 0 {
+		a.watch = memwatch.New(memwatch.Options{
+			Interval: cfg.App.CheckInterval.D(),
+			Limit:    int64(cfg.App.MaxMemory),
+			OnExceed: a.onAppMemoryExceeded,
+			Metrics:  a.set,
+			Logger:   a.log,
+		})
+		a.sup, err = supervise.New(a.superviseOptions(cfg))
+		add("app", err)
+	}
+
+	a.proxy, err = proxy.New(a.proxyOptions(cfg))
+	add("upstream", err)
+
+	a.access, a.accessW, err = a.accessLogger(cfg)
+	add("log.access", err)
+
+	if len(errs) > 0 {
+		a.closeBuilt()
+		return nil, errors.Join(errs...)
+	}
+
+	var tlsCfg = a.certs.TLSConfig()
+	a.front, err = front.New(front.Options{
+		Handler:           a.handler(),
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
+		IdleTimeout:       cfg.Listen.KeepaliveTimeout.D(),
+		MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
+		HSTS:              cfg.TLS.HSTS.D(),
+		Logger:            a.log,
+		Metrics:           a.set,
+	})
+	add("listen", err)
+	if cfg.Listen.HTTP != "" {
+		a.redirect, err = front.New(front.Options{
+			Handler:           front.RedirectHandler(cfg.Listen.HTTPS),
+			ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
+			IdleTimeout:       cfg.Listen.KeepaliveTimeout.D(),
+			MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
+			Logger:            a.log,
+			Metrics:           metrics.NewSet(), // its connections are not the front door's
+		})
+		add("listen.http", err)
+	}
+	if cfg.Admin.Listen != "" {
+		a.admin, err = newAdminServer(a, cfg)
+		add("admin", err)
+	}
+	if len(errs) > 0 {
+		a.closeBuilt()
+		return nil, errors.Join(errs...)
+	}
+	return a, nil
+}
+
+// Check builds everything Run would, short of binding sockets and starting
+// the app, and reports every problem. Warnings go to the returned slice.
+func Check(cfg *config.Config) (warnings []string, err error) {
+	a, err := New(cfg, Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer a.closeBuilt()
+	w, err := spool.CheckDir(a.spoolDir())
+	return w, err
+}
+
+func (a *App) closeBuilt() {
+	if a.proxy != nil {
+		a.proxy.Close()
+	}
+	if a.accessW != nil {
+		a.accessW.Close()
+	}
+}
+
+// handler builds the request chain.
+func (a *App) handler() http.Handler {
+	var h http.Handler = a.proxy
+	if a.sup != nil {
+		h = a.sup.Gate(h)
+	}
+	h = a.admit.Middleware(h)
+	h = a.spool.Requests(h)
+	h = a.spool.Responses(h)
+	return a.access.Middleware(h)
+}
+
+func (a *App) onAppMemoryExceeded(s memwatch.TreeSample) {
+	a.log.Warn("app memory above its limit: restarting it gracefully",
+		"rss", s.RSS, "pss", s.PSS, "limit", int64(a.cfg.App.MaxMemory), "processes", len(s.Procs))
+	go func() {
+		if err := a.sup.Restart("memory"); err != nil {
+			a.log.Error("memory restart of the app failed", "err", err)
+		}
+	}()
+}
+
+// Run binds the listeners, starts the app and serves until ctx ends; then it
+// stops accepting, drains requests in flight (up to StopGrace), and stops
+// the app. It returns nil after a clean shutdown.
+func (a *App) Run(ctx context.Context) error {
+	lns, err := a.listen(ctx)
+	if err != nil {
+		return err
+	}
+	a.log.Info("bulwark started", "https", lns.https.Addr().String(), "profile", a.cfg.Resolved,
+		"upstream", a.cfg.Upstream.Address, "app", a.cfg.App.Command)
+
+	// The app and the loops run under their own context so that they outlive
+	// the drain of client requests.
+	bgCtx, bgCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer bgCancel()
+	bg, bgCtx := errgroup.WithContext(bgCtx)
+	bg.Go(func() error { return a.certs.Run(bgCtx) })
+	bg.Go(func() error { return a.self.Run(bgCtx) })
+	if a.sup != nil {
+		bg.Go(func() error { return a.sup.Run(bgCtx) })
+		bg.Go(func() error { return a.watch.Run(bgCtx) })
+	}
+	if a.admin != nil {
+		bg.Go(func() error { return a.admin.run(bgCtx) })
+	}
+
+	serveErr := make(chan error, 3)
+	go func() { serveErr <- a.front.Serve(lns.https) }()
+	if a.redirect != nil {
+		go func() { serveErr <- a.redirect.Serve(lns.http) }()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case <-bgCtx.Done(): // a loop failed
+		runErr = errors.New("a background task stopped")
+	case err := <-serveErr:
+		runErr = err
+	}
+	a.log.Info("bulwark stopping: draining requests in flight", "grace", a.opts.StopGrace)
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.opts.StopGrace)
+	defer cancel()
+	if err := a.front.Shutdown(drainCtx); err != nil {
+		a.log.Warn("drain deadline reached: closed the remaining connections", "err", err)
+	}
+	if a.redirect != nil {
+		a.redirect.Shutdown(drainCtx)
+	}
+	bgCancel() // stops the app gracefully and the loops
+	bgErr := bg.Wait()
+	a.closeBuilt()
+	if runErr != nil && !errors.Is(runErr, http.ErrServerClosed) {
+		return errors.Join(runErr, bgErr)
+	}
+	a.log.Info("bulwark stopped")
+	return bgErr
+}

@@ -1,0 +1,184 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"bulwark/internal/accesslog"
+	"bulwark/internal/config"
+	"bulwark/internal/front"
+	"bulwark/internal/memwatch"
+	"bulwark/internal/proxy"
+	"bulwark/internal/spool"
+	"bulwark/internal/supervise"
+	"bulwark/internal/tlsconf"
+)
+
+// This file is the one place where config keys become package Options.
+
+func (a *App) tlsOptions(cfg *config.Config) tlsconf.Options {
+	var pairs []tlsconf.Pair
+	if cfg.TLS.Cert != "" {
+		pairs = append(pairs, tlsconf.Pair{CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key})
+	}
+	for _, p := range cfg.TLS.Certificates {
+		pairs = append(pairs, tlsconf.Pair{CertFile: p.Cert, KeyFile: p.Key})
+	}
+	minVersion, _ := tlsconf.ParseMinVersion(cfg.TLS.MinVersion) // validated by config
+	return tlsconf.Options{
+		Pairs:          pairs,
+		DevCertDir:     cfg.TLS.CertDir,
+		MinVersion:     minVersion,
+		SessionTickets: cfg.TLS.SessionTickets,
+		TicketKeyFile:  cfg.TLS.TicketKeyFile,
+		Logger:         a.log,
+		Metrics:        a.set,
+	}
+}
+
+func (a *App) spoolDir() string {
+	if a.cfg.Limits.SpoolDir != "" {
+		return a.cfg.Limits.SpoolDir
+	}
+	return spool.DefaultDir()
+}
+
+func (a *App) spoolOptions(cfg *config.Config) spool.Options {
+	return spool.Options{
+		Dir:             cfg.Limits.SpoolDir,
+		MemoryPerBody:   int64(cfg.Limits.BodyBuffer),
+		MemoryBudget:    int64(cfg.Limits.SpoolMemory),
+		DiskLimit:       int64(cfg.Limits.SpoolDisk),
+		MaxBody:         int64(cfg.Limits.MaxBody),
+		BufferRequests:  cfg.Limits.BufferRequests,
+		BufferResponses: cfg.Limits.BufferResponses,
+		StreamPaths:     cfg.Limits.StreamPaths,
+		SendTimeout:     cfg.Upstream.SendTimeout.D(),
+		Logger:          a.log,
+		Metrics:         a.set,
+	}
+}
+
+func (a *App) proxyOptions(cfg *config.Config) proxy.Options {
+	o := proxy.Options{
+		Upstream:       cfg.Upstream.Address,
+		KeepAlive:      cfg.Upstream.Keepalive,
+		ConnectTimeout: cfg.Upstream.ConnectTimeout.D(),
+		SendTimeout:    cfg.Upstream.SendTimeout.D(),
+		ReadTimeout:    cfg.Upstream.ReadTimeout.D(),
+		TrustedProxies: cfg.Listen.TrustedPrefixes(),
+		MaxBody:        int64(cfg.Limits.MaxBody),
+		Logger:         a.log,
+		Metrics:        a.set,
+	}
+	if cfg.Upstream.Keepalive == 0 {
+		o.KeepAlive = -1 // 0 in the config means no pooling
+	}
+	if a.sup != nil {
+		o.AwaitReady = a.sup.Wait
+	}
+	return o
+}
+
+func (a *App) superviseOptions(cfg *config.Config) supervise.Options {
+	return supervise.Options{
+		Command:      cfg.App.Command,
+		Dir:          cfg.App.Dir,
+		Env:          cfg.App.Env,
+		DefaultEnv:   cfg.ProfileAppEnv(),
+		Upstream:     cfg.Upstream.Address,
+		Health:       cfg.App.Health,
+		StartTimeout: cfg.App.StartTimeout.D(),
+		StopTimeout:  cfg.App.StopTimeout.D(),
+		RestartHold:  cfg.App.RestartHold.D(),
+		MaxMemory:    int64(cfg.App.MaxMemory),
+		ZeroDowntime: a.secondInstanceFits,
+		OnAddress: func(addr string) {
+			if err := a.proxy.SetUpstream(addr); err != nil {
+				a.log.Error("switching the upstream address failed", "addr", addr, "err", err)
+			}
+		},
+		OnStart: func(pid int) { a.watch.Watch(pid) },
+		Logger:  a.log,
+		Metrics: a.set,
+	}
+}
+
+// secondInstanceFits reports whether a second app instance of max_memory
+// fits in the memory available now, for a zero-downtime restart.
+func (a *App) secondInstanceFits() bool {
+	m, err := memwatch.Machine("")
+	if err != nil {
+		return false
+	}
+	return 2*int64(a.cfg.App.MaxMemory) <= m.MemAvailable+a.watch.Last().RSS
+}
+
+// accessLogger opens the access log the config names.
+func (a *App) accessLogger(cfg *config.Config) (*accesslog.Logger, io.Closer, error) {
+	o := accesslog.Options{
+		Metrics: a.set,
+		Begin: func(r *http.Request) (*http.Request, func() time.Duration) {
+			ctx, t := proxy.WithTiming(r.Context())
+			return r.WithContext(ctx), t.Upstream
+		},
+	}
+	if strings.EqualFold(cfg.Log.AccessFormat, "json") {
+		o.Format = accesslog.JSON
+	}
+	var closer io.Closer
+	switch cfg.Log.Access {
+	case "off":
+	case "", "stderr":
+		o.Writer = a.opts.Stderr
+	case "stdout":
+		o.Writer = a.opts.Stdout
+	default:
+		f, err := os.OpenFile(cfg.Log.Access, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open access log: %w", err)
+		}
+		o.Writer, closer = f, f
+	}
+	return accesslog.New(o), closer, nil
+}
+
+// listeners are the sockets Run serves.
+type listeners struct {
+	https, http net.Listener
+}
+
+func (a *App) listen(ctx context.Context) (*listeners, error) {
+	var lns listeners
+	var err error
+	lns.https, err = front.Listen(ctx, a.cfg.Listen.HTTPS, a.cfg.Listen.Backlog)
+	if err != nil {
+		return nil, fmt.Errorf("listen.https: %w", err)
+	}
+	if a.cfg.Listen.HTTP != "" {
+		lns.http, err = front.Listen(ctx, a.cfg.Listen.HTTP, a.cfg.Listen.Backlog)
+		if err != nil {
+			lns.https.Close()
+			return nil, fmt.Errorf("listen.http: %w", err)
+		}
+	}
+	if a.admin != nil {
+		if err := a.admin.srv.Listen(); err != nil {
+			lns.https.Close()
+			if lns.http != nil {
+				lns.http.Close()
+			}
+			return nil, fmt.Errorf("admin.listen: %w", err)
+		}
+	}
+	return &lns, nil
+}
+
+var errNoApp = errors.New("no app is supervised")

@@ -1,0 +1,79 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"bulwark/internal/config"
+	"bulwark/internal/memwatch"
+)
+
+// requestsTotal reports the requests served since start.
+func (a *App) requestsTotal() uint64 { return a.access.Requests() }
+
+// reloadFromAdmin is POST /api/reload: the same as SIGHUP.
+func (a *App) reloadFromAdmin() error {
+	if a.opts.Load == nil {
+		return errors.New("reload: this instance was started without a config loader")
+	}
+	cfg, err := a.opts.Load()
+	if err != nil {
+		return fmt.Errorf("reload: the new config is invalid; keeping the old one: %w", err)
+	}
+	return a.Reload(cfg)
+}
+
+// Reload applies a new, already validated config without closing a
+// connection: limits, timeouts, upstream, certificates and memory settings
+// take effect for new requests. A changed [app] restarts the app through the
+// supervisor's graceful path. Listener addresses cannot change without a
+// restart or an upgrade; a change there is reported and otherwise ignored.
+func (a *App) Reload(cfg *config.Config) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.cfg
+	var errs []error
+	if cfg.Listen.HTTPS != old.Listen.HTTPS || cfg.Listen.HTTP != old.Listen.HTTP || cfg.Admin.Listen != old.Admin.Listen {
+		errs = append(errs, errors.New("listen addresses changed: they take effect on restart or upgrade (bulwark upgrade)"))
+	}
+	if err := a.certs.Update(a.tlsOptions(cfg)); err != nil {
+		errs = append(errs, fmt.Errorf("tls: %w", err))
+		return errors.Join(errs...) // the old certificates keep serving; apply nothing else
+	}
+	a.admit.SetLimits(cfg.Upstream.MaxConcurrency, cfg.Upstream.Queue, cfg.Upstream.QueueTimeout.D())
+	a.self.Update(memwatch.SelfOptions{
+		Limit:           cfg.Memory.LimitBytes(),
+		ReleaseInterval: cfg.Memory.ReleaseInterval.D(),
+		Metrics:         a.set,
+		Logger:          a.log,
+	})
+	if cfg.Upstream.Address != old.Upstream.Address && a.sup == nil {
+		if err := a.proxy.SetUpstream(cfg.Upstream.Address); err != nil {
+			errs = append(errs, fmt.Errorf("upstream.address: %w", err))
+		}
+	}
+	a.cfg = cfg
+	if a.sup != nil {
+		a.watch.SetLimit(int64(cfg.App.MaxMemory))
+		if appChanged(old, cfg) {
+			a.sup.Update(a.superviseOptions(cfg))
+		}
+	}
+	a.log.Info("config reloaded", "file", cfg.File, "profile", cfg.Resolved)
+	return errors.Join(errs...)
+}
+
+func appChanged(a, b *config.Config) bool {
+	x, y := a.App, b.App
+	if !slices.Equal(x.Command, y.Command) || x.Dir != y.Dir || x.Health != y.Health || len(x.Env) != len(y.Env) ||
+		a.Upstream.Address != b.Upstream.Address {
+		return true
+	}
+	for k, v := range x.Env {
+		if y.Env[k] != v {
+			return true
+		}
+	}
+	return false
+}
