@@ -28,6 +28,8 @@ type FieldError struct {
 	Err error
 }
 
+// Error formats the problem as "file:line: key: what is wrong", or
+// "environment VAR: what is wrong" for a value from the environment.
 func (e *FieldError) Error() string {
 	var b strings.Builder
 	switch {

@@ -220,7 +220,7 @@ func (c *Config) resolveProfile(procRoot, sysRoot string) {
 	case ProfileLow, ProfileMedium, ProfileHigh:
 		switch c.Sources["profile"] {
 		case SourceEnv:
-			c.ProfileReason = "set in environment (BULWARK_PROFILE)"
+			c.ProfileReason = "set in environment BULWARK_PROFILE"
 		case SourceFile:
 			c.ProfileReason = "set in file"
 		default:

@@ -46,6 +46,13 @@ func (c *Config) Validate() error {
 	return errors.Join(v.errs...)
 }
 
+// warn adds a warning once, however often Validate runs.
+func (c *Config) warn(msg string) {
+	if !slices.Contains(c.Warnings, msg) {
+		c.Warnings = append(c.Warnings, msg)
+	}
+}
+
 type validator struct {
 	c    *Config
 	errs []error
@@ -226,7 +233,7 @@ func (c *Config) validateTLS(v *validator) {
 	v.oneOf("tls.min_version", t.MinVersion, "1.2", "1.3")
 	v.duration("tls.hsts", t.HSTS, 0, 0)
 	if t.TicketKeyFile != "" && !t.SessionTickets {
-		c.Warnings = append(c.Warnings, "tls.ticket_key_file is ignored: tls.session_tickets is false")
+		c.warn("tls.ticket_key_file is ignored: tls.session_tickets is false")
 	}
 }
 
@@ -288,7 +295,7 @@ func (c *Config) validateApp(v *validator) {
 			v.fail("app.env", fmt.Errorf("variable name %q is not valid: no '=' and not empty", k))
 		}
 		if k == "PYTHONHASHSEED" {
-			c.Warnings = append(c.Warnings, "app.env sets PYTHONHASHSEED: that turns off hash randomisation, a defence against hash flooding")
+			c.warn("app.env sets PYTHONHASHSEED: that turns off hash randomisation, a defence against hash flooding")
 		}
 	}
 	if !strings.HasPrefix(a.Health, "/") {
