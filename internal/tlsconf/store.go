@@ -184,6 +184,7 @@ type Store struct {
 	cur     atomic.Pointer[snapshot]
 	changed chan struct{} // cap 1; Update tells Run to re-sync its watches
 	checks  atomic.Int64  // file checks done by Run, for tests
+	settle  time.Duration // settleTime; shorter in tests
 
 	mu      sync.Mutex
 	opts    Options               // guarded by mu; with defaults
@@ -216,6 +217,7 @@ func New(o Options) (*Store, error) {
 		reloads:  o.Metrics.GetOrCreateCounter("bulwark_tls_reloads_total"),
 		failures: o.Metrics.GetOrCreateCounter("bulwark_tls_reload_failures_total"),
 		changed:  make(chan struct{}, 1),
+		settle:   settleTime,
 		gauges:   make(map[string]time.Time),
 		opts:     o,
 	}

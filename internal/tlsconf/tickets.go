@@ -63,6 +63,9 @@ func parseTicketKeys(data []byte) ([][TicketKeySize]byte, error) {
 		}
 		keys = append(keys, [TicketKeySize]byte(b))
 	}
+	if len(keys) == 0 {
+		return nil, errors.New("no keys, only comments: want one base64 32-byte key per line")
+	}
 	return keys, nil
 }
 

@@ -54,7 +54,18 @@ func (s *Store) Run(ctx context.Context) error {
 		defer w.Close()
 		events, werrs = w.Events, w.Errors
 	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	relevant := s.syncWatches(w)
+	// Files may have changed between New and now.
+	var fail failStreak
+	var firstEvent time.Time // first event of the current debounce
+	armed := s.check(&fail)  // the timer is set, for a debounce or a retry
+	if armed {
+		firstEvent = time.Now()
+		timer.Reset(retryInterval)
+	}
 
 	rotate := time.NewTicker(s.rotation())
 	defer rotate.Stop()
@@ -62,12 +73,6 @@ func (s *Store) Run(ctx context.Context) error {
 	defer poll.Stop()
 	daily := time.NewTicker(expiryCheckInterval)
 	defer daily.Stop()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var armed bool           // timer is set
-	var firstEvent time.Time // first event of the current debounce
-	var fail failStreak
 
 	for {
 		select {
@@ -139,7 +144,7 @@ func (s *Store) check(fail *failStreak) (retry bool) {
 		fail.since = time.Now()
 		s.log.Info("tls files changed but do not load yet; serving the previous certificates", "err", err)
 	}
-	if time.Since(fail.since) >= settleTime {
+	if time.Since(fail.since) >= s.settle {
 		fail.reported = true
 		s.failures.Inc()
 		s.log.Warn("tls files changed but do not load; still serving the previous certificates", "err", err)
