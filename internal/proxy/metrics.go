@@ -1,0 +1,34 @@
+package proxy
+
+import "github.com/VictoriaMetrics/metrics"
+
+// durationBuckets reach DefaultTimeout so a slow app is visible.
+var durationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+type proxyMetrics struct {
+	codeClass    [6]*metrics.Counter // index: status / 100
+	errors       map[string]*metrics.Counter
+	headDuration *metrics.PrometheusHistogram
+	retries      *metrics.Counter
+}
+
+func newProxyMetrics(set *metrics.Set) proxyMetrics {
+	m := proxyMetrics{
+		errors:       make(map[string]*metrics.Counter, len(errorKinds)),
+		headDuration: set.GetOrCreatePrometheusHistogramExt("bulwark_upstream_duration_seconds", durationBuckets),
+		retries:      set.GetOrCreateCounter("bulwark_upstream_retries_total"),
+	}
+	for i, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx"} {
+		m.codeClass[i+1] = set.GetOrCreateCounter(`bulwark_upstream_requests_total{code_class="` + class + `"}`)
+	}
+	for _, k := range errorKinds {
+		m.errors[k] = set.GetOrCreateCounter(`bulwark_upstream_errors_total{kind="` + k + `"}`)
+	}
+	return m
+}
+
+func (m *proxyMetrics) countStatus(code int) {
+	if i := code / 100; i >= 1 && i <= 5 {
+		m.codeClass[i].Inc()
+	}
+}

@@ -1,0 +1,279 @@
+// Package proxy is Bulwark's reverse-proxy handler to the app: the nginx
+// "location /" block of the user's guide. It rewrites the forwarding headers
+// as nginx does, keeps a pool of HTTP/1.1 keep-alive connections to the app
+// (TCP or a unix socket), applies nginx's connect/send/read timeouts, and
+// answers the failures it sees with Bulwark's own short 413/502/504 through
+// package httperr. Body spooling, admission and holding requests while the
+// app restarts are left to the handlers in front of it.
+package proxy
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"bulwark/internal/httperr"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Defaults applied by New when the corresponding Options field is zero.
+const (
+	// DefaultKeepAlive is the number of idle pooled connections to the app
+	// (nginx's keepalive; Caddy found 32 about optimal, caddy #2805).
+	DefaultKeepAlive = 32
+	// DefaultIdleConnTimeout closes pooled connections idle this long. It
+	// is shorter than uvicorn's --timeout-keep-alive default (5s), so
+	// Bulwark drops an idle connection before the app does and never
+	// reuses one the app is closing.
+	DefaultIdleConnTimeout = 4 * time.Second
+	// DefaultTimeout is the default of ConnectTimeout, SendTimeout and
+	// ReadTimeout, as nginx's proxy_*_timeout.
+	DefaultTimeout = 60 * time.Second
+)
+
+// maxResponseHeaderBytes bounds the app's response head.
+const maxResponseHeaderBytes = 1 << 20
+
+// Options configures a Proxy.
+type Options struct {
+	// Upstream is the app's address: "host:port" ("127.0.0.1:8002",
+	// "[::1]:8002") or "unix:/absolute/path.sock". Required.
+	Upstream string
+	// KeepAlive is the number of idle connections kept open to the app.
+	// Zero means DefaultKeepAlive; negative means no pooling (a new
+	// connection per request).
+	KeepAlive int
+	// IdleConnTimeout closes a pooled connection after this long unused.
+	// Zero or negative means DefaultIdleConnTimeout. It is lowered to
+	// ReadTimeout when longer, so an idle connection never meets the read
+	// deadline first.
+	IdleConnTimeout time.Duration
+	// ConnectTimeout bounds connecting to the app (nginx
+	// proxy_connect_timeout). Zero or negative means DefaultTimeout.
+	ConnectTimeout time.Duration
+	// SendTimeout bounds the gap between two successive writes to the app
+	// (nginx proxy_send_timeout), not the whole request. Zero or negative
+	// means DefaultTimeout.
+	SendTimeout time.Duration
+	// ReadTimeout bounds the gap between two successive reads from the app,
+	// waiting for the response head included (nginx proxy_read_timeout),
+	// not the whole response: an app that streams slowly but steadily is
+	// never cut off. It applies to WebSocket and SSE streams too, as in
+	// nginx. Zero or negative means DefaultTimeout.
+	ReadTimeout time.Duration
+	// TrustedProxies are the client addresses whose X-Forwarded-For is
+	// believed. Nil means none: the client's own header is dropped.
+	TrustedProxies []netip.Prefix
+	// MaxBody is the largest request body sent to the app: a larger
+	// declared Content-Length gets a 413 before anything is sent, and a
+	// chunked body is cut off (413 if no answer was started) as soon as it
+	// passes the limit. Zero or negative means no limit here.
+	MaxBody int64
+	// AwaitReady, when set, is called before the one retry of a request
+	// the app never answered: an idempotent request (GET, HEAD, OPTIONS,
+	// TRACE) whose connection died before any response byte, or any
+	// request whose connection was refused. It should block until the app
+	// is ready again (the supervisor's hold gate) or return an error, which
+	// ends the request with the original failure. Nil means retry the
+	// idempotent request at once and do not retry refused connections.
+	AwaitReady func(ctx context.Context) error
+	// Logger receives one warning per upstream failure. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the proxy's series. Nil means a private set.
+	Metrics *metrics.Set
+}
+
+func (o Options) withDefaults() Options {
+	if o.KeepAlive == 0 {
+		o.KeepAlive = DefaultKeepAlive
+	}
+	if o.IdleConnTimeout <= 0 {
+		o.IdleConnTimeout = DefaultIdleConnTimeout
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultTimeout
+	}
+	if o.SendTimeout <= 0 {
+		o.SendTimeout = DefaultTimeout
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultTimeout
+	}
+	if o.IdleConnTimeout > o.ReadTimeout {
+		o.IdleConnTimeout = o.ReadTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	return o
+}
+
+// Proxy is an http.Handler that forwards requests to the app. Create it
+// with New; it is safe for concurrent use.
+type Proxy struct {
+	opts      Options
+	log       *slog.Logger
+	target    atomic.Pointer[target]
+	transport *http.Transport
+	rp        *httputil.ReverseProxy
+	m         proxyMetrics
+}
+
+var _ http.Handler = (*Proxy)(nil)
+
+// New returns a Proxy to o.Upstream. It connects to nothing yet; an
+// invalid address is an error.
+func New(o Options) (*Proxy, error) {
+	o = o.withDefaults()
+	t, err := parseUpstream(o.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{opts: o, log: o.Logger, m: newProxyMetrics(o.Metrics)}
+	p.target.Store(t)
+	p.transport = p.newTransport()
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      roundTripper{p},
+		FlushInterval:  0, // SSE and unknown-length answers are flushed at once anyway
+		BufferPool:     newBufferPool(),
+		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+		ErrorHandler:   p.handleError,
+		ModifyResponse: p.modifyResponse,
+	}
+	return p, nil
+}
+
+// ServeHTTP forwards r to the app and relays its answer. Failures are
+// answered with httperr.Write; a failure after the answer started aborts
+// the client connection with http.ErrAbortHandler, which the server
+// recovers.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.opts.MaxBody > 0 && r.ContentLength > p.opts.MaxBody {
+		p.timing(r).setReason(reasonBodyTooLarge)
+		httperr.Write(w, r, errBodyTooLarge(p.opts.MaxBody))
+		return
+	}
+	start := time.Now()
+	if t := p.timing(r); t != nil {
+		defer func() { t.upstream.Store(int64(time.Since(start))) }()
+	}
+	p.rp.ServeHTTP(w, r)
+}
+
+func (p *Proxy) timing(r *http.Request) *Timing {
+	return timingFrom(r.Context())
+}
+
+// SetUpstream switches the app's address for requests that start from now
+// on, as when the supervisor restarts the app on a new port. Requests in
+// flight finish on the old address; idle connections to it are closed now,
+// and those still busy are closed once idle (after IdleConnTimeout at the
+// latest).
+func (p *Proxy) SetUpstream(addr string) error {
+	t, err := parseUpstream(addr)
+	if err != nil {
+		return err
+	}
+	p.target.Store(t)
+	p.transport.CloseIdleConnections()
+	return nil
+}
+
+// Close closes the idle connections to the app. The Proxy stays usable.
+func (p *Proxy) Close() {
+	p.transport.CloseIdleConnections()
+}
+
+// target is where requests go. Its urlHost is the key of the connection
+// pool, so connections to different addresses are never mixed up.
+type target struct {
+	network string // "tcp" or "unix"
+	addr    string // host:port or socket path
+	urlHost string // host of the outgoing URL; decoded again by dial
+}
+
+// unixHostSuffix marks a URL host that carries a hex-encoded socket path.
+const unixHostSuffix = ".unix.bulwark.invalid"
+
+func parseUpstream(s string) (*target, error) {
+	if path, ok := strings.CutPrefix(s, "unix:"); ok {
+		if !strings.HasPrefix(path, "/") {
+			return nil, fmt.Errorf("upstream %q: unix socket path must be absolute", s)
+		}
+		return &target{network: "unix", addr: path, urlHost: hex.EncodeToString([]byte(path)) + unixHostSuffix}, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q: want host:port or unix:/path: %w", s, err)
+	}
+	if host == "" {
+		return nil, fmt.Errorf("upstream %q: missing host (use 127.0.0.1 or [::1] for this machine)", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return nil, fmt.Errorf("upstream %q: port must be a number from 1 to 65535", s)
+	}
+	return &target{network: "tcp", addr: s, urlHost: s}, nil
+}
+
+// targetForDial maps the address the Transport dials back to the target.
+func targetForDial(addr string) (network, address string, err error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("splitting dial address %q: %w", addr, err)
+	}
+	if enc, ok := strings.CutSuffix(host, unixHostSuffix); ok {
+		path, err := hex.DecodeString(enc)
+		if err != nil {
+			return "", "", fmt.Errorf("decoding socket path of %q: %w", addr, err)
+		}
+		return "unix", string(path), nil
+	}
+	return "tcp", addr, nil
+}
+
+// bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with.
+type bufferPool struct{ p sync.Pool }
+
+const copyBufferSize = 32 << 10
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte { return *(b.p.Get().(*[]byte)) }
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) != copyBufferSize {
+		return
+	}
+	buf = buf[:copyBufferSize]
+	b.p.Put(&buf)
+}
+
+// errBodyTooLarge is the 413 for a body over MaxBody.
+func errBodyTooLarge(limit int64) *httperr.Error {
+	return &httperr.Error{
+		Status: http.StatusRequestEntityTooLarge,
+		Reason: reasonBodyTooLarge,
+		Msg:    "the request body is larger than the " + strconv.FormatInt(limit, 10) + " bytes allowed",
+	}
+}
+
+var errClientBody = errors.New("reading the request body from the client")

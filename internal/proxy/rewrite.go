@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// rewrite builds the request to the app from the client's, as the guide's
+// nginx block does: Host kept, X-Real-IP and X-Forwarded-* set, the query
+// passed as the client sent it, and never an h2c upgrade.
+// ReverseProxy has already removed hop-by-hop headers and the client's
+// Forwarded and X-Forwarded-* headers before calling it.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	t := p.target.Load()
+	out := pr.Out
+	out.URL.Scheme = "http"
+	out.URL.Host = t.urlHost
+	// Bulwark does not interpret the query, so the app gets it verbatim
+	// (ReverseProxy would re-encode one containing ';').
+	out.URL.RawQuery = pr.In.URL.RawQuery
+	out.Host = pr.In.Host
+	if out.Host == "" && t.network == "unix" {
+		out.Host = "localhost" // never leak the pool key as Host
+	}
+	setForwarded(out.Header, pr.In, p.opts.TrustedProxies)
+	stripH2C(out.Header)
+	p.wrapBody(out)
+}
+
+// setForwarded sets X-Forwarded-For, X-Real-IP, X-Forwarded-Proto and
+// X-Forwarded-Host on h for the client request in. The client's own
+// X-Forwarded-For is kept only when in comes from a trusted proxy; X-Real-IP
+// is then the right-most address of the chain that is not a trusted proxy.
+func setForwarded(h http.Header, in *http.Request, trusted []netip.Prefix) {
+	peer, peerAddr := clientIP(in.RemoteAddr)
+	realIP := peer
+	xff := peer
+	if len(trusted) > 0 && isTrusted(peerAddr, trusted) {
+		if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			chain := strings.Join(prior, ", ")
+			xff = chain + ", " + peer
+			realIP = realClientIP(chain, peer, trusted)
+		}
+	}
+	if xff != "" {
+		h.Set("X-Forwarded-For", xff)
+		h.Set("X-Real-IP", realIP)
+	} else {
+		h.Del("X-Real-IP")
+	}
+	if in.TLS != nil {
+		h.Set("X-Forwarded-Proto", "https")
+	} else {
+		h.Set("X-Forwarded-Proto", "http")
+	}
+	if in.Host != "" {
+		h.Set("X-Forwarded-Host", in.Host)
+	}
+}
+
+// clientIP returns the IP of a RemoteAddr as text and parsed (the zero
+// Addr when it is not an IP).
+func clientIP(remoteAddr string) (string, netip.Addr) {
+	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil {
+		a := ap.Addr().Unmap()
+		return a.String(), a
+	}
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	a, _ := netip.ParseAddr(host)
+	return host, a.Unmap()
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	if !a.IsValid() {
+		return false
+	}
+	a = a.Unmap()
+	for _, pfx := range trusted {
+		if pfx.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// realClientIP walks chain (the X-Forwarded-For value) from the right,
+// starting left of the trusted peer, and returns the first address that is
+// not a trusted proxy. If every address is trusted it returns the left-most
+// one; an entry that is not an address stops the walk at the hop to its
+// right, which a trusted proxy vouched for.
+func realClientIP(chain, peer string, trusted []netip.Prefix) string {
+	last := peer
+	for chain != "" {
+		var entry string
+		if i := strings.LastIndexByte(chain, ','); i >= 0 {
+			entry, chain = chain[i+1:], chain[:i]
+		} else {
+			entry, chain = chain, ""
+		}
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		a, ok := parseXFFEntry(entry)
+		if !ok {
+			return last
+		}
+		last = a.String()
+		if !isTrusted(a, trusted) {
+			return last
+		}
+	}
+	return last
+}
+
+// parseXFFEntry parses one X-Forwarded-For element: an IP, optionally with
+// a port ("1.2.3.4:80", "[::1]:80").
+func parseXFFEntry(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+// stripH2C removes an h2c upgrade, which ReverseProxy would otherwise pass
+// on (it re-adds Upgrade after removing hop-by-hop headers). Any other
+// upgrade (WebSocket) goes through.
+func stripH2C(h http.Header) {
+	h.Del("Http2-Settings")
+	if !httpguts.HeaderValuesContainsToken(h["Upgrade"], "h2c") {
+		return
+	}
+	h.Del("Upgrade")
+	h.Del("Connection")
+}
+
+// wrapBody makes the outgoing body tell client read errors from the app's
+// and, for a body of unknown length, stop at MaxBody. GetBody, set by the
+// spool so the Transport can replay the body on a fresh connection, is
+// wrapped the same way.
+func (p *Proxy) wrapBody(out *http.Request) {
+	if out.Body == nil || out.Body == http.NoBody {
+		return
+	}
+	limit := int64(-1)
+	if p.opts.MaxBody > 0 && out.ContentLength < 0 {
+		limit = p.opts.MaxBody
+	}
+	out.Body = &bodyReader{rc: out.Body, limit: limit}
+	if getBody := out.GetBody; getBody != nil {
+		out.GetBody = func() (io.ReadCloser, error) {
+			rc, err := getBody()
+			if err != nil || rc == http.NoBody {
+				return rc, err
+			}
+			return &bodyReader{rc: rc, limit: limit}, nil
+		}
+	}
+}
+
+// bodyReader reads the client's body on its way to the app.
+type bodyReader struct {
+	rc    io.ReadCloser
+	limit int64 // negative: none
+	n     int64
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.limit >= 0 {
+		if rest := b.limit - b.n; int64(len(p)) > rest+1 {
+			p = p[:rest+1]
+		}
+	}
+	n, err := b.rc.Read(p)
+	if b.limit >= 0 && b.n+int64(n) > b.limit {
+		// One byte too many: send up to the limit, then fail the request.
+		n = int(b.limit - b.n)
+		b.n = b.limit
+		return n, errBodyTooLarge(b.limit)
+	}
+	b.n += int64(n)
+	if err != nil && err != io.EOF {
+		err = &clientBodyError{err}
+	}
+	return n, err
+}
+
+func (b *bodyReader) Close() error { return b.rc.Close() }
+
+// clientBodyError is a failure to read the request body from the client,
+// which is not the app's fault.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return errClientBody.Error() + ": " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
+func (e *clientBodyError) Is(target error) bool {
+	return target == errClientBody
+}

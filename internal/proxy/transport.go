@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
+	"time"
+)
+
+// newTransport returns the Proxy's own Transport: HTTP/1.1 only, no
+// compression, no proxy from the environment, dialing through p.dial.
+func (p *Proxy) newTransport() *http.Transport {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	t := &http.Transport{
+		Proxy:                  nil,
+		DialContext:            p.dial,
+		Protocols:              &protocols,
+		TLSNextProto:           map[string]func(string, *tls.Conn) http.RoundTripper{},
+		DisableCompression:     true,
+		MaxIdleConns:           max(p.opts.KeepAlive, 0),
+		MaxIdleConnsPerHost:    max(p.opts.KeepAlive, 0),
+		DisableKeepAlives:      p.opts.KeepAlive < 0,
+		IdleConnTimeout:        p.opts.IdleConnTimeout,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+	}
+	return t
+}
+
+// dial connects to the app and wraps the connection so every read and
+// write carries its own deadline.
+func (p *Proxy) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+	network, address, err := targetForDial(addr)
+	if err != nil {
+		return nil, &dialError{err: err}
+	}
+	d := net.Dialer{Timeout: p.opts.ConnectTimeout}
+	c, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, &dialError{err: err}
+	}
+	return &deadlineConn{Conn: c, read: p.opts.ReadTimeout, send: p.opts.SendTimeout}, nil
+}
+
+// dialError marks a failure to connect to the app.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "connecting to the app: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// deadlineConn gives nginx's meaning to the send and read timeouts: each
+// Write must progress within send and each Read within read, however long
+// the whole exchange takes. A write also restarts the read clock, so time
+// spent sending the request does not count against waiting for the answer,
+// and a connection idle in the pool (where the Transport keeps a Read
+// pending) starts afresh when a request is written to it.
+type deadlineConn struct {
+	net.Conn
+	read, send time.Duration
+}
+
+func (c *deadlineConn) Read(b []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.read)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *deadlineConn) Write(b []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.send)); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Write(b)
+	if n > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.read))
+	}
+	return n, err
+}
+
+// roundTripper is the ReverseProxy's Transport: p.transport plus the one
+// retry of a request the app never answered, and timing.
+type roundTripper struct{ p *Proxy }
+
+func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	p := rt.p
+	start := time.Now()
+	res, answered, err := p.roundTripOnce(req)
+	if err != nil && !answered && p.shouldRetry(req, err) {
+		res, err = p.retry(req, err)
+	}
+	d := time.Since(start)
+	if t := timingFrom(req.Context()); t != nil {
+		t.wait.Store(int64(d))
+	}
+	if err == nil {
+		p.m.headDuration.Update(d.Seconds())
+	}
+	return res, err
+}
+
+// roundTripOnce sends req once and reports whether any byte of an answer
+// came back.
+func (p *Proxy) roundTripOnce(req *http.Request) (res *http.Response, answered bool, err error) {
+	var got atomic.Bool
+	trace := &httptrace.ClientTrace{GotFirstResponseByte: func() { got.Store(true) }}
+	res, err = p.transport.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	return res, got.Load(), err
+}
+
+// shouldRetry reports whether req, which failed with err before any
+// answer, may be sent once more: an idempotent request whose connection
+// died, or (with AwaitReady) any request the app refused, provided its
+// body can be replayed.
+func (p *Proxy) shouldRetry(req *http.Request, err error) bool {
+	if req.Context().Err() != nil {
+		return false
+	}
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return false
+	}
+	switch kindOf(err) {
+	case kindReset:
+		switch req.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+			return true
+		}
+	case kindConnect:
+		return p.opts.AwaitReady != nil
+	}
+	return false
+}
+
+// retry waits for the app (AwaitReady) and sends req again on a fresh body.
+// On any failure before the second attempt it returns the first error.
+func (p *Proxy) retry(req *http.Request, first error) (*http.Response, error) {
+	p.m.retries.Inc()
+	if p.opts.AwaitReady != nil {
+		if err := p.opts.AwaitReady(req.Context()); err != nil {
+			return nil, first
+		}
+	}
+	again := req.Clone(req.Context())
+	if req.Body != nil && req.Body != http.NoBody {
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, first
+		}
+		again.Body = body
+	}
+	p.log.Debug("retrying request the app never answered", "method", req.Method, "path", req.URL.Path, "err", first)
+	res, _, err := p.roundTripOnce(again)
+	return res, err
+}
