@@ -42,10 +42,12 @@ type FileError struct {
 	Err error
 }
 
+// Error names the file and says what is wrong with it.
 func (e *FileError) Error() string {
 	return fmt.Sprintf("%s file %q: %v", e.Kind, e.Path, e.Err)
 }
 
+// Unwrap returns the problem, for errors.Is.
 func (e *FileError) Unwrap() error { return e.Err }
 
 // maxFileSize bounds how much of a certificate, key or ticket key file is

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -294,5 +297,59 @@ func TestExpiryWarningOff(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "expires soon") {
 		t.Errorf("ExpiryWarning<0 still warned:\n%s", logs.String())
+	}
+}
+
+func TestTLSConfigServesHTTP2WithNetHTTP(t *testing.T) {
+	dir := t.TempDir()
+	p := makePair(t, dir, "a", certSpec{names: []string{"127.0.0.1"}})
+	s, err := New(Options{Pairs: []Pair{p.Pair}, SessionTickets: true})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) }),
+		TLSConfig:         s.TLSConfig(),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-served; err != http.ErrServerClosed {
+			t.Errorf("ServeTLS = %v, want ErrServerClosed", err)
+		}
+	})
+
+	tests := []struct {
+		name string
+		h2   bool
+		want string
+	}{
+		{"HTTP/2 client", true, "HTTP/2.0"},
+		{"HTTP/1.1 client", false, "HTTP/1.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: rootPool(t)}, ForceAttemptHTTP2: tt.h2}
+			if !tt.h2 {
+				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+			resp, err := c.Get("https://" + ln.Addr().String() + "/")
+			if err != nil {
+				t.Fatalf("GET: %v", err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if got := string(body); got != tt.want {
+				t.Errorf("server saw protocol %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
