@@ -3,11 +3,14 @@ package spool
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,4 +134,32 @@ func waitDone(t *testing.T, done <-chan struct{}, what string) {
 	case <-time.After(waitLimit):
 		t.Fatalf("%s: handler did not return within %v", what, waitLimit)
 	}
+}
+
+// newTextLogger returns a logger writing text lines to w.
+func newTextLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(&lockedWriter{w: w}, nil))
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// eventually polls cond every millisecond, at most 10,000 times (about
+// waitLimit), and reports whether it became true.
+func eventually(cond func() bool) bool {
+	for range 10_000 {
+		if cond() {
+			return true
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return cond()
 }
