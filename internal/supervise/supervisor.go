@@ -1,0 +1,483 @@
+package supervise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// States reported in Status.State.
+const (
+	StateStarting   = "starting"   // first start, waiting for readiness
+	StateReady      = "ready"      // serving
+	StateRestarting = "restarting" // graceful restart in progress
+	StateBackoff    = "backoff"    // crashed; waiting before the next start
+	StateStopped    = "stopped"    // not running (before Run, after it)
+)
+
+// Restart reasons, the label values of bulwark_app_restarts_total.
+const (
+	ReasonCrash  = "crash"
+	ReasonMemory = "memory"
+	ReasonManual = "manual"
+	ReasonReload = "reload"
+)
+
+// ErrNotRunning is returned by Restart when Run is not running.
+var ErrNotRunning = errors.New("app supervisor not running")
+
+// Status is a snapshot of the supervised app.
+type Status struct {
+	// PID is the app's process ID; 0 when none runs.
+	PID int
+	// State is one of the State* constants.
+	State string
+	// Since is when State was entered.
+	Since time.Time
+	// Restarts counts restarts by reason (crash, memory, manual, reload).
+	Restarts map[string]int
+	// LastExit says how the last app process ended ("exit code 1",
+	// "killed by signal SIGKILL"); "" before any exit.
+	LastExit string
+	// Address is where the current app listens.
+	Address string
+}
+
+type restartReq struct {
+	reason string
+	reply  chan error // cap 1
+}
+
+// Supervisor runs the app. Run owns all process state; the other methods
+// are safe for concurrent use and talk to Run through channels.
+type Supervisor struct {
+	log       *slog.Logger
+	gate      *gate
+	restartc  chan restartReq
+	updatec   chan struct{} // cap 1; the new options are in pending
+	done      chan struct{} // closed when Run returns
+	running   atomic.Bool
+	restarts  map[string]*metrics.Counter
+	up        *metrics.Gauge
+	uptime    *metrics.Gauge
+	lastDur   *metrics.Gauge
+	forkc     chan forkReq
+	cgroupOff bool // Run-owned: cgroups failed once, not tried again
+
+	// Owned by the Run goroutine.
+	opts    Options
+	cur     *instance
+	readyAt time.Time
+	backoff time.Duration
+	crashes int // consecutive failed starts and crashes
+	retry   *time.Timer
+	addr    string // the address last given to OnAddress
+
+	mu      sync.Mutex
+	status  Status  // guarded by mu
+	pending Options // guarded by mu
+}
+
+// New checks o and returns a Supervisor; Run starts the app.
+func New(o Options) (*Supervisor, error) {
+	if len(o.Command) == 0 || o.Command[0] == "" {
+		return nil, errors.New("app command is empty")
+	}
+	o = o.withDefaults()
+	if o.placeholder() == "" && o.Upstream == "" {
+		return nil, errors.New("app upstream address is required when the command has no {port} or {socket}")
+	}
+	set := o.Metrics
+	s := &Supervisor{
+		log:      o.Logger,
+		opts:     o,
+		gate:     newGate(set, o.RestartHold),
+		restartc: make(chan restartReq),
+		updatec:  make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		restarts: make(map[string]*metrics.Counter),
+		up:       set.GetOrCreateGauge("bulwark_app_up", nil),
+		uptime:   set.GetOrCreateGauge("bulwark_app_uptime_seconds", nil),
+		lastDur:  set.GetOrCreateGauge("bulwark_app_last_restart_duration_seconds", nil),
+		forkc:    make(chan forkReq),
+		backoff:  o.BackoffMin,
+		status:   Status{State: StateStopped, Since: time.Now(), Restarts: map[string]int{}},
+	}
+	for _, r := range []string{ReasonCrash, ReasonMemory, ReasonManual, ReasonReload} {
+		s.restarts[r] = set.GetOrCreateCounter(`bulwark_app_restarts_total{reason="` + r + `"}`)
+	}
+	return s, nil
+}
+
+// Status returns a snapshot of the app's state.
+func (s *Supervisor) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.status
+	st.Restarts = maps.Clone(s.status.Restarts)
+	return st
+}
+
+// setState records a state change for Status and the metrics.
+func (s *Supervisor) setState(state string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.status.State != state {
+		s.status.State, s.status.Since = state, time.Now()
+	}
+	s.status.PID, s.status.Address = 0, ""
+	if s.cur != nil {
+		s.status.PID, s.status.Address = s.cur.pid, s.cur.addr
+	}
+	if state == StateReady {
+		s.up.Set(1)
+	} else {
+		s.up.Set(0)
+		s.uptime.Set(0)
+	}
+}
+
+func (s *Supervisor) countRestart(reason string) {
+	c, ok := s.restarts[reason]
+	if !ok {
+		reason, c = ReasonManual, s.restarts[ReasonManual]
+	}
+	c.Inc()
+	s.mu.Lock()
+	s.status.Restarts[reason]++
+	s.mu.Unlock()
+}
+
+// Restart restarts the app gracefully for reason ("memory", "manual",
+// "reload"; others count as "manual") and returns once the new app is
+// ready, or with the error that prevented it. It blocks for up to
+// StopTimeout×2 + StartTimeout, so callers on a loop (memwatch's OnExceed)
+// call it from a goroutine. A restart asked for while one runs follows it.
+func (s *Supervisor) Restart(reason string) error {
+	if !s.running.Load() {
+		return ErrNotRunning
+	}
+	req := restartReq{reason: reason, reply: make(chan error, 1)}
+	select {
+	case s.restartc <- req:
+	case <-s.done:
+		return ErrNotRunning
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-s.done:
+		return ErrNotRunning
+	}
+}
+
+// Update applies new options (on reload). A changed command, directory,
+// environment, upstream, health path or memory limit restarts the app
+// gracefully with reason "reload"; other changes (timeouts, back-off,
+// hold) apply from now on. Metrics and Logger are kept from New. It does
+// not block; Run picks up the latest options.
+func (s *Supervisor) Update(o Options) {
+	s.mu.Lock()
+	s.pending = o
+	s.mu.Unlock()
+	select {
+	case s.updatec <- struct{}{}:
+	default:
+	}
+}
+
+// Run starts the app and keeps it running until ctx ends: it waits for
+// readiness, restarts the app after a crash with exponential back-off, and
+// performs the restarts asked for by Restart and Update. When ctx ends it
+// drains the requests in flight (up to StopTimeout), stops the app
+// (SIGTERM to its process group, SIGKILL after StopTimeout) and returns
+// nil. It returns an error only when the first start fails outright (the
+// command cannot be executed). Run must be called once.
+func (s *Supervisor) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("supervisor Run called twice")
+	}
+	stopFork := make(chan struct{})
+	go forker(s.forkc, stopFork) // exits when Run returns, after the app is gone
+	defer func() {
+		s.shutdown()
+		close(stopFork)
+		close(s.done)
+	}()
+
+	if err := s.bringUp(ctx, StateStarting); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if s.cur == nil && errors.Is(err, errStart) {
+			return err
+		}
+		s.scheduleRetry(err)
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		var exited <-chan struct{}
+		if s.cur != nil {
+			exited = s.cur.done
+		}
+		var retry <-chan time.Time
+		if s.retry != nil {
+			retry = s.retry.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-exited:
+			s.crashed()
+		case <-retry:
+			s.retry = nil
+			if err := s.bringUp(ctx, StateStarting); err != nil && ctx.Err() == nil {
+				s.scheduleRetry(err)
+			}
+		case req := <-s.restartc:
+			req.reply <- s.restart(ctx, req.reason)
+		case <-s.updatec:
+			s.applyUpdate(ctx)
+		case <-tick.C:
+			if s.cur != nil && !s.readyAt.IsZero() {
+				s.uptime.Set(time.Since(s.readyAt).Seconds())
+			}
+		}
+	}
+}
+
+// errStart marks a failure to execute the command at all.
+var errStart = errors.New("cannot start the app")
+
+// bringUp starts a new instance as the current one, waits until it is
+// ready, announces its address and opens the gate. On failure no instance
+// is current (unless ctx ended: shutdown stops it).
+func (s *Supervisor) bringUp(ctx context.Context, state string) error {
+	o := s.opts
+	s.setState(state)
+	inst, err := s.start(o)
+	if err != nil {
+		s.log.Error("cannot start the app", "command", o.Command, "err", err)
+		return fmt.Errorf("%w: %w", errStart, err)
+	}
+	s.cur = inst
+	s.setState(state)
+	s.log.Info("app started", "pid", inst.pid, "address", inst.addr)
+	if o.OnStart != nil {
+		o.OnStart(inst.pid)
+	}
+	if err := s.awaitReady(ctx, o, inst); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		s.cur = nil
+		s.stop(inst, o.StopTimeout)
+		s.report(inst, err.Error())
+		return err
+	}
+	s.ready(inst)
+	return nil
+}
+
+// ready makes inst the serving instance: address, gate, state.
+func (s *Supervisor) ready(inst *instance) {
+	if inst.addr != s.addr {
+		s.addr = inst.addr
+		if s.opts.OnAddress != nil {
+			s.opts.OnAddress(inst.addr)
+		}
+	}
+	s.cur, s.readyAt = inst, time.Now()
+	s.setState(StateReady)
+	s.gate.set(gateOpen)
+	s.log.Info("app ready", "pid", inst.pid, "address", inst.addr,
+		"start_seconds", time.Since(inst.started).Seconds())
+}
+
+// crashed handles the unexpected exit of the current instance.
+func (s *Supervisor) crashed() {
+	inst := s.cur
+	s.cur = nil
+	s.gate.set(gateClosed)
+	s.cleanup(inst)
+	if !s.readyAt.IsZero() && time.Since(s.readyAt) >= s.opts.BackoffReset {
+		s.backoff, s.crashes = s.opts.BackoffMin, 0
+	}
+	s.report(inst, "app exited")
+	s.scheduleRetry(errors.New(describeExit(inst.exit)))
+}
+
+// report logs how inst ended, with the last lines of its stderr.
+func (s *Supervisor) report(inst *instance, msg string) {
+	exit := describeExit(inst.exit)
+	s.mu.Lock()
+	s.status.LastExit = exit
+	s.mu.Unlock()
+	attrs := []any{"pid", inst.pid, "exit", exit, "uptime", time.Since(inst.started).Round(time.Millisecond)}
+	if inst.cgroup != "" {
+		if n := cgroupOOMKills(inst.cgroup); n > 0 {
+			attrs = append(attrs, "cgroup_oom_kills", n)
+		}
+	}
+	attrs = append(attrs, "stderr", inst.stderr.String())
+	s.log.Error(msg, attrs...)
+}
+
+// scheduleRetry arms the back-off timer after a crash or failed start.
+func (s *Supervisor) scheduleRetry(cause error) {
+	d := s.backoff
+	s.backoff = min(2*s.backoff, s.opts.BackoffMax)
+	s.crashes++
+	s.countRestart(ReasonCrash)
+	s.readyAt = time.Time{}
+	s.gate.set(gateClosed)
+	s.setState(StateBackoff)
+	if s.crashes >= 3 {
+		s.log.Error(fmt.Sprintf("app is crash-looping: %d failures in a row; next start in %v", s.crashes, d),
+			"backoff", d, "failures", s.crashes, "last", cause)
+	} else {
+		s.log.Warn("restarting app after a crash", "backoff", d, "failures", s.crashes, "last", cause)
+	}
+	if s.retry != nil {
+		s.retry.Stop()
+	}
+	s.retry = time.NewTimer(d)
+}
+
+// restart performs one graceful restart: zero-downtime when the command has
+// a placeholder and a second instance fits, hold-and-restart otherwise.
+func (s *Supervisor) restart(ctx context.Context, reason string) error {
+	t0 := time.Now()
+	s.countRestart(reason)
+	defer func() { s.lastDur.Set(time.Since(t0).Seconds()) }()
+	if s.retry != nil { // in back-off: start now
+		s.retry.Stop()
+		s.retry = nil
+	}
+	mode := "hold"
+	if s.cur != nil && s.opts.placeholder() != "" {
+		if s.opts.ZeroDowntime != nil && s.opts.ZeroDowntime() {
+			mode = "zero-downtime"
+		} else {
+			mode = "hold (a second instance does not fit in memory)"
+		}
+	}
+	s.log.Info("restarting app", "reason", reason, "mode", mode)
+	var err error
+	if mode == "zero-downtime" {
+		err = s.swap(ctx)
+	} else {
+		err = s.holdRestart(ctx)
+	}
+	if err != nil {
+		if ctx.Err() == nil && s.cur == nil {
+			s.scheduleRetry(err)
+		}
+		return fmt.Errorf("restarting app (%s): %w", reason, err)
+	}
+	s.log.Info("app restarted", "reason", reason, "mode", mode, "pid", s.cur.pid,
+		"seconds", time.Since(t0).Seconds())
+	return nil
+}
+
+// holdRestart closes the gate, drains, stops the current instance, starts a
+// new one and opens the gate when it is ready.
+func (s *Supervisor) holdRestart(ctx context.Context) error {
+	if old := s.cur; old != nil {
+		s.gate.set(gateClosed)
+		s.setState(StateRestarting)
+		if !s.gate.drain(ctx, s.gate.current(), s.opts.StopTimeout) {
+			s.log.Warn("requests still in flight after stop_timeout: stopping the app anyway",
+				"in_flight", s.InFlight())
+		}
+		s.cur = nil
+		s.stop(old, s.opts.StopTimeout)
+		s.mu.Lock()
+		s.status.LastExit = describeExit(old.exit)
+		s.mu.Unlock()
+	}
+	return s.bringUp(ctx, StateRestarting)
+}
+
+// swap starts a new instance next to the current one, switches traffic to
+// it once ready, then drains and stops the old one. The gate stays open.
+func (s *Supervisor) swap(ctx context.Context) error {
+	o, old := s.opts, s.cur
+	inst, err := s.start(o)
+	if err != nil {
+		return err
+	}
+	s.log.Info("app started next to the running one", "pid", inst.pid, "address", inst.addr, "old_pid", old.pid)
+	if err := s.awaitReady(ctx, o, inst); err != nil {
+		s.stop(inst, o.StopTimeout)
+		if ctx.Err() == nil {
+			s.report(inst, "new app instance failed; the old one keeps serving")
+		}
+		return err
+	}
+	if o.OnStart != nil {
+		o.OnStart(inst.pid)
+	}
+	s.ready(inst) // OnAddress(new), then the new generation gets the new requests
+	gen := s.gate.swap()
+	if !s.gate.drain(ctx, gen, o.StopTimeout) {
+		s.log.Warn("old app still had requests in flight after stop_timeout", "pid", old.pid)
+	}
+	s.stop(old, o.StopTimeout)
+	return nil
+}
+
+// applyUpdate takes the pending options; a different app is restarted.
+func (s *Supervisor) applyUpdate(ctx context.Context) {
+	s.mu.Lock()
+	o := s.pending
+	s.mu.Unlock()
+	if len(o.Command) == 0 {
+		s.log.Error("ignoring app options without a command")
+		return
+	}
+	o.Metrics, o.Logger, o.env = s.opts.Metrics, s.opts.Logger, s.opts.env
+	o = o.withDefaults()
+	if o.placeholder() == "" && o.Upstream == "" {
+		s.log.Error("ignoring app options without an upstream address")
+		return
+	}
+	changed := !sameApp(s.opts, o)
+	s.opts = o
+	s.gate.hold.Store(int64(o.RestartHold))
+	if changed && s.cur != nil {
+		if err := s.restart(ctx, ReasonReload); err != nil {
+			s.log.Error("reload restart failed", "err", err)
+		}
+	}
+}
+
+// shutdown stops the current instance when Run ends: the gate answers at
+// once from now on, in-flight requests get up to StopTimeout.
+func (s *Supervisor) shutdown() {
+	if s.retry != nil {
+		s.retry.Stop()
+	}
+	inst := s.cur
+	if inst != nil {
+		s.gate.drain(context.Background(), s.gate.current(), s.opts.StopTimeout)
+	}
+	s.gate.set(gateStopped)
+	if inst != nil {
+		s.stop(inst, s.opts.StopTimeout)
+		s.log.Info("app stopped", "pid", inst.pid, "exit", describeExit(inst.exit))
+		s.mu.Lock()
+		s.status.LastExit = describeExit(inst.exit)
+		s.mu.Unlock()
+	}
+	s.cur = nil
+	s.setState(StateStopped)
+}
