@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs Bulwark's whole test suite on a Debian machine with Go, installing what
+# the tests need from Debian's packages first (as root, or through sudo):
+# uvicorn and FastAPI for the end-to-end tests against a real app, Chromium for
+# the dashboard test, MariaDB and PostgreSQL for the database probe, iproute2
+# for ss, curl and nghttp2-client for the shell checks.
+#
+#   scripts/test.sh            vet, race tests, benchmarks compiled and run briefly
+#   scripts/test.sh -short     skips the slowest end-to-end tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+/usr/bin/python3 -c 'import uvicorn' 2>/dev/null || need+=(python3-uvicorn)
+/usr/bin/python3 -c 'import fastapi' 2>/dev/null || need+=(python3-fastapi)
+command -v chromium >/dev/null || need+=(chromium)
+command -v ss >/dev/null || need+=(iproute2)
+command -v curl >/dev/null || need+=(curl)
+command -v mariadbd >/dev/null || command -v mysqld >/dev/null || need+=(mariadb-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+if ((${#need[@]})); then
+  echo "installing: ${need[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  # Packages must not start system-wide services: the tests start their own.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    made_policy=1
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ -z "$made_policy" ] || $sudo rm -f "$policy"
+fi
+
+echo "== gofmt"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$bad" ]; then
+  echo "gofmt would change:"; echo "$bad"; exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== go test -race"
+go test -race -count=1 -timeout 15m "$@" ./...
+echo "== benchmarks (compiled and run briefly; numbers are not judged here)"
+go test -run '^$' -bench . -benchtime=100x -timeout 10m ./... >/tmp/bulwark-bench.txt
+grep -E '^(ok|FAIL|Benchmark)' /tmp/bulwark-bench.txt | tail -n 40
