@@ -49,7 +49,8 @@ func TestUvicornBehindBulwark(t *testing.T) {
 		c := in.client(h2)
 		req, _ := http.NewRequest("GET", in.url("/headers?a=1"), nil)
 		req.Header.Set("X-Forwarded-For", "6.6.6.6") // spoofed: not from a trusted proxy
-		if !h2 {                                     // HTTP/2 has no Connection header
+		// HTTP/2 has no Connection header.
+		if !h2 {
 			req.Header.Set("Connection", "keep-alive, X-Secret")
 			req.Header.Set("X-Secret", "hop-by-hop")
 		}
