@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -57,19 +58,40 @@ func (e *dialError) Unwrap() error { return e.err }
 // spent sending the request does not count against waiting for the answer,
 // and a connection idle in the pool (where the Transport keeps a Read
 // pending) starts afresh when a request is written to it.
+//
+// It also closes most of the keep-alive race: when the app closed a pooled
+// connection just before a request is written to it, the first write after
+// a read finds the close already queued and fails without sending a byte,
+// so the Transport replays the request on a fresh connection (for a body,
+// only when GetBody is set, as the spool does). Only a close still in
+// flight on the wire can then make a request fail.
 type deadlineConn struct {
 	net.Conn
 	read, send time.Duration
+	// afterRead is set by a Read that got data and cleared by the next
+	// Write: that Write is the start of a new request on a reused
+	// connection. Atomic: the Transport reads and writes from two goroutines.
+	afterRead atomic.Bool
 }
+
+// errStaleConn fails the first write to a connection the app has closed.
+var errStaleConn = errors.New("the app closed the idle connection")
 
 func (c *deadlineConn) Read(b []byte) (int, error) {
 	if err := c.Conn.SetReadDeadline(time.Now().Add(c.read)); err != nil {
 		return 0, err
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.afterRead.Store(true)
+	}
+	return n, err
 }
 
 func (c *deadlineConn) Write(b []byte) (int, error) {
+	if c.afterRead.Swap(false) && peerClosed(c.Conn) {
+		return 0, errStaleConn
+	}
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.send)); err != nil {
 		return 0, err
 	}
