@@ -29,8 +29,8 @@ type Buffer struct {
 	// The bytes [base, size) of the body are held: the first memLen in
 	// chunks, then fileLen in f. Once a byte went to the file, every later
 	// one does too (until a reset).
-	chunks  []*[chunkSize]byte
-	memCap  int64 // bytes reserved from the memory budget for chunks
+	chunks  []*[chunkSize]byte // each charged chunkSize to the budget
+	memCap  int64              // bytes of the chunks this body may fill
 	memLen  int64
 	noMem   bool // the memory part is closed for this body
 	f       *os.File
@@ -100,19 +100,19 @@ func (b *Buffer) writeLocked(p []byte, force bool) (int, error) {
 	return written + n, err
 }
 
-// growLocked reserves one more memory chunk, within this body's share and
-// the Spool's budget (or beyond both, with force).
+// growLocked adds one pooled chunk, within this body's share and the
+// Spool's budget (or beyond both, with force). The budget is charged a whole
+// chunk, the memory held, even when the share leaves room for less.
 func (b *Buffer) growLocked(force bool) bool {
-	per := b.s.opts.MemoryPerBody
-	want := min(int64(chunkSize), per-b.memCap)
+	want := min(int64(chunkSize), b.s.opts.MemoryPerBody-b.memCap)
 	if force {
 		want = chunkSize
 	}
-	if want <= 0 || int64(len(b.chunks))*chunkSize != b.memCap && !force {
+	if want <= 0 || b.memCap%chunkSize != 0 {
 		// Share used up, or the last chunk is a partial one.
 		return false
 	}
-	if !b.s.reserveMem(want, force) {
+	if !b.s.reserveMem(chunkSize, force) {
 		return false
 	}
 	b.chunks = append(b.chunks, b.s.getChunk())
@@ -247,11 +247,11 @@ func (b *Buffer) Close() error {
 
 // releaseLocked hands back the memory chunks and the file.
 func (b *Buffer) releaseLocked() {
+	b.s.releaseMem(int64(len(b.chunks)) * chunkSize)
 	for _, c := range b.chunks {
 		b.s.putChunk(c)
 	}
 	b.chunks = nil
-	b.s.releaseMem(b.memCap)
 	b.memCap, b.memLen = 0, 0
 	if b.f != nil {
 		b.f.Close()
@@ -370,11 +370,11 @@ func (b *Buffer) writeStream(p []byte) (int, error) {
 // resetLocked drops every byte held (the copier has them all) and starts the
 // body over empty at offset size; the file, if any, is truncated and reused.
 func (b *Buffer) resetLocked() {
+	b.s.releaseMem(int64(len(b.chunks)) * chunkSize)
 	for _, c := range b.chunks {
 		b.s.putChunk(c)
 	}
 	b.chunks = nil
-	b.s.releaseMem(b.memCap)
 	b.memCap, b.memLen = 0, 0
 	b.noMem = false
 	if b.f != nil && b.diskErr == nil {

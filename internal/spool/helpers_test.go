@@ -163,3 +163,21 @@ func eventually(cond func() bool) bool {
 	}
 	return cond()
 }
+
+// serveProto is serve over HTTP/1.1 in clear text, or over HTTP/2 with TLS
+// when h2 is set; use srv.Client() to talk to it.
+func serveProto(t *testing.T, h2 bool, h http.Handler) (srv *httptest.Server, done <-chan struct{}) {
+	t.Helper()
+	if !h2 {
+		return serve(t, h)
+	}
+	ch := make(chan struct{}, 16)
+	srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() { ch <- struct{}{} }()
+		h.ServeHTTP(w, r)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, ch
+}

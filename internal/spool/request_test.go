@@ -93,32 +93,35 @@ func TestRequests_Spooled(t *testing.T) {
 		name    string
 		size    int
 		chunked bool
+		h2      bool
 	}{
-		{"small content-length", 10, false},
-		{"exactly memory content-length", per, false},
-		{"spills content-length", 300 << 10, false},
-		{"empty chunked", 0, true},
-		{"small chunked", 10, true},
-		{"spills chunked", 300 << 10, true},
+		{"small content-length", 10, false, false},
+		{"exactly memory content-length", per, false, false},
+		{"spills content-length", 300 << 10, false, false},
+		{"empty chunked", 0, true, false},
+		{"small chunked", 10, true, false},
+		{"spills chunked", 300 << 10, true, false},
+		{"h2 spills content-length", 300 << 10, false, true},
+		{"h2 spills no length", 300 << 10, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			set := metrics.NewSet()
 			s := newTestSpool(t, Options{BufferRequests: true, MemoryPerBody: per, Metrics: set})
 			next, seenc, _ := recordingNext()
-			srv, done := serve(t, s.Requests(next))
+			srv, done := serveProto(t, tt.h2, s.Requests(next))
 			body := pattern(tt.size)
 			var r io.Reader = bytes.NewReader(body)
 			if tt.chunked {
 				r = hideLength(body)
 			}
-			resp, err := http.Post(srv.URL, "application/octet-stream", r)
+			resp, err := srv.Client().Post(srv.URL, "application/octet-stream", r)
 			if err != nil {
 				t.Fatalf("POST: %v", err)
 			}
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("status = %d, want 200", resp.StatusCode)
+			if resp.StatusCode != http.StatusOK || resp.ProtoMajor != map[bool]int{false: 1, true: 2}[tt.h2] {
+				t.Fatalf("answer %d over %s, want 200 over HTTP/%d", resp.StatusCode, resp.Proto, map[bool]int{false: 1, true: 2}[tt.h2])
 			}
 			sn := <-seenc
 			waitDone(t, done, "spooled request")

@@ -236,8 +236,12 @@ func (rw *respWriter) copyOut() {
 			return
 		}
 		if n > 0 {
-			if timeout > 0 && rc.SetWriteDeadline(time.Now().Add(timeout)) == nil {
-				deadline = true
+			if timeout > 0 {
+				if rc.SetWriteDeadline(time.Now().Add(timeout)) == nil {
+					deadline = true
+				} else {
+					timeout = 0 // not supported by this writer: stop trying
+				}
 			}
 			if _, err := rw.w.Write(bufp[:n]); err != nil {
 				b.markGone(fmt.Errorf("writing to client: %w", err))

@@ -27,16 +27,22 @@ func TestResponses_Buffered(t *testing.T) {
 	tests := []struct {
 		name          string
 		contentLength bool
+		h2            bool
 	}{
-		{"content-length", true},
-		{"chunked", false},
+		{"content-length", true, false},
+		{"chunked", false, false},
+		{"h2 content-length", true, true},
+		{"h2 no length", false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			set := metrics.NewSet()
 			s := newTestSpool(t, Options{BufferResponses: true, MemoryPerBody: 64 << 10, Metrics: set})
 			body := pattern(size)
-			srv, done := serve(t, s.Responses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv, done := serveProto(t, tt.h2, s.Responses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if got, want := r.ProtoMajor, map[bool]int{false: 1, true: 2}[tt.h2]; got != want {
+					t.Errorf("request over HTTP/%d, want HTTP/%d", got, want)
+				}
 				w.Header().Set("X-App", "yes")
 				if tt.contentLength {
 					w.Header().Set("Content-Length", fmt.Sprint(size))
@@ -52,7 +58,7 @@ func TestResponses_Buffered(t *testing.T) {
 					p = p[n:]
 				}
 			})))
-			resp, err := http.Get(srv.URL)
+			resp, err := srv.Client().Get(srv.URL)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -457,14 +463,20 @@ func TestResponses_DiskCap(t *testing.T) {
 }
 
 func TestResponses_Trailers(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) { testTrailers(t, h2) })
+	}
+}
+
+func testTrailers(t *testing.T, h2 bool) {
 	s := newTestSpool(t, Options{BufferResponses: true, MemoryPerBody: 16 << 10})
-	srv, done := serve(t, s.Responses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, done := serveProto(t, h2, s.Responses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Trailer", "X-Sum")
 		w.Write(pattern(100 << 10))
 		w.Header().Set("X-Sum", "42")
 		w.Header().Set(http.TrailerPrefix+"X-Late", "7")
 	})))
-	resp, err := http.Get(srv.URL)
+	resp, err := srv.Client().Get(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -150,7 +151,18 @@ func TestDefaultDir_StateDirectory(t *testing.T) {
 }
 
 func TestBuffer_MemoryThenDisk(t *testing.T) {
-	const per = 64 << 10
+	tests := []struct {
+		per, held int64 // MemoryPerBody, and the memory that takes in whole chunks
+	}{
+		{64 << 10, 64 << 10},
+		{40 << 10, 64 << 10},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.per), func(t *testing.T) { testMemoryThenDisk(t, tt.per, tt.held) })
+	}
+}
+
+func testMemoryThenDisk(t *testing.T, per, held int64) {
 	s := newTestSpool(t, Options{MemoryPerBody: per})
 	want := pattern(200<<10 + 7)
 	b := s.NewBuffer()
@@ -167,7 +179,7 @@ func TestBuffer_MemoryThenDisk(t *testing.T) {
 	if !b.OnDisk() {
 		t.Errorf("OnDisk() = false, want true for a body past MemoryPerBody")
 	}
-	if got, want := s.Stats(), (Stats{MemoryBytes: per, DiskBytes: int64(len(want) - per), ActiveBodies: 1}); got != want {
+	if got, want := s.Stats(), (Stats{MemoryBytes: held, DiskBytes: int64(len(want)) - per, ActiveBodies: 1}); got != want {
 		t.Errorf("Stats() = %+v, want %+v", got, want)
 	}
 	fi, err := b.f.Stat()
