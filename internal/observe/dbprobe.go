@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,30 +97,31 @@ func newDBProbe(rawURL string, set *metrics.Set, logger *slog.Logger) (*dbProbe,
 }
 
 // mysqlConfig turns mysql://user:pass@host:port/db?params into a driver
-// config; params are passed to the driver as in its DSN.
+// config; params are read by the driver as in its own DSN, and the
+// timeouts default to dbTimeout.
 func mysqlConfig(u *url.URL) (*mysql.Config, error) {
-	c := mysql.NewConfig()
-	c.User = u.User.Username()
-	c.Passwd, _ = u.User.Password()
-	c.Net = "tcp"
-	c.Addr = u.Host
+	pass, _ := u.User.Password()
+	addr := u.Host
 	if u.Port() == "" {
-		c.Addr = u.Hostname() + ":3306"
+		addr = net.JoinHostPort(u.Hostname(), "3306")
 	}
-	if len(u.Path) > 1 {
-		c.DBName = u.Path[1:]
-	}
-	c.Timeout = dbTimeout
-	c.ReadTimeout = dbTimeout
-	c.WriteTimeout = dbTimeout
+	dsn := u.User.Username() + ":" + pass + "@tcp(" + addr + ")/" + strings.TrimPrefix(u.Path, "/")
 	if u.RawQuery != "" {
-		// Let the driver parse the parameters as it does in a DSN.
-		pc, err := mysql.ParseDSN("/?" + u.RawQuery)
-		if err != nil {
-			return nil, fmt.Errorf("observe database %s: %w", u.Redacted(), err)
-		}
-		c.Params = pc.Params
-		c.TLSConfig = pc.TLSConfig
+		dsn += "?" + u.RawQuery
+	}
+	c, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("observe database %s: %w", u.Redacted(), err)
+	}
+	q := u.Query()
+	if q.Get("timeout") == "" {
+		c.Timeout = dbTimeout
+	}
+	if q.Get("readTimeout") == "" {
+		c.ReadTimeout = dbTimeout
+	}
+	if q.Get("writeTimeout") == "" {
+		c.WriteTimeout = dbTimeout
 	}
 	return c, nil
 }
