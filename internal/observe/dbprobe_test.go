@@ -298,4 +298,3 @@ func TestDBProbePostgres(t *testing.T) {
 		t.Logf("postgres output:\n%s", logs.String())
 	}
 }
-
