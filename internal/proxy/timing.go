@@ -31,7 +31,8 @@ func timingFrom(ctx context.Context) *Timing {
 
 // Wait returns the time from handing the request to the app's connection
 // (connecting included) to the app's response head: the time spent waiting
-// for the app. Zero if the request never reached the proxy or failed.
+// for the app; on a failure, up to the failure (retry included). Zero if the
+// request was never sent, as for a 413.
 func (t *Timing) Wait() time.Duration {
 	if t == nil {
 		return 0
