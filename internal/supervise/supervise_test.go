@@ -42,8 +42,8 @@ type rec struct {
 }
 
 func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *recorder) WithAttrs([]slog.Attr) slog.Handler      { return r }
-func (r *recorder) WithGroup(string) slog.Handler           { return r }
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *recorder) WithGroup(string) slog.Handler            { return r }
 func (r *recorder) Handle(_ context.Context, rc slog.Record) error {
 	m := map[string]string{}
 	rc.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
@@ -294,6 +294,9 @@ func TestStartReady(t *testing.T) {
 	if st.Address != h.addr.Load().(string) {
 		t.Errorf("Status().Address = %q, OnAddress got %q", st.Address, h.addr.Load())
 	}
+	if got, want := oomScoreAdj(t, st.PID), min(1000, oomScoreAdj(t, os.Getpid())+500); got != want {
+		t.Errorf("app oom_score_adj = %d, want %d (ours + 500)", got, want)
+	}
 	if got := h.metric("bulwark_app_up"); got != "1" {
 		t.Errorf("bulwark_app_up = %q, want 1", got)
 	}
@@ -319,6 +322,56 @@ func TestStartReady(t *testing.T) {
 	code, _, hdr, _ := h.get("/")
 	if code != http.StatusServiceUnavailable || hdr.Get("X-Bulwark-Error") != "app_unavailable" {
 		t.Errorf("GET / after stop = %d (%s), want 503 app_unavailable", code, hdr.Get("X-Bulwark-Error"))
+	}
+}
+
+func oomScoreAdj(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "oom_score_adj"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestMakeCgroup(t *testing.T) {
+	root, proc := t.TempDir(), t.TempDir()
+	mustWrite(t, filepath.Join(root, "cgroup.controllers"), "cpu memory pids\n")
+	mustWrite(t, filepath.Join(proc, "self", "cgroup"), "0::/system.slice/bulwark.service\n")
+	mustWrite(t, filepath.Join(root, "system.slice/bulwark.service/cgroup.procs"), "1\n")
+	o := Options{CgroupRoot: root, MaxMemory: 400 << 20}
+	o.env.procRoot = proc
+	dir, err := makeCgroup(o, 4242)
+	if err != nil {
+		t.Fatalf("makeCgroup() error = %v", err)
+	}
+	if want := filepath.Join(root, "system.slice/bulwark.service/bulwark-app-4242"); dir != want {
+		t.Errorf("makeCgroup() = %q, want %q", dir, want)
+	}
+	for file, want := range map[string]string{
+		"memory.high": strconv.Itoa(400 << 20), "memory.max": strconv.Itoa(500 << 20), "cgroup.procs": "4242",
+	} {
+		if b, _ := os.ReadFile(filepath.Join(dir, file)); string(b) != want {
+			t.Errorf("%s = %q, want %q", file, b, want)
+		}
+	}
+	mustWrite(t, filepath.Join(dir, "memory.events"), "low 0\nhigh 12\nmax 3\noom 1\noom_kill 1\n")
+	if got := cgroupOOMKills(dir); got != 1 {
+		t.Errorf("cgroupOOMKills() = %d, want 1", got)
+	}
+}
+
+func mustWrite(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
