@@ -566,3 +566,53 @@ func TestChain_Proxy(t *testing.T) {
 	waitDone(t, done, "second")
 	assertClean(t, s)
 }
+
+// TestResponses_ManyUnderTightCaps runs several responses and uploads at
+// once with a memory budget and disk cap smaller than one body: uploads
+// past the cap are refused with 507, responses all complete byte for byte,
+// and everything is freed.
+func TestResponses_ManyUnderTightCaps(t *testing.T) {
+	const n, size = 8, 512 << 10
+	s := newTestSpool(t, Options{BufferRequests: true, BufferResponses: true,
+		MemoryPerBody: 32 << 10, MemoryBudget: 64 << 10, DiskLimit: 256 << 10})
+	body := pattern(size)
+	srv, done := serve(t, s.Responses(s.Requests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		for p := body; len(p) > 0; p = p[min(len(p), 20_000):] {
+			if _, err := w.Write(p[:min(len(p), 20_000)]); err != nil {
+				return
+			}
+		}
+	}))))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var resp *http.Response
+			var err error
+			if i%2 == 0 {
+				resp, err = http.Get(srv.URL)
+			} else {
+				resp, err = http.Post(srv.URL, "application/octet-stream", bytes.NewReader(pattern(100<<10)))
+			}
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode == http.StatusInsufficientStorage && i%2 == 1:
+				// An upload may find the disk cap taken by the others.
+			case resp.StatusCode != http.StatusOK || err != nil || !bytes.Equal(got, body):
+				t.Errorf("request %d: %d with %d bytes (err %v), want 200 with %d identical", i, resp.StatusCode, len(got), err, size)
+			}
+		}()
+	}
+	wg.Wait()
+	for range n {
+		waitDone(t, done, "concurrent")
+	}
+	assertClean(t, s)
+}

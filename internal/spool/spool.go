@@ -242,10 +242,15 @@ func DefaultDir() string {
 // CheckDir reports problems with dir as a spool directory, for `bulwark
 // check`: an error when it is missing, not a directory or not writable; a
 // warning when it is on tmpfs (spooling there uses RAM). An empty dir means
-// DefaultDir(). CheckDir creates nothing but a probe file it removes at once.
+// DefaultDir(), which is created (0700) as New would; a configured dir is
+// not created. Otherwise CheckDir writes only a probe file it removes at
+// once.
 func CheckDir(dir string) (warnings []string, err error) {
 	if dir == "" {
 		dir = DefaultDir()
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating default spool_dir: %w", err)
+		}
 	}
 	fi, err := os.Stat(dir)
 	if err != nil {

@@ -295,3 +295,18 @@ func TestBuffer_WriteError(t *testing.T) {
 		t.Errorf("DiskBytes = %d after a failed write, want 0", got)
 	}
 }
+
+func TestCheckDir_DefaultIsCreated(t *testing.T) {
+	state := t.TempDir()
+	t.Setenv("STATE_DIRECTORY", state)
+	warnings, err := CheckDir("")
+	if err != nil {
+		t.Fatalf("CheckDir(\"\") = %v, want nil", err)
+	}
+	if fi, err := os.Stat(filepath.Join(state, "spool")); err != nil || !fi.IsDir() {
+		t.Errorf("default spool dir under STATE_DIRECTORY: %v, want it created", err)
+	}
+	if onTmpfs(state) != (len(warnings) == 1) {
+		t.Errorf("CheckDir(\"\") warnings = %q, want one exactly when on tmpfs", warnings)
+	}
+}
