@@ -133,6 +133,9 @@ func New(cfg *config.Config, o Options) (*App, error) {
 		a.watch = memwatch.New(memwatch.Options{
 			Interval: cfg.App.CheckInterval.D(),
 			Limit:    int64(cfg.App.MaxMemory),
+			// The app is only measured once it has started; a few samples
+			// of grace cover the memory spike of its imports.
+			Grace:    3 * cfg.App.CheckInterval.D(),
 			OnExceed: a.onAppMemoryExceeded,
 			Metrics:  a.set,
 			Logger:   a.log,
