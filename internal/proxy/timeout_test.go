@@ -271,3 +271,39 @@ func TestClientGoneIsNotAnswered(t *testing.T) {
 		}
 	}
 }
+
+// slowReader yields n chunks with a pause before each.
+type slowReader struct {
+	n     int
+	pause time.Duration
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(r.pause)
+	r.n--
+	return copy(p, "chunk\n"), nil
+}
+
+// TestSlowSteadyUploadSucceeds: the time spent sending a long body counts
+// against neither timeout as long as every write progresses; waiting for
+// the answer starts after the last write.
+func TestSlowSteadyUploadSucceeds(t *testing.T) {
+	const timeout = 150 * time.Millisecond
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n)
+	}))
+	t.Cleanup(app.Close)
+	p, _ := newTestProxy(t, hostOf(app), func(o *Options) { o.ReadTimeout, o.SendTimeout = timeout, timeout })
+	req := httptest.NewRequest("POST", "/", nil)
+	req.Body = io.NopCloser(&slowReader{n: 8, pause: timeout / 3}) // 8 × 50ms, well over the timeout
+	req.ContentLength = -1
+	rec := httptest.NewRecorder()
+	p.ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Body.String() != "48" {
+		t.Errorf("slow upload: %d %q, want 200 %q", rec.Code, rec.Body.String(), "48")
+	}
+}
