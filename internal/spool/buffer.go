@@ -350,7 +350,7 @@ func (b *Buffer) writeStream(p []byte) (int, error) {
 		}
 		if !errors.Is(err, ErrSpoolFull) && !b.diskErrLogged {
 			b.diskErrLogged = true
-			b.s.warn("spool: response spool file failed; feeding the client in step", "dir", b.s.opts.Dir, "err", err)
+			b.s.warn(logResponseWrite, "spool: response spool file failed; feeding the client in step", "dir", b.s.opts.Dir, "err", err)
 		}
 		// No room: wait for the copier to catch up, then start over empty.
 		for b.readPos < b.size && b.gone == nil && !b.closed {

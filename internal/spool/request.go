@@ -113,7 +113,7 @@ func (s *Spool) fill(b *Buffer, body io.Reader) *httperr.Error {
 					return s.spoolFull(werr)
 				}
 				s.rejected[reasonWriteError].Inc()
-				s.warn("spool: cannot write request body; answering 507", "dir", s.opts.Dir, "err", werr)
+				s.warn(logRequestWrite, "spool: cannot write request body; answering 507", "dir", s.opts.Dir, "err", werr)
 				return &httperr.Error{
 					Status: http.StatusInsufficientStorage,
 					Reason: "spool_write_error",
@@ -134,7 +134,7 @@ func (s *Spool) fill(b *Buffer, body io.Reader) *httperr.Error {
 // spoolFull counts and logs a full spool and returns the 507 to answer.
 func (s *Spool) spoolFull(err error) *httperr.Error {
 	s.rejected[reasonSpoolFull].Inc()
-	s.warn("spool: disk limit reached; answering 507", "dir", s.opts.Dir,
+	s.warn(logSpoolFull, "spool: disk limit reached; answering 507", "dir", s.opts.Dir,
 		"disk_bytes", s.disk.Load(), "disk_limit", s.opts.DiskLimit)
 	return &httperr.Error{
 		Status:     http.StatusInsufficientStorage,

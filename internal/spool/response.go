@@ -250,6 +250,10 @@ func (rw *respWriter) copyOut() {
 			off += int64(n)
 		}
 		if done {
+			if deadline {
+				// Flush under the last deadline, before it is cleared.
+				_ = rc.Flush()
+			}
 			return
 		}
 		if n > 0 && b.caughtUp(off) {

@@ -152,7 +152,7 @@ type Spool struct {
 	// tests can inject a file whose writes fail.
 	openTemp func() (*os.File, error)
 
-	lastLog atomic.Int64 // unix nanos of the last warning, to rate-limit it
+	lastLog [numLogKinds]atomic.Int64 // unix nanos of the last warning of each kind
 
 	memGauge  *metrics.Gauge
 	diskGauge *metrics.Gauge
@@ -388,13 +388,24 @@ func (s *Spool) getChunk() *[chunkSize]byte {
 
 func (s *Spool) putChunk(p *[chunkSize]byte) { s.chunks.Put(p) }
 
-// warn logs a spool problem at most once a second, so a full disk under load
-// does not flood the log.
-func (s *Spool) warn(msg string, args ...any) {
+// warn logs a spool problem at most once a second per kind of problem, so
+// a full disk under load does not flood the log.
+func (s *Spool) warn(kind logKind, msg string, args ...any) {
 	now := time.Now().UnixNano()
-	last := s.lastLog.Load()
-	if now-last < int64(time.Second) || !s.lastLog.CompareAndSwap(last, now) {
+	last := &s.lastLog[kind]
+	prev := last.Load()
+	if now-prev < int64(time.Second) || !last.CompareAndSwap(prev, now) {
 		return
 	}
 	s.opts.Logger.Warn(msg, args...)
 }
+
+// logKind selects the rate limit of a warning.
+type logKind int
+
+const (
+	logSpoolFull logKind = iota
+	logRequestWrite
+	logResponseWrite
+	numLogKinds
+)
