@@ -90,6 +90,8 @@ type Options struct {
 	// OnAddress, if not nil, is called with the app's address
 	// ("127.0.0.1:PORT" or "unix:/path") whenever it changes, before the
 	// gate opens for it. It is always called once for the first ready app.
+	// Like OnStart, it runs on Run's goroutine: it must be quick and must
+	// not call Restart.
 	OnAddress func(addr string)
 	// OnStart, if not nil, is called with the PID of each new app process
 	// (for memwatch.Watcher.Watch). In a zero-downtime swap it is called

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -159,9 +160,22 @@ func start(t *testing.T, o Options, env map[string]string) *harness {
 	h.s = s
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(&url.URL{Scheme: "http", Host: h.addr.Load().(string)})
+			host := h.addr.Load().(string)
+			if strings.HasPrefix(host, "unix:") {
+				host = "app"
+			}
+			pr.SetURL(&url.URL{Scheme: "http", Host: host})
 		},
-		Transport: &http.Transport{DisableKeepAlives: true},
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				var d net.Dialer
+				if p, ok := strings.CutPrefix(h.addr.Load().(string), "unix:"); ok {
+					return d.DialContext(ctx, "unix", p)
+				}
+				return d.DialContext(ctx, network, addr)
+			},
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			http.Error(w, "proxy: "+err.Error(), http.StatusBadGateway)
 		},
@@ -651,6 +665,34 @@ func TestZeroDowntimePort(t *testing.T) {
 	}
 }
 
+func TestZeroDowntimeSocket(t *testing.T) {
+	h := start(t, Options{Command: fakeCommand(t, "unix:{socket}"), ZeroDowntime: func() bool { return true }}, nil)
+	first := waitReady(t, h)
+	sock, ok := strings.CutPrefix(first.Address, "unix:")
+	if !ok {
+		t.Fatalf("Status().Address = %q, want unix:/path", first.Address)
+	}
+	if fi, err := os.Stat(filepath.Dir(sock)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("socket directory %s: %v %v, want mode 0700", filepath.Dir(sock), fi.Mode(), err)
+	}
+	if code, body, _, err := h.get("/"); err != nil || code != http.StatusOK || body != strconv.Itoa(first.PID) {
+		t.Fatalf("GET / over the socket = %d %q %v, want 200 from pid %d", code, body, err, first.PID)
+	}
+	if err := h.s.Restart(ReasonManual); err != nil {
+		t.Fatalf("Restart() = %v", err)
+	}
+	st := h.s.Status()
+	if st.Address == first.Address || st.PID == first.PID {
+		t.Errorf("after restart %s pid %d, want a new socket and pid", st.Address, st.PID)
+	}
+	if _, err := os.Stat(filepath.Dir(sock)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("old socket directory still there after the old app stopped: %v", err)
+	}
+	if code, body, _, err := h.get("/"); err != nil || code != http.StatusOK || body != strconv.Itoa(st.PID) {
+		t.Errorf("GET / after restart = %d %q %v, want 200 from pid %d", code, body, err, st.PID)
+	}
+}
+
 func TestHoldRestartUnderLoad(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -665,6 +707,11 @@ func TestHoldRestartUnderLoad(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := start(t, tt.o, nil)
 			first := waitReady(t, h)
+			// The app leaks; the restart is what gives the memory back.
+			if code, _, _, err := h.get("/leak?mb=64"); err != nil || code != http.StatusOK {
+				t.Fatalf("GET /leak = %d %v", code, err)
+			}
+			leaked := rssOf(t, first.PID)
 			stop := make(chan struct{})
 			var total int64
 			var failures chan string
@@ -684,6 +731,9 @@ func TestHoldRestartUnderLoad(t *testing.T) {
 			if st.PID == first.PID || st.State != StateReady || st.Restarts[ReasonMemory] != 1 {
 				t.Errorf("Status() = %+v, want ready, a new pid and 1 memory restart", st)
 			}
+			if got := rssOf(t, st.PID); got >= leaked {
+				t.Errorf("new app RSS = %d, want below the leaking app's %d", got, leaked)
+			}
 			if first.LastExit != "" || st.LastExit != "exit code 0" {
 				t.Errorf("LastExit = %q, want exit code 0 (old app stopped by SIGTERM)", st.LastExit)
 			}
@@ -698,6 +748,23 @@ func TestHoldRestartUnderLoad(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rssOf returns VmRSS of pid in bytes.
+func rssOf(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n << 10
+		}
+	}
+	t.Fatalf("no VmRSS for pid %d", pid)
+	return 0
 }
 
 func hasAttr(recs []rec, key, substr string) bool {
