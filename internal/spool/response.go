@@ -219,15 +219,10 @@ func (rw *respWriter) copyOut() {
 	bufp := rw.s.getChunk()
 	defer rw.s.putChunk(bufp)
 	rc := http.NewResponseController(rw.w)
+	// net/http clears a connection's write deadline after each request, so
+	// the deadlines set here do not outlive this answer.
 	timeout := rw.s.opts.SendTimeout
 	deadline := false
-	defer func() {
-		if deadline {
-			// The deadline would outlive this answer on a kept-alive
-			// connection when the server sets none of its own.
-			_ = rc.SetWriteDeadline(time.Time{})
-		}
-	}()
 	var off int64
 	for {
 		n, done, err := b.next(bufp[:], off)
@@ -251,7 +246,7 @@ func (rw *respWriter) copyOut() {
 		}
 		if done {
 			if deadline {
-				// Flush under the last deadline, before it is cleared.
+				// Flush under the last deadline, before net/http clears it.
 				_ = rc.Flush()
 			}
 			return
