@@ -15,7 +15,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// Defaults applied by Options.withDefaults.
+// Defaults used for zero Options fields, and the Retry-After of a 507.
 const (
 	// DefaultMemoryPerBody is nginx's client_body_buffer_size on 64-bit
 	// hosts (the guide's "128k").
@@ -23,8 +23,8 @@ const (
 	// DefaultMemoryBudget bounds all spool memory: 128 bodies fully in
 	// memory at the default MemoryPerBody, a small share of a 512 MB host.
 	DefaultMemoryBudget = 16 << 20
-	// DefaultDiskLimit bounds spool disk use: fifty uploads at the medium
-	// profile's 20 MiB-ish bodies, well inside a small VPS's disk.
+	// DefaultDiskLimit bounds spool disk use: fifty 20 MiB uploads at once
+	// (the low profile's max_body), well inside a small VPS's disk.
 	DefaultDiskLimit = 1 << 30
 	// DefaultSendTimeout is nginx's send_timeout: how long one write to a
 	// client may block before the client is given up.
