@@ -555,3 +555,18 @@ func TestListenIPv6(t *testing.T) {
 		t.Errorf("got %s", ln.Addr())
 	}
 }
+
+func TestAbortedAnswerDoesNotEndCleanly(t *testing.T) {
+	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Value(http.ServerContextKey) == nil {
+			t.Error("no http.ServerContextKey: ReverseProxy would not abort cut-off answers")
+		}
+		io.WriteString(w, strings.Repeat("x", 5000)) // past the pending buffer: sent chunked
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}), false, nil)
+	got := ts.roundTrip(t, false, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !strings.Contains(got, "Transfer-Encoding: chunked") || strings.HasSuffix(got, "0\r\n\r\n") {
+		t.Errorf("got %q...; want a chunked answer cut off without its last chunk", got[:min(len(got), 120)])
+	}
+}

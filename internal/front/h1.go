@@ -140,7 +140,7 @@ func (c *h1Conn) serveOne() (keep bool) {
 	}
 	c.rwc.SetReadDeadline(time.Time{})
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(c.srv.baseCtx)
 	defer cancel()
 	c.cr.cancel = cancel
 	req = req.WithContext(ctx)

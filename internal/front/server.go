@@ -129,6 +129,10 @@ type Server struct {
 	h2      *http.Server
 	h2conns *chanListener
 	h2once  sync.Once
+	// baseCtx carries http.ServerContextKey, as net/http's contexts do:
+	// httputil.ReverseProxy aborts a cut-off answer with a panic only when
+	// it is present, and an HTTP/1.1 answer must not end cleanly then.
+	baseCtx context.Context
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -154,6 +158,7 @@ func New(opts Options) (*Server, error) {
 		hijacked:  make(map[net.Conn]struct{}),
 		done:      make(chan struct{}),
 	}
+	s.baseCtx = context.WithValue(context.Background(), http.ServerContextKey, &http.Server{})
 	if o.TLSConfig != nil && offersH2(o.TLSConfig) {
 		s.h2conns = newChanListener()
 		s.h2 = &http.Server{
