@@ -1,0 +1,155 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"bulwark/internal/observe"
+)
+
+// splitFrames splits non-terminal top output into frames; each frame
+// starts with the header "bulwark VERSION" after a blank line.
+func splitFrames(out, version string) []string {
+	sep := "bulwark " + version + " "
+	parts := strings.Split(out, "\n\n"+sep)
+	for i := 1; i < len(parts); i++ {
+		parts[i] = sep + parts[i]
+	}
+	return parts
+}
+
+func TestTopFrames(t *testing.T) {
+	_, addr := startObserve(t, observe.Options{Token: testToken, Snapshot: adminSnapshot(2, true), Version: "v1.0.0-test"})
+	var out, errOut bytes.Buffer
+	args := []string{"--admin", addr, "--token", testToken, "--interval", "100ms", "--frames", "3"}
+	if err := runTop(t.Context(), args, &out, &errOut); err != nil {
+		t.Fatalf("top: %v (stderr %s)", err, errOut.String())
+	}
+	frames := splitFrames(out.String(), "v1.0.0-test")
+	if len(frames) != 3 {
+		t.Fatalf("top --frames 3 printed %d frames, want 3:\n%s", len(frames), out.String())
+	}
+	for i, f := range frames {
+		if strings.Contains(f, "\x1b") {
+			t.Errorf("frame %d has terminal escapes though stdout is not a terminal", i)
+		}
+		if n := strings.Count(f, "\n"); n > 24 {
+			t.Errorf("frame %d is %d lines, want at most 24", i, n)
+		}
+		checkFits(t, f, 80)
+		for _, label := range []string{"bulwark RSS ", "app RSS ", "req/s "} {
+			if !strings.Contains(f, "\n"+label) {
+				t.Errorf("frame %d lacks the %q sparkline", i, strings.TrimSpace(label))
+			}
+		}
+		if !strings.ContainsAny(f, string(sparkChars)) {
+			t.Errorf("frame %d has no sparkline characters", i)
+		}
+	}
+	checkGolden(t, "top/frame.golden", mask(frames[0]))
+}
+
+func TestTopFitsWithManyProcesses(t *testing.T) {
+	_, addr := startObserve(t, observe.Options{Snapshot: adminSnapshot(30, true)})
+	var out bytes.Buffer
+	if err := runTop(t.Context(), []string{"--admin", addr, "--frames", "1"}, &out, &out); err != nil {
+		t.Fatalf("top: %v", err)
+	}
+	if n := strings.Count(out.String(), "\n"); n > 24 {
+		t.Errorf("frame with 30 app processes is %d lines, want at most 24:\n%s", n, out.String())
+	}
+	if !strings.Contains(out.String(), "more app processes") {
+		t.Errorf("frame with 30 app processes does not say some are left out:\n%s", out.String())
+	}
+	checkFits(t, out.String(), 80)
+}
+
+func TestTopNothingRunning(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	var out bytes.Buffer
+	err = runTop(t.Context(), []string{"--admin", closed, "--frames", "2"}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "no bulwark admin server at "+closed+": connection refused") {
+		t.Errorf("top against nothing = %v, want the no-server message", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("top against nothing printed %q", out.String())
+	}
+}
+
+func TestTopStopsOnCancel(t *testing.T) {
+	_, addr := startObserve(t, observe.Options{Snapshot: adminSnapshot(1, true)})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	var out bytes.Buffer
+	go func() { done <- runTop(ctx, []string{"--admin", addr, "--interval", "100ms"}, &out, &bytes.Buffer{}) }()
+	time.Sleep(250 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("top after cancel = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("top did not stop on cancel")
+	}
+}
+
+func TestReadKeys(t *testing.T) {
+	tests := []struct {
+		in   string
+		quit bool
+	}{
+		{"q", true}, {"Q", true}, {"\x03", true}, {"abc", false}, {"xyzq", true}, {"", false},
+	}
+	for _, tt := range tests {
+		ctx, cancel := context.WithCancel(context.Background())
+		readKeys(strings.NewReader(tt.in), cancel)
+		if got := ctx.Err() != nil; got != tt.quit {
+			t.Errorf("readKeys(%q) quit = %v, want %v", tt.in, got, tt.quit)
+		}
+		cancel()
+	}
+}
+
+func TestSparkline(t *testing.T) {
+	tests := []struct {
+		in       []float64
+		fromZero bool
+		want     string
+	}{
+		{nil, false, ""},
+		{[]float64{1, 2, 3, 4, 5, 6, 7, 8}, false, "▁▂▃▄▅▆▇█"},
+		{[]float64{5, 5, 5}, false, "▁▁▁"},
+		{[]float64{10, 10}, true, "██"},
+		{[]float64{0, 50, 100}, true, "▁▅█"},
+		{[]float64{100, 101}, true, "██"},
+	}
+	for _, tt := range tests {
+		if got := sparkline(tt.in, tt.fromZero); got != tt.want {
+			t.Errorf("sparkline(%v, %v) = %q, want %q", tt.in, tt.fromZero, got, tt.want)
+		}
+	}
+}
+
+func TestSparkLineWidth(t *testing.T) {
+	v := make([]float64, 300)
+	for i := range v {
+		v[i] = float64(i)
+	}
+	got := sparkLine("req/s", v, true, "12.5", 80)
+	if n := len([]rune(got)); n != 80 {
+		t.Errorf("sparkLine with 300 samples is %d columns, want 80: %q", n, got)
+	}
+	if !strings.HasSuffix(got, "█        12.5") {
+		t.Errorf("sparkLine = %q, want the latest (highest) sample last, then the value", got)
+	}
+}
