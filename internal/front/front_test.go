@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/net/http2"
 )
 
 var (
@@ -568,5 +569,38 @@ func TestAbortedAnswerDoesNotEndCleanly(t *testing.T) {
 	got := ts.roundTrip(t, false, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if !strings.Contains(got, "Transfer-Encoding: chunked") || strings.HasSuffix(got, "0\r\n\r\n") {
 		t.Errorf("got %q...; want a chunked answer cut off without its last chunk", got[:min(len(got), 120)])
+	}
+}
+
+func TestHTTP2SettingsCapped(t *testing.T) {
+	ts := start(t, echoHandler(), true, func(o *Options) { o.MaxHeaderBytes = 8 << 10; o.MaxConcurrentStreams = 64 })
+	c, err := tls.Dial("tcp", ts.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings()
+	f, err := fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, ok := f.(*http2.SettingsFrame)
+	if !ok {
+		t.Fatalf("first frame %T, want SETTINGS", f)
+	}
+	want := map[http2.SettingID]uint32{
+		http2.SettingMaxConcurrentStreams: 64,
+		http2.SettingMaxFrameSize:         16 << 10,
+	}
+	for id, v := range want {
+		if got, ok := sf.Value(id); !ok || got != v {
+			t.Errorf("%v = %d (sent %v), want %d", id, got, ok, v)
+		}
+	}
+	if got, ok := sf.Value(http2.SettingMaxHeaderListSize); !ok || got > 16<<10 {
+		t.Errorf("MAX_HEADER_LIST_SIZE = %d (sent %v), want at most 16KiB", got, ok)
 	}
 }
