@@ -60,6 +60,10 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if w, h, err := term.GetSize(int(f.Fd())); err == nil && w > 20 && h > 10 {
 			width, height = w, h
 		}
+		// Leave the last column free: a line that fills it puts many
+		// terminals in a pending wrap, where clearing to the end of the
+		// line eats its last character.
+		width--
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
