@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -363,4 +364,57 @@ func TestNoConfigDefaults(t *testing.T) {
 	if env["PYTHONHASHSEED"] != nil {
 		t.Errorf("PYTHONHASHSEED set to %q", *env["PYTHONHASHSEED"])
 	}
+}
+
+// TestMemoryPressureSheds: while an upload held in spool memory takes
+// Bulwark's heap past 90 % of its memory limit, new requests are shed with
+// 503 + Retry-After instead of growing the heap; once it is gone, they pass.
+func TestMemoryPressureSheds(t *testing.T) {
+	up, _ := startUvicorn(t)
+	in := startBulwark(t, withUpstream(up, "")+`
+[memory]
+limit = "24MiB"
+[limits]
+body_buffer = "40MiB"
+spool_memory = "40MiB"
+max_body = "40MiB"
+`, nil)
+	c, err := tls.Dial("tcp", in.https, &tls.Config{RootCAs: in.roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	// 30 MB announced, 25 MB sent, then the client stalls: the spool holds
+	// the 25 MB in memory while it waits for the rest.
+	fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n", 30<<20)
+	chunk := bytes.Repeat([]byte("m"), 1<<20)
+	for i := 0; i < 25; i++ {
+		if _, err := c.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := in.client(false)
+	var last *http.Response
+	waitFor(t, 15*time.Second, "a request shed for memory", func() bool {
+		res, err := client.Get(in.url("/"))
+		if err != nil {
+			return false
+		}
+		readAll(t, res)
+		last = res
+		return res.StatusCode == 503
+	})
+	if last.Header.Get("X-Bulwark-Error") != "memory" || last.Header.Get("Retry-After") == "" {
+		t.Errorf("got 503 reason=%q Retry-After=%q; want reason memory with Retry-After", last.Header.Get("X-Bulwark-Error"), last.Header.Get("Retry-After"))
+	}
+	c.Close() // the upload is abandoned: its spool memory is freed
+	waitFor(t, 20*time.Second, "requests to pass again", func() bool {
+		res, err := client.Get(in.url("/"))
+		if err != nil {
+			return false
+		}
+		readAll(t, res)
+		return res.StatusCode == 200
+	})
 }
