@@ -104,7 +104,7 @@ func (b *Buffer) writeLocked(p []byte, force bool) (int, error) {
 // Spool's budget (or beyond both, with force). The budget is charged a whole
 // chunk, the memory held, even when the share leaves room for less.
 func (b *Buffer) growLocked(force bool) bool {
-	want := min(int64(chunkSize), b.s.opts.MemoryPerBody-b.memCap)
+	want := min(int64(chunkSize), b.s.o().MemoryPerBody-b.memCap)
 	if force {
 		want = chunkSize
 	}
@@ -126,7 +126,7 @@ func (b *Buffer) writeFileLocked(p []byte) (int, error) {
 	}
 	need := int64(len(p))
 	if !b.s.reserveDisk(need) {
-		return 0, fmt.Errorf("spooling %d more bytes to %s: %w", need, b.s.opts.Dir, ErrSpoolFull)
+		return 0, fmt.Errorf("spooling %d more bytes to %s: %w", need, b.s.o().Dir, ErrSpoolFull)
 	}
 	if b.f == nil {
 		f, err := b.s.openTemp()
@@ -143,7 +143,7 @@ func (b *Buffer) writeFileLocked(p []byte) (int, error) {
 	b.size += int64(n)
 	b.s.releaseDisk(need - int64(n))
 	if err != nil {
-		b.diskErr = fmt.Errorf("writing spool file in %s: %w", b.s.opts.Dir, err)
+		b.diskErr = fmt.Errorf("writing spool file in %s: %w", b.s.o().Dir, err)
 		return n, b.diskErr
 	}
 	return n, nil
@@ -350,7 +350,7 @@ func (b *Buffer) writeStream(p []byte) (int, error) {
 		}
 		if !errors.Is(err, ErrSpoolFull) && !b.diskErrLogged {
 			b.diskErrLogged = true
-			b.s.warn(logResponseWrite, "spool: response spool file failed; feeding the client in step", "dir", b.s.opts.Dir, "err", err)
+			b.s.warn(logResponseWrite, "spool: response spool file failed; feeding the client in step", "dir", b.s.o().Dir, "err", err)
 		}
 		// No room: wait for the copier to catch up, then start over empty.
 		for b.readPos < b.size && b.gone == nil && !b.closed {

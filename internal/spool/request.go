@@ -38,12 +38,12 @@ func (s *Spool) Requests(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		limit := s.opts.MaxBody
+		limit := s.o().MaxBody
 		if limit > 0 && r.ContentLength > limit {
 			s.reject(w, r, errBodyTooLarge(limit))
 			return
 		}
-		if !s.opts.BufferRequests {
+		if !s.o().BufferRequests {
 			if limit > 0 {
 				r2 := new(http.Request)
 				*r2 = *r
@@ -60,7 +60,7 @@ func (s *Spool) Requests(next http.Handler) http.Handler {
 func (s *Spool) spoolRequest(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	if cl := r.ContentLength; cl > 0 {
 		// A declared body whose spill cannot fit is refused before reading.
-		spill := cl - min(s.opts.MemoryPerBody, s.memRoom())
+		spill := cl - min(s.o().MemoryPerBody, s.memRoom())
 		if spill > 0 && !s.diskRoom(spill) {
 			s.reject(w, r, s.spoolFull(fmt.Errorf("body of %d bytes: %w", cl, ErrSpoolFull)))
 			return
@@ -96,7 +96,7 @@ func (s *Spool) spoolRequest(w http.ResponseWriter, r *http.Request, next http.H
 // fill reads body to its end into b, enforcing MaxBody; the error is an
 // answer to send (nil when the whole body is in b).
 func (s *Spool) fill(b *Buffer, body io.Reader) *httperr.Error {
-	limit := s.opts.MaxBody
+	limit := s.o().MaxBody
 	bufp := s.getChunk()
 	defer s.putChunk(bufp)
 	buf := bufp[:]
@@ -113,7 +113,7 @@ func (s *Spool) fill(b *Buffer, body io.Reader) *httperr.Error {
 					return s.spoolFull(werr)
 				}
 				s.rejected[reasonWriteError].Inc()
-				s.warn(logRequestWrite, "spool: cannot write request body; answering 507", "dir", s.opts.Dir, "err", werr)
+				s.warn(logRequestWrite, "spool: cannot write request body; answering 507", "dir", s.o().Dir, "err", werr)
 				return &httperr.Error{
 					Status: http.StatusInsufficientStorage,
 					Reason: "spool_write_error",
@@ -134,8 +134,8 @@ func (s *Spool) fill(b *Buffer, body io.Reader) *httperr.Error {
 // spoolFull counts and logs a full spool and returns the 507 to answer.
 func (s *Spool) spoolFull(err error) *httperr.Error {
 	s.rejected[reasonSpoolFull].Inc()
-	s.warn(logSpoolFull, "spool: disk limit reached; answering 507", "dir", s.opts.Dir,
-		"disk_bytes", s.disk.Load(), "disk_limit", s.opts.DiskLimit)
+	s.warn(logSpoolFull, "spool: disk limit reached; answering 507", "dir", s.o().Dir,
+		"disk_bytes", s.disk.Load(), "disk_limit", s.o().DiskLimit)
 	return &httperr.Error{
 		Status:     http.StatusInsufficientStorage,
 		Reason:     reasonSpoolFull,

@@ -43,7 +43,7 @@ func (s *Spool) Responses(next http.Handler) http.Handler {
 			s:      s,
 			w:      w,
 			r:      r,
-			buffer: s.opts.BufferResponses && r.Method != http.MethodHead && !s.streamPath(r.URL.Path),
+			buffer: s.o().BufferResponses && r.Method != http.MethodHead && !s.streamPath(r.URL.Path),
 		}
 		defer rw.finish()
 		next.ServeHTTP(rw, r)
@@ -70,7 +70,7 @@ func isUpgrade(r *http.Request) bool {
 }
 
 func (s *Spool) streamPath(p string) bool {
-	for _, prefix := range s.opts.StreamPaths {
+	for _, prefix := range s.o().StreamPaths {
 		if prefix != "" && strings.HasPrefix(p, prefix) {
 			return true
 		}
@@ -97,6 +97,11 @@ type respWriter struct {
 	buffered    bool // decided at WriteHeader: the body goes through b
 	hijacked    bool
 
+	// late holds headers the handler sets after a buffered WriteHeader
+	// (trailers): the copier may be writing to w meanwhile, so they go to
+	// w's header map only in finish, once the copier is done.
+	late http.Header
+
 	b       *Buffer       // created at the first buffered Write
 	copied  chan struct{} // closed when the copier is done
 	stopCtx func() bool   // stops the client-gone watch
@@ -108,7 +113,15 @@ var (
 	_ http.Hijacker       = (*respWriter)(nil)
 )
 
-func (rw *respWriter) Header() http.Header { return rw.w.Header() }
+func (rw *respWriter) Header() http.Header {
+	if rw.buffered {
+		if rw.late == nil {
+			rw.late = make(http.Header)
+		}
+		return rw.late
+	}
+	return rw.w.Header()
+}
 
 // Unwrap returns the client's ResponseWriter, for http.ResponseController.
 func (rw *respWriter) Unwrap() http.ResponseWriter { return rw.w }
@@ -208,6 +221,12 @@ func (rw *respWriter) finish() {
 	<-rw.copied
 	rw.stopCtx()
 	rw.b.Close()
+	if len(rw.late) > 0 {
+		h := rw.w.Header()
+		for k, v := range rw.late {
+			h[k] = v
+		}
+	}
 }
 
 // copyOut feeds the client from the spool. It runs on its own goroutine
@@ -221,7 +240,7 @@ func (rw *respWriter) copyOut() {
 	rc := http.NewResponseController(rw.w)
 	// net/http clears a connection's write deadline after each request, so
 	// the deadlines set here do not outlive this answer.
-	timeout := rw.s.opts.SendTimeout
+	timeout := rw.s.o().SendTimeout
 	deadline := false
 	var off int64
 	for {

@@ -422,7 +422,7 @@ func TestResponses_DiskCap(t *testing.T) {
 			s := newTestSpool(t, Options{BufferResponses: true, MemoryPerBody: per, MemoryBudget: per, DiskLimit: 1,
 				Logger: newTextLogger(&logs)})
 			if tt.diskFull {
-				s.opts.DiskLimit = 1 << 30
+				s.o().DiskLimit = 1 << 30
 				s.openTemp = func() (*os.File, error) { return os.OpenFile("/dev/full", os.O_RDWR, 0) }
 			}
 			if tt.hogMem {

@@ -140,7 +140,7 @@ type Stats struct {
 // Spool holds the shared budgets, the chunk pool and the metrics of request
 // and response spooling. It is safe for concurrent use.
 type Spool struct {
-	opts Options
+	opts atomic.Pointer[Options] // swapped whole by Update; read through o()
 
 	mem    atomic.Int64 // bytes of memory chunks held
 	disk   atomic.Int64 // bytes written to temp files and not yet freed
@@ -177,7 +177,8 @@ const (
 // matching the package's own name pattern).
 func New(o Options) (*Spool, error) {
 	o = o.withDefaults()
-	s := &Spool{opts: o}
+	s := &Spool{}
+	s.opts.Store(&o)
 	s.openTemp = s.createTemp
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating spool dir: %w", err)
@@ -208,8 +209,30 @@ func New(o Options) (*Spool, error) {
 	return s, nil
 }
 
+// o returns the options in force.
+func (s *Spool) o() *Options { return s.opts.Load() }
+
+// Update applies new limits from a configuration reload to bodies that
+// start from now on: MemoryPerBody, MemoryBudget, DiskLimit, MaxBody,
+// BufferRequests, BufferResponses, StreamPaths and SendTimeout. The
+// directory, logger and metrics stay those given to New; a different Dir
+// is reported as an error and otherwise ignored.
+func (s *Spool) Update(o Options) error {
+	cur := s.o()
+	next := o
+	next.Logger, next.Metrics = cur.Logger, cur.Metrics
+	var err error
+	if o.Dir != "" && o.Dir != cur.Dir {
+		err = fmt.Errorf("spool dir %s: a new directory takes effect on restart (still using %s)", o.Dir, cur.Dir)
+	}
+	next.Dir = cur.Dir
+	next = next.withDefaults()
+	s.opts.Store(&next)
+	return err
+}
+
 // Dir reports the directory the Spool writes its temp files to.
-func (s *Spool) Dir() string { return s.opts.Dir }
+func (s *Spool) Dir() string { return s.o().Dir }
 
 // Stats reports the Spool's current memory, disk and body counts.
 func (s *Spool) Stats() Stats {
@@ -312,7 +335,7 @@ func sweep(dir string) (int, error) {
 // unlinks it at once: the open file keeps its data, and nothing is left
 // behind however the process ends.
 func (s *Spool) createTemp() (*os.File, error) {
-	f, err := os.CreateTemp(s.opts.Dir, filePattern)
+	f, err := os.CreateTemp(s.o().Dir, filePattern)
 	if err != nil {
 		return nil, fmt.Errorf("creating spool file: %w", err)
 	}
@@ -329,7 +352,7 @@ func (s *Spool) createTemp() (*os.File, error) {
 func (s *Spool) reserveMem(n int64, force bool) bool {
 	for {
 		cur := s.mem.Load()
-		if !force && cur+n > s.opts.MemoryBudget {
+		if !force && cur+n > s.o().MemoryBudget {
 			return false
 		}
 		if s.mem.CompareAndSwap(cur, cur+n) {
@@ -351,7 +374,7 @@ func (s *Spool) releaseMem(n int64) {
 func (s *Spool) reserveDisk(n int64) bool {
 	for {
 		cur := s.disk.Load()
-		if cur+n > s.opts.DiskLimit {
+		if cur+n > s.o().DiskLimit {
 			return false
 		}
 		if s.disk.CompareAndSwap(cur, cur+n) {
@@ -370,12 +393,12 @@ func (s *Spool) releaseDisk(n int64) {
 
 // diskRoom reports whether n more bytes would fit under the disk cap now.
 func (s *Spool) diskRoom(n int64) bool {
-	return s.disk.Load()+n <= s.opts.DiskLimit
+	return s.disk.Load()+n <= s.o().DiskLimit
 }
 
 // memRoom reports how many bytes of the memory budget are free now.
 func (s *Spool) memRoom() int64 {
-	return max(0, s.opts.MemoryBudget-s.mem.Load())
+	return max(0, s.o().MemoryBudget-s.mem.Load())
 }
 
 // getChunk returns a pooled chunk of chunkSize bytes.
@@ -397,7 +420,7 @@ func (s *Spool) warn(kind logKind, msg string, args ...any) {
 	if now-prev < int64(time.Second) || !last.CompareAndSwap(prev, now) {
 		return
 	}
-	s.opts.Logger.Warn(msg, args...)
+	s.o().Logger.Warn(msg, args...)
 }
 
 // logKind selects the rate limit of a warning.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -308,5 +310,27 @@ func TestCheckDir_DefaultIsCreated(t *testing.T) {
 	}
 	if onTmpfs(state) != (len(warnings) == 1) {
 		t.Errorf("CheckDir(\"\") warnings = %q, want one exactly when on tmpfs", warnings)
+	}
+}
+
+func TestUpdateAppliesNewLimits(t *testing.T) {
+	s := newTestSpool(t, Options{BufferRequests: true, MaxBody: 10})
+	h := s.Requests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	post := func() int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("a", 20))))
+		return rec.Code
+	}
+	if got := post(); got != http.StatusRequestEntityTooLarge {
+		t.Fatalf("20 bytes with MaxBody 10: got %d, want 413", got)
+	}
+	if err := s.Update(Options{BufferRequests: true, MaxBody: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if got := post(); got != http.StatusOK {
+		t.Errorf("20 bytes after raising MaxBody to 100: got %d, want 200", got)
+	}
+	if err := s.Update(Options{Dir: t.TempDir(), MaxBody: 100}); err == nil {
+		t.Error("Update with another Dir: got nil error, want one saying it needs a restart")
 	}
 }
