@@ -19,6 +19,10 @@ const usage = `bulwark: a TLS front door, reverse proxy and supervisor for a sma
 Usage:
   bulwark run   [--config FILE] [-- APP COMMAND ...]   serve (and supervise the app, if given)
   bulwark check [--config FILE]                        validate; print the effective config
+  bulwark status [--admin ADDR] [--json]               one-shot view: memory, connections, in flight, restarts
+  bulwark top   [--admin ADDR]                         the same, live in the terminal
+  bulwark reload [--admin ADDR]                        re-read the config (same as SIGHUP)
+  bulwark restart-app [--admin ADDR]                   graceful restart of the supervised app
   bulwark version                                      print the version
 
 Run 'bulwark COMMAND -h' for the flags of one command.
@@ -38,6 +42,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runRun(ctx, rest, stdout, stderr)
 	case "check":
 		err = runCheck(ctx, rest, stdout, stderr)
+	case "status":
+		err = runStatus(ctx, rest, stdout, stderr)
+	case "top":
+		err = runTop(ctx, rest, stdout, stderr)
+	case "reload":
+		err = runReload(ctx, rest, stdout, stderr)
+	case "restart-app":
+		err = runRestartApp(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		err = runVersion(ctx, rest, stdout)
 	case "help", "-h", "--help":

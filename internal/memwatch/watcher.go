@@ -89,6 +89,10 @@ type Watcher struct {
 	gone      bool // guarded by mu; root vanished, logged once
 
 	rss, pss, procs, available, limitG *metrics.Gauge
+
+	// now asks Run for a sample at once (a new root was watched), so views
+	// do not show an empty tree for a whole interval.
+	now chan struct{}
 }
 
 // New returns a Watcher that watches nothing until Watch is called.
@@ -101,6 +105,7 @@ func New(o Options) *Watcher {
 		procs:     o.Metrics.GetOrCreateGauge("bulwark_app_processes", nil),
 		available: o.Metrics.GetOrCreateGauge("bulwark_machine_memory_available_bytes", nil),
 		limitG:    o.Metrics.GetOrCreateGauge("bulwark_app_max_memory_bytes", nil),
+		now:       make(chan struct{}, 1),
 	}
 	w.SetLimit(o.Limit)
 	return w
@@ -116,6 +121,10 @@ func (w *Watcher) watch(pid int, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.root, w.watchedAt, w.over, w.gone = pid, now, 0, false
+	select {
+	case w.now <- struct{}{}:
+	default:
+	}
 }
 
 // Last returns the latest sample; its Root is 0 before the first one.
@@ -142,6 +151,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-w.now:
 		}
 	}
 }
