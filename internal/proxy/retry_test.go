@@ -409,3 +409,34 @@ func TestClientBodyErrorIsNotTheApps(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+
+// TestRefusedRetriedUntilTheAppIsBack: right after a crash the supervisor
+// may still report the dead app as ready, so AwaitReady returns at once
+// while the app refuses; the request is tried again after a pause, and
+// succeeds once the app is back, never sent twice.
+func TestRefusedRetriedUntilTheAppIsBack(t *testing.T) {
+	addr := closedPort(t)
+	var awaits atomic.Int32
+	var served atomic.Int32
+	awaitReady := func(ctx context.Context) error {
+		if awaits.Add(1) == 3 { // the app comes back before the third attempt
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			s := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) })}
+			go s.Serve(ln)
+			t.Cleanup(func() { s.Close() })
+		}
+		return nil
+	}
+	p, _ := newTestProxy(t, addr, func(o *Options) { o.AwaitReady = awaitReady })
+	rec := httptest.NewRecorder()
+	p.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != 200 || served.Load() != 1 {
+		t.Errorf("got %d, app served %d; want 200 served once", rec.Code, served.Load())
+	}
+	if got := awaits.Load(); got != 3 {
+		t.Errorf("AwaitReady called %d times, want 3", got)
+	}
+}

@@ -155,24 +155,49 @@ func (p *Proxy) shouldRetry(req *http.Request, err error) bool {
 	return false
 }
 
+// maxRefusedRetries bounds the attempts at an app that refuses connections
+// while it restarts; each attempt first waits for AwaitReady.
+const maxRefusedRetries = 5
+
+// refusedPause separates two attempts at an app that refused: the
+// supervisor may not have seen the crash yet, and then reports ready.
+const refusedPause = 100 * time.Millisecond
+
 // retry waits for the app (AwaitReady) and sends req again on a fresh body.
-// On any failure before the second attempt it returns the first error.
+// An attempt the app refuses sent nothing, so with AwaitReady it is tried
+// again, a few times, after a short pause: right after a crash the
+// supervisor may still report the dead app as ready. On any failure before
+// the second attempt it returns the first error.
 func (p *Proxy) retry(req *http.Request, first error) (*http.Response, error) {
 	p.m.retries.Inc()
-	if p.opts.AwaitReady != nil {
-		if err := p.opts.AwaitReady(req.Context()); err != nil {
-			return nil, first
+	var res *http.Response
+	err := first
+	for attempt := 0; attempt < maxRefusedRetries; attempt++ {
+		if p.opts.AwaitReady != nil {
+			if attempt > 0 {
+				select {
+				case <-req.Context().Done():
+					return nil, err
+				case <-time.After(refusedPause):
+				}
+			}
+			if werr := p.opts.AwaitReady(req.Context()); werr != nil {
+				return nil, err
+			}
+		}
+		again := req.Clone(req.Context())
+		if req.Body != nil && req.Body != http.NoBody {
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, err
+			}
+			again.Body = body
+		}
+		p.log.Debug("retrying request the app never answered", "method", req.Method, "path", req.URL.Path, "err", err, "attempt", attempt+1)
+		res, _, err = p.roundTripOnce(again)
+		if err == nil || p.opts.AwaitReady == nil || kindOf(err) != kindConnect {
+			return res, err
 		}
 	}
-	again := req.Clone(req.Context())
-	if req.Body != nil && req.Body != http.NoBody {
-		body, err := req.GetBody()
-		if err != nil {
-			return nil, first
-		}
-		again.Body = body
-	}
-	p.log.Debug("retrying request the app never answered", "method", req.Method, "path", req.URL.Path, "err", first)
-	res, _, err := p.roundTripOnce(again)
 	return res, err
 }
