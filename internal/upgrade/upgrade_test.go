@@ -556,3 +556,100 @@ func TestTriggerWithoutPIDFile(t *testing.T) {
 		t.Errorf("Trigger with no pid file: err = %v, want os.ErrNotExist", err)
 	}
 }
+
+// TestStartScript drives contrib/bulwark-start.sh with the test server
+// posing as the bulwark binary: start, start again (no second copy),
+// status, restart (an upgrade), reload, stop.
+func TestStartScript(t *testing.T) {
+	t.Parallel()
+	script, err := filepath.Abs("../../contrib/bulwark-start.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	bin := filepath.Join(home, "bin", "bulwark")
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(os.Args[0], bin); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(home, "bulwark.toml")
+	if err := os.WriteFile(config, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	state := filepath.Join(home, "state")
+	pidFile := filepath.Join(state, "bulwark.pid")
+	env := append(os.Environ(), "HOME="+home, "BULWARK_HOME="+state, "BULWARK_BIN="+bin,
+		"BULWARK_CONFIG="+config, "BULWARK_APP_DIR="+home, "BULWARK_START_WAIT=20", "BULWARK_STOP_WAIT=20",
+		envServer+"=1", envPort+"="+port, envPIDFile+"="+pidFile)
+
+	run := func(args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command("/bin/sh", append([]string{script}, args...)...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("bulwark-start.sh %v: %v", args, err)
+		}
+		if t.Failed() {
+			logs, _ := os.ReadFile(filepath.Join(state, "bulwark.log"))
+			t.Logf("bulwark-start.sh %v: %s\nlog:\n%s", args, out, logs)
+		}
+		return string(out), code
+	}
+	// No keep-alive: an idle connection would hold each drain for its full wait.
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+	if out, code := run("status"); code != 3 {
+		t.Errorf("status before start: got exit %d (%q), want 3", code, out)
+	}
+	if out, code := run("start"); code != 0 || !strings.Contains(out, "started") {
+		t.Fatalf("start: got exit %d, %q; want 0 and started", code, out)
+	}
+	first := mustReadPID(t, pidFile)
+	killInCleanup(t, first)
+	if got, err := get(c, "http://127.0.0.1:"+port+"/"); err != nil || got != first {
+		t.Errorf("GET after start = %d, %v; want an answer from pid %d", got, err, first)
+	}
+	if out, code := run("start"); code != 0 || !strings.Contains(out, "already running") {
+		t.Errorf("second start: got exit %d, %q; want 0 and already running", code, out)
+	}
+	if out, code := run("status"); code != 0 || !strings.Contains(out, strconv.Itoa(first)) {
+		t.Errorf("status: got exit %d, %q; want 0 and pid %d", code, out, first)
+	}
+	if out, code := run("reload"); code != 0 {
+		t.Errorf("reload: got exit %d, %q; want 0", code, out)
+	}
+	if out, code := run("restart"); code != 0 || !strings.Contains(out, "upgraded") {
+		t.Fatalf("restart: got exit %d, %q; want 0 and upgraded", code, out)
+	}
+	second := mustReadPID(t, pidFile)
+	killInCleanup(t, second)
+	if second == first {
+		t.Fatalf("pid file after restart = %d, want a new pid", second)
+	}
+	waitFor(t, 10*time.Second, "the first process to exit after restart", func() bool { return !running(first) })
+	if got, err := get(c, "http://127.0.0.1:"+port+"/"); err != nil || got != second {
+		t.Errorf("GET after restart = %d, %v; want an answer from pid %d", got, err, second)
+	}
+	if out, code := run("stop"); code != 0 || !strings.Contains(out, "stopped") {
+		t.Errorf("stop: got exit %d, %q; want 0 and stopped", code, out)
+	}
+	if running(second) {
+		t.Errorf("pid %d still running after stop", second)
+	}
+	if out, code := run("status"); code != 3 {
+		t.Errorf("status after stop: got exit %d (%q), want 3", code, out)
+	}
+}
