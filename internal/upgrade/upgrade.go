@@ -22,6 +22,10 @@ import (
 // become ready when Options.UpgradeTimeout is zero.
 const DefaultUpgradeTimeout = tableflip.DefaultUpgradeTimeout
 
+// tableflipEnv is the variable by which tableflip tells a process that it
+// was started by an upgrade (unexported in tableflip v1.2.3).
+const tableflipEnv = "TABLEFLIP_HAS_PARENT_7DIU3"
+
 // Options configures an Upgrader.
 type Options struct {
 	// PIDFile is where Ready writes this process's PID, atomically (a
@@ -86,6 +90,9 @@ func New(o Options) (*Upgrader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the upgrader: %w", err)
 	}
+	// tableflip has read its marker and sets it again for the next upgrade;
+	// the app Bulwark starts must not inherit it.
+	os.Unsetenv(tableflipEnv)
 	u := &Upgrader{
 		opts:   o,
 		log:    o.Logger,

@@ -53,6 +53,10 @@ func serveForTest() int {
 		log.Error("test server: new upgrader", "err", err)
 		return 2
 	}
+	if v := os.Getenv(tableflipEnv); v != "" {
+		log.Error("test server: tableflip's marker left in the environment, where the app would inherit it", "value", v)
+		return 4
+	}
 	if u.HasParent() && os.Getenv(envChildFails) != "" {
 		log.Error("test server: failing on purpose before Ready")
 		return 1
