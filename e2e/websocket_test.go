@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -76,5 +77,44 @@ func TestWebSocketPassesThrough(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Error("the app did not see the client close the WebSocket")
+	}
+}
+
+// TestDrainDeadlineClosesWebSocket: on SIGTERM a WebSocket still open at
+// listen.shutdown_timeout is closed by Bulwark, which then exits 0.
+func TestDrainDeadlineClosesWebSocket(t *testing.T) {
+	up, _ := wsEcho(t)
+	in := startBulwark(t, strings.Replace(withUpstream(up, ""), "[listen]\n", "[listen]\nshutdown_timeout = \"1s\"\n", 1), nil)
+	c, err := tls.Dial("tcp", in.https, &tls.Config{RootCAs: in.roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(c)
+	if res, err := http.ReadResponse(br, nil); err != nil || res.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	in.cmd.Process.Signal(syscall.SIGTERM)
+	// The socket stays usable until the deadline, then Bulwark closes it.
+	io.WriteString(c, "still here")
+	got := make([]byte, len("still here"))
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatalf("echo during the drain: %v", err)
+	}
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("read a byte nobody sent")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the WebSocket was not closed at the drain deadline")
+	}
+	select {
+	case <-in.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("bulwark did not exit after the drain deadline")
+	}
+	if in.exit != nil {
+		t.Errorf("exit: %v, want 0", in.exit)
 	}
 }

@@ -49,7 +49,8 @@ type Options struct {
 	// AccessLog receives access-log lines when the config says "stderr" or
 	// "stdout"; nil means os.Stderr.
 	Stderr, Stdout io.Writer
-	// StopGrace bounds the drain on shutdown; zero means DefaultStopGrace.
+	// StopGrace bounds the drain on shutdown; zero means the config's
+	// listen.shutdown_timeout.
 	StopGrace time.Duration
 	// Version is reported by the admin server.
 	Version string
@@ -94,6 +95,9 @@ func New(cfg *config.Config, o Options) (*App, error) {
 	}
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
+	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = cfg.Listen.ShutdownTimeout.D()
 	}
 	if o.StopGrace <= 0 {
 		o.StopGrace = DefaultStopGrace

@@ -41,6 +41,7 @@ const (
 	DefaultHTTPS             = "127.0.0.1:8443"
 	DefaultBacklog           = 2048
 	DefaultKeepaliveTimeout  = 5 * time.Second
+	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultMaxHeaderBytes    = 16 * KiB
 	DefaultMinVersion        = "1.2"
@@ -118,6 +119,10 @@ type Listen struct {
 	Backlog int `toml:"backlog"`
 	// KeepaliveTimeout is how long an idle client connection is kept.
 	KeepaliveTimeout Duration `toml:"keepalive_timeout"`
+	// ShutdownTimeout bounds the drain on SIGTERM or after an upgrade:
+	// requests in flight may finish within it; then every remaining
+	// connection (WebSockets, SSE streams) is closed.
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 	// ReadHeaderTimeout bounds reading a request's headers (slowloris).
 	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
 	// MaxHeaderBytes is the largest request header block; 431 beyond.
@@ -333,6 +338,7 @@ func Default() *Config {
 			HTTPS:             DefaultHTTPS,
 			Backlog:           DefaultBacklog,
 			KeepaliveTimeout:  Duration(DefaultKeepaliveTimeout),
+			ShutdownTimeout:   Duration(DefaultShutdownTimeout),
 			ReadHeaderTimeout: Duration(DefaultReadHeaderTimeout),
 			MaxHeaderBytes:    DefaultMaxHeaderBytes,
 			TrustedProxies:    []string{},

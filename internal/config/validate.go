@@ -204,6 +204,7 @@ func (c *Config) validateListen(v *validator) {
 	}
 	v.intRange("listen.backlog", l.Backlog, 1, 65535)
 	v.positive("listen.keepalive_timeout", l.KeepaliveTimeout)
+	v.positive("listen.shutdown_timeout", l.ShutdownTimeout)
 	v.positive("listen.read_header_timeout", l.ReadHeaderTimeout)
 	v.size("listen.max_header_bytes", l.MaxHeaderBytes, 1*KiB, 1*MiB)
 	for i, p := range l.TrustedProxies {

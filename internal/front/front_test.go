@@ -604,3 +604,38 @@ func TestHTTP2SettingsCapped(t *testing.T) {
 		t.Errorf("MAX_HEADER_LIST_SIZE = %d (sent %v), want at most 16KiB", got, ok)
 	}
 }
+
+func TestShutdownDeadlineClosesHijacked(t *testing.T) {
+	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+		io.Copy(io.Discard, conn) // a long-lived stream until closed
+	}), true, nil)
+	c := ts.dial(t, true)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(c)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 101") {
+		t.Fatalf("got %q %v", line, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- ts.srv.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if err != context.DeadlineExceeded {
+			t.Errorf("Shutdown = %v, want the deadline error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown hung past its deadline with a hijacked connection open")
+	}
+	for {
+		if _, err := br.ReadByte(); err != nil {
+			break // closed by the server
+		}
+	}
+}

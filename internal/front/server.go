@@ -344,16 +344,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closing.Store(true)
+	var closers []io.Closer
 	for ln := range s.listeners {
-		ln.Close()
+		closers = append(closers, ln)
 	}
 	for c := range s.conns {
-		c.rwc.Close()
+		closers = append(closers, c.rwc)
 	}
 	for c := range s.hijacked {
-		c.Close()
+		closers = append(closers, c) // its Close untracks it: not under s.mu
 	}
 	s.mu.Unlock()
+	for _, c := range closers {
+		c.Close()
+	}
 	if s.h2 != nil {
 		s.h2conns.Close()
 		return s.h2.Close()
