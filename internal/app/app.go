@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ import (
 	"bulwark/internal/spool"
 	"bulwark/internal/supervise"
 	"bulwark/internal/tlsconf"
+	"bulwark/internal/upgrade"
 )
 
 // DefaultStopGrace bounds the drain of requests in flight on SIGTERM.
@@ -57,6 +59,11 @@ type Options struct {
 	// Load re-reads the configuration for a reload (SIGHUP, the admin API).
 	// Nil means reloads are refused.
 	Load func() (*config.Config, error)
+	// Upgrader, when set, opens the listeners (inheriting them from the old
+	// process after a binary upgrade), is told when this process serves,
+	// and closes Run's loop when a newer process took over. Nil listens
+	// directly.
+	Upgrader *upgrade.Upgrader
 }
 
 // App is one running Bulwark: listeners, the request chain, the supervised
@@ -226,6 +233,37 @@ func (a *App) handler() http.Handler {
 	return a.access.Middleware(h)
 }
 
+// appPicksAddress reports whether the app's command has a {port} or
+// {socket} placeholder, so that Bulwark chooses a fresh address for every
+// instance.
+func (a *App) appPicksAddress() bool {
+	for _, arg := range a.cfg.App.Command {
+		if strings.Contains(arg, "{port}") || strings.Contains(arg, "{socket}") {
+			return true
+		}
+	}
+	return false
+}
+
+// becomeReady tells the upgrader that this process serves. After an
+// upgrade with an app on an address of its own, that waits until our app
+// is ready, so the old process keeps serving until then and nothing is
+// held; otherwise the old process is released at once.
+func (a *App) becomeReady(ctx context.Context, upg *upgrade.Upgrader) error {
+	if a.sup != nil && upg.HasParent() && a.appPicksAddress() {
+		wctx, cancel := context.WithTimeout(ctx, a.cfg.App.StartTimeout.D())
+		err := a.sup.Wait(wctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("upgrade: the new app did not become ready: %w", err)
+		}
+	}
+	if err := upg.Ready(); err != nil {
+		return fmt.Errorf("upgrade: %w", err)
+	}
+	return nil
+}
+
 func (a *App) onAppMemoryExceeded(s memwatch.TreeSample) {
 	a.log.Warn("app memory above its limit: restarting it gracefully",
 		"rss", s.RSS, "pss", s.PSS, "limit", int64(a.cfg.App.MaxMemory), "processes", len(s.Procs))
@@ -254,23 +292,46 @@ func (a *App) Run(ctx context.Context) error {
 	bg, bgCtx := errgroup.WithContext(bgCtx)
 	bg.Go(func() error { return a.certs.Run(bgCtx) })
 	bg.Go(func() error { return a.self.Run(bgCtx) })
+	upg := a.opts.Upgrader
 	if a.sup != nil {
-		bg.Go(func() error { return a.sup.Run(bgCtx) })
+		bg.Go(func() error {
+			if upg != nil && !a.appPicksAddress() {
+				// After a binary upgrade the old process's app still holds
+				// the app's fixed port until the old process has drained:
+				// start ours after it exits; the gate holds requests
+				// meanwhile.
+				if err := upg.WaitForParent(bgCtx); err != nil {
+					return nil
+				}
+			}
+			return a.sup.Run(bgCtx)
+		})
 		bg.Go(func() error { return a.watch.Run(bgCtx) })
 	}
 	if a.admin != nil {
 		bg.Go(func() error { return a.admin.run(bgCtx) })
 	}
 
-	serveErr := make(chan error, 3)
+	serveErr := make(chan error, 4)
 	go func() { serveErr <- a.front.Serve(lns.https) }()
 	if a.redirect != nil {
 		go func() { serveErr <- a.redirect.Serve(lns.http) }()
+	}
+	var exit <-chan struct{}
+	if upg != nil {
+		exit = upg.Exit()
+		go func() {
+			if err := a.becomeReady(ctx, upg); err != nil {
+				serveErr <- err
+			}
+		}()
 	}
 
 	var runErr error
 	select {
 	case <-ctx.Done():
+	case <-exit:
+		a.log.Info("a new bulwark process took over the listeners")
 	case <-bgCtx.Done(): // a loop failed
 		runErr = errors.New("a background task stopped")
 	case err := <-serveErr:
@@ -287,6 +348,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	bgCancel() // stops the app gracefully and the loops
 	bgErr := bg.Wait()
+	if upg != nil {
+		upg.Stop()
+	}
 	a.closeBuilt()
 	if runErr != nil && !errors.Is(runErr, http.ErrServerClosed) {
 		return errors.Join(runErr, bgErr)

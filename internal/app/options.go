@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -152,33 +151,39 @@ func (a *App) accessLogger(cfg *config.Config) (*accesslog.Logger, io.Closer, er
 
 // listeners are the sockets Run serves.
 type listeners struct {
-	https, http net.Listener
+	https, http, admin net.Listener
 }
 
 func (a *App) listen(ctx context.Context) (*listeners, error) {
+	open := func(addr string) (net.Listener, error) {
+		if a.opts.Upgrader != nil {
+			return a.opts.Upgrader.Listen(ctx, "tcp", addr, a.cfg.Listen.Backlog)
+		}
+		return front.Listen(ctx, addr, a.cfg.Listen.Backlog)
+	}
 	var lns listeners
 	var err error
-	lns.https, err = front.Listen(ctx, a.cfg.Listen.HTTPS, a.cfg.Listen.Backlog)
-	if err != nil {
-		return nil, fmt.Errorf("listen.https: %w", err)
+	fail := func(what string, err error) (*listeners, error) {
+		for _, ln := range []net.Listener{lns.https, lns.http, lns.admin} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if lns.https, err = open(a.cfg.Listen.HTTPS); err != nil {
+		return fail("listen.https", err)
 	}
 	if a.cfg.Listen.HTTP != "" {
-		lns.http, err = front.Listen(ctx, a.cfg.Listen.HTTP, a.cfg.Listen.Backlog)
-		if err != nil {
-			lns.https.Close()
-			return nil, fmt.Errorf("listen.http: %w", err)
+		if lns.http, err = open(a.cfg.Listen.HTTP); err != nil {
+			return fail("listen.http", err)
 		}
 	}
 	if a.admin != nil {
-		if err := a.admin.srv.Listen(); err != nil {
-			lns.https.Close()
-			if lns.http != nil {
-				lns.http.Close()
-			}
-			return nil, fmt.Errorf("admin.listen: %w", err)
+		if lns.admin, err = open(a.cfg.Admin.Listen); err != nil {
+			return fail("admin.listen", err)
 		}
+		a.admin.srv.UseListener(lns.admin)
 	}
 	return &lns, nil
 }
-
-var errNoApp = errors.New("no app is supervised")

@@ -23,6 +23,7 @@ Usage:
   bulwark top   [--admin ADDR]                         the same, live in the terminal
   bulwark reload [--admin ADDR]                        re-read the config (same as SIGHUP)
   bulwark restart-app [--admin ADDR]                   graceful restart of the supervised app
+  bulwark upgrade [--pid-file FILE]                    hand the sockets to a new binary (same as SIGUSR2)
   bulwark version                                      print the version
 
 Run 'bulwark COMMAND -h' for the flags of one command.
@@ -50,6 +51,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runReload(ctx, rest, stdout, stderr)
 	case "restart-app":
 		err = runRestartApp(ctx, rest, stdout, stderr)
+	case "upgrade":
+		err = runUpgrade(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		err = runVersion(ctx, rest, stdout)
 	case "help", "-h", "--help":

@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"bulwark/internal/app"
 	"bulwark/internal/config"
+	"bulwark/internal/upgrade"
 )
 
 const runUsage = `Usage: bulwark run [--config FILE] [-- APP COMMAND ...]
@@ -20,7 +22,8 @@ command is given here or in [app] command, runs the app as a supervised child.
 With no config file: HTTPS on 127.0.0.1:8443 with a self-signed certificate for
 localhost, upstream 127.0.0.1:8002, admin on 127.0.0.1:9090.
 
-Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the configuration.
+Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the configuration;
+SIGUSR2 starts the binary again and hands it the listening sockets (upgrade).
 `
 
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -28,6 +31,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, runUsage); fs.PrintDefaults() }
 	path := configFlag(fs)
+	pidFile := pidFileFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,10 +47,39 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("configuration loaded", "file", cfg.File, "profile", cfg.Resolved, "why", cfg.ProfileReason)
 	load := func() (*config.Config, error) { return loadConfig(*path, appCmd) }
-	a, err := app.New(cfg, app.Options{Logger: log, Stderr: stderr, Stdout: stdout, Version: Version, Load: load})
+	if *pidFile != "" {
+		if err := os.MkdirAll(filepath.Dir(*pidFile), 0o700); err != nil {
+			return fmt.Errorf("pid file directory: %w", err)
+		}
+	}
+	upg, err := upgrade.New(upgrade.Options{PIDFile: *pidFile, Logger: log})
 	if err != nil {
 		return err
 	}
+	defer upg.Stop()
+	a, err := app.New(cfg, app.Options{Logger: log, Stderr: stderr, Stdout: stdout, Version: Version, Load: load, Upgrader: upg})
+	if err != nil {
+		return err
+	}
+
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-upg.Exit():
+				return
+			case <-usr2:
+				log.Info("upgrade requested: starting the new binary")
+				if err := upg.Upgrade(); err != nil {
+					log.Error("upgrade failed; this process keeps serving", "err", err)
+				}
+			}
+		}
+	}()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -78,11 +78,11 @@ func (s *Server) serveH1(rwc net.Conn, st *tls.ConnectionState) {
 
 // waitForRequest blocks until the first byte of the next request arrives,
 // holding no buffer meanwhile. It reports false when the connection should
-// close.
+// close. While the server shuts down, a request that is already on its way
+// still gets served (with Connection: close) if it arrives within
+// shutdownIdleGrace; closing at once would drop it, since a client cannot
+// tell that close from a failure.
 func (c *h1Conn) waitForRequest(first bool) bool {
-	if c.srv.closing.Load() {
-		return false
-	}
 	if c.br != nil || c.cr.hasByte {
 		return true // a pipelined request is already here
 	}
@@ -90,23 +90,31 @@ func (c *h1Conn) waitForRequest(first bool) bool {
 	if first {
 		timeout = c.srv.opts.ReadHeaderTimeout
 	}
-	c.rwc.SetReadDeadline(time.Now().Add(timeout))
-	if c.srv.closing.Load() { // Shutdown may have run between the check and the deadline
-		return false
+	if c.srv.closing.Load() {
+		timeout = min(timeout, shutdownIdleGrace)
 	}
-	n, err := c.rwc.Read(c.cr.byteBuf[:])
-	if n == 0 || err != nil && n == 0 {
+	c.rwc.SetReadDeadline(time.Now().Add(timeout))
+	if c.srv.closing.Load() {
+		// Shutdown may have woken us between the check and the deadline.
+		c.rwc.SetReadDeadline(time.Now().Add(min(timeout, shutdownIdleGrace)))
+	}
+	n, _ := c.rwc.Read(c.cr.byteBuf[:])
+	if n == 0 {
 		return false
 	}
 	c.cr.hasByte = true
 	return true
 }
 
-// wakeIfIdle makes an idle connection's pending read return so that it sees
-// the server is closing. Called by Shutdown with s.mu held.
+// shutdownIdleGrace is how long an idle connection is still read from once
+// the server shuts down.
+const shutdownIdleGrace = 250 * time.Millisecond
+
+// wakeIfIdle shortens an idle connection's wait so that it sees the server
+// is closing. Called by Shutdown with s.mu held.
 func (c *h1Conn) wakeIfIdle() {
 	if c.idle.Load() {
-		c.rwc.SetReadDeadline(aLongTimeAgo)
+		c.rwc.SetReadDeadline(time.Now().Add(shutdownIdleGrace))
 	}
 }
 

@@ -151,6 +151,10 @@ func (s *Server) Listen() error {
 	return nil
 }
 
+// UseListener makes Run serve on ln, a listener the caller opened (one
+// inherited across a binary upgrade); Listen then does nothing.
+func (s *Server) UseListener(ln net.Listener) { s.ln = ln }
+
 // Addr reports the bound address after Listen, else Options.Listen.
 func (s *Server) Addr() string {
 	if s.ln != nil {
