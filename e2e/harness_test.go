@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -69,28 +68,20 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// syncBuffer is a bytes.Buffer safe for a process's output and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// output is a process's stdout and stderr, captured in a file: a child
+// that outlives the process (a binary upgrade's new process) inherits the
+// file, and exec.Cmd.Wait does not wait for a pipe it still holds.
+type output struct{ path string }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+func (o *output) String() string {
+	b, _ := os.ReadFile(o.path)
+	return string(b)
 }
 
 // proc is a process a test started; stop ends it by PID.
 type proc struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *output
 	done   chan struct{}
 	exit   error
 	stopMu sync.Mutex
@@ -101,8 +92,13 @@ func startProc(t testing.TB, dir string, env []string, name string, args ...stri
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
+	f, err := os.CreateTemp(t.TempDir(), "output-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close() // the child has its own copy
+	out := &output{path: f.Name()}
+	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
