@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"bulwark/internal/config"
 	"bulwark/internal/memwatch"
@@ -34,14 +35,18 @@ func (a *App) Reload(cfg *config.Config) error {
 	defer a.mu.Unlock()
 	old := a.cfg
 	var errs []error
-	if cfg.Listen.HTTPS != old.Listen.HTTPS || cfg.Listen.HTTP != old.Listen.HTTP || cfg.Admin.Listen != old.Admin.Listen {
-		errs = append(errs, errors.New("listen addresses changed: they take effect on restart or upgrade (bulwark upgrade)"))
+	if changed := needsUpgrade(old, cfg); len(changed) > 0 {
+		errs = append(errs, fmt.Errorf("%s changed: applied by 'bulwark upgrade' (no connection is refused) or a restart, not by a reload",
+			strings.Join(changed, ", ")))
 	}
 	if err := a.certs.Update(a.tlsOptions(cfg)); err != nil {
 		errs = append(errs, fmt.Errorf("tls: %w", err))
 		return errors.Join(errs...) // the old certificates keep serving; apply nothing else
 	}
 	a.admit.SetLimits(cfg.Upstream.MaxConcurrency, cfg.Upstream.Queue, cfg.Upstream.QueueTimeout.D())
+	if err := a.spool.Update(a.spoolOptions(cfg)); err != nil {
+		errs = append(errs, fmt.Errorf("limits: %w", err))
+	}
 	a.self.Update(memwatch.SelfOptions{
 		Limit:           cfg.Memory.LimitBytes(),
 		ReleaseInterval: cfg.Memory.ReleaseInterval.D(),
@@ -62,6 +67,37 @@ func (a *App) Reload(cfg *config.Config) error {
 	}
 	a.log.Info("config reloaded", "file", cfg.File, "profile", cfg.Resolved)
 	return errors.Join(errs...)
+}
+
+// needsUpgrade lists the keys whose change a reload does not apply: they
+// shape listeners, connections and the upstream transport, which are built
+// once per process.
+func needsUpgrade(a, b *config.Config) []string {
+	var changed []string
+	check := func(key string, differ bool) {
+		if differ {
+			changed = append(changed, key)
+		}
+	}
+	la, lb := a.Listen, b.Listen
+	check("listen.https", la.HTTPS != lb.HTTPS)
+	check("listen.http", la.HTTP != lb.HTTP)
+	check("listen.backlog", la.Backlog != lb.Backlog)
+	check("listen.keepalive_timeout", la.KeepaliveTimeout != lb.KeepaliveTimeout)
+	check("listen.read_header_timeout", la.ReadHeaderTimeout != lb.ReadHeaderTimeout)
+	check("listen.max_header_bytes", la.MaxHeaderBytes != lb.MaxHeaderBytes)
+	check("listen.trusted_proxies", !slices.Equal(la.TrustedProxies, lb.TrustedProxies))
+	check("tls.hsts", a.TLS.HSTS != b.TLS.HSTS)
+	ua, ub := a.Upstream, b.Upstream
+	check("upstream.keepalive", ua.Keepalive != ub.Keepalive)
+	check("upstream.connect_timeout", ua.ConnectTimeout != ub.ConnectTimeout)
+	check("upstream.send_timeout", ua.SendTimeout != ub.SendTimeout)
+	check("upstream.read_timeout", ua.ReadTimeout != ub.ReadTimeout)
+	check("admin", a.Admin != b.Admin)
+	check("observe.database", a.Observe != b.Observe)
+	check("log", a.Log != b.Log)
+	check("limits.spool_dir", a.Limits.SpoolDir != b.Limits.SpoolDir)
+	return changed
 }
 
 func appChanged(a, b *config.Config) bool {
