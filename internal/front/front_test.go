@@ -639,3 +639,45 @@ func TestShutdownDeadlineClosesHijacked(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectionStatesCounted(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 2)
+	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/wait" {
+			entered <- struct{}{}
+			<-release
+		}
+	}), true, nil)
+	stats := func() Stats { return ts.srv.Stats() }
+	waitStats := func(what string, cond func(Stats) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond(stats()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: stats %+v", what, stats())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	h1, h2 := httpsClient(false), httpsClient(true)
+	done := make(chan struct{}, 2)
+	for _, c := range []*http.Client{h1, h2} {
+		go func() {
+			if res, err := c.Get("https://" + ts.addr + "/wait"); err == nil {
+				res.Body.Close()
+			}
+			done <- struct{}{}
+		}()
+	}
+	<-entered
+	<-entered
+	waitStats("both busy", func(s Stats) bool { return s.H1Active == 1 && s.H2Active == 1 && s.H1Idle == 0 && s.H2Idle == 0 })
+	close(release)
+	<-done
+	<-done
+	waitStats("both idle", func(s Stats) bool { return s.H1Active == 0 && s.H2Active == 0 && s.H1Idle == 1 && s.H2Idle == 1 })
+	h1.CloseIdleConnections()
+	h2.CloseIdleConnections()
+	waitStats("both closed", func(s Stats) bool { return s.H1Open == 0 && s.H2Open == 0 })
+}

@@ -138,6 +138,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*h1Conn]struct{}
 	hijacked  map[net.Conn]struct{}
+	h2State   map[net.Conn]*h2Conn
 	closing   atomic.Bool
 	handshake sync.WaitGroup // handshake goroutines in progress
 	done      chan struct{}  // closed when the last connection is gone after closing
@@ -156,6 +157,7 @@ func New(opts Options) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*h1Conn]struct{}),
 		hijacked:  make(map[net.Conn]struct{}),
+		h2State:   make(map[net.Conn]*h2Conn),
 		done:      make(chan struct{}),
 	}
 	s.baseCtx = context.WithValue(context.Background(), http.ServerContextKey, &http.Server{})
@@ -175,7 +177,8 @@ func New(opts Options) (*Server, error) {
 				MaxReceiveBufferPerStream:     256 << 10,
 				WriteByteTimeout:              o.WriteTimeout,
 			},
-			ConnState: s.h2ConnState,
+			ConnState:   s.h2ConnState,
+			ConnContext: s.h2ConnContext,
 		}
 	}
 	return s, nil
@@ -385,8 +388,18 @@ func (s *Server) trackHijacked(c net.Conn, add bool) {
 	s.mu.Unlock()
 }
 
-// h2Handler wraps the handler for HTTP/2 requests: HSTS, and the active
-// stream count that tells an active connection from an idle one.
+// h2Conn tracks one HTTP/2 connection's streams, so that it counts as
+// active while a request is in progress and idle otherwise.
+type h2Conn struct {
+	mu      sync.Mutex
+	streams int
+	closed  bool
+}
+
+type h2ConnKey struct{}
+
+// h2Handler wraps the handler for HTTP/2 requests: HSTS, and the stream
+// count that tells an active connection from an idle one.
 func (s *Server) h2Handler(next http.Handler) http.Handler {
 	hsts := hstsValue(s.opts.HSTS)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -395,16 +408,61 @@ func (s *Server) h2Handler(next http.Handler) http.Handler {
 		}
 		s.m.h2Streams.Inc()
 		defer s.m.h2Streams.Dec()
+		if hc, ok := r.Context().Value(h2ConnKey{}).(*h2Conn); ok {
+			hc.stream(s.m, +1)
+			defer hc.stream(s.m, -1)
+		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-func (s *Server) h2ConnState(_ net.Conn, st http.ConnState) {
+func (hc *h2Conn) stream(m *serverMetrics, delta int) {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	before := hc.streams
+	hc.streams += delta
+	if hc.closed {
+		return
+	}
+	switch {
+	case before == 0 && hc.streams > 0:
+		m.h2Idle.Dec()
+		m.h2Active.Inc()
+	case before > 0 && hc.streams == 0:
+		m.h2Active.Dec()
+		m.h2Idle.Inc()
+	}
+}
+
+func (s *Server) h2ConnContext(ctx context.Context, c net.Conn) context.Context {
+	hc := &h2Conn{}
+	s.mu.Lock()
+	s.h2State[c] = hc
+	s.mu.Unlock()
+	return context.WithValue(ctx, h2ConnKey{}, hc)
+}
+
+func (s *Server) h2ConnState(c net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateNew:
-		s.m.h2Open.Inc()
+		s.m.h2Idle.Inc()
 	case http.StateClosed, http.StateHijacked:
-		s.m.h2Open.Dec()
+		s.mu.Lock()
+		hc := s.h2State[c]
+		delete(s.h2State, c)
+		s.mu.Unlock()
+		if hc == nil {
+			s.m.h2Idle.Dec()
+			return
+		}
+		hc.mu.Lock()
+		hc.closed = true
+		if hc.streams > 0 {
+			s.m.h2Active.Dec()
+		} else {
+			s.m.h2Idle.Dec()
+		}
+		hc.mu.Unlock()
 	}
 }
 
@@ -457,7 +515,8 @@ type serverMetrics struct {
 	resumed    *metrics.Counter
 	h1Active   *metrics.Gauge
 	h1Idle     *metrics.Gauge
-	h2Open     *metrics.Gauge
+	h2Active   *metrics.Gauge
+	h2Idle     *metrics.Gauge
 	h2Streams  *metrics.Gauge
 }
 
@@ -468,7 +527,8 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 		resumed:    set.GetOrCreateCounter("bulwark_tls_resumed_total"),
 		h1Active:   set.GetOrCreateGauge(`bulwark_client_connections{proto="h1",state="active"}`, nil),
 		h1Idle:     set.GetOrCreateGauge(`bulwark_client_connections{proto="h1",state="idle"}`, nil),
-		h2Open:     set.GetOrCreateGauge(`bulwark_client_connections{proto="h2",state="open"}`, nil),
+		h2Active:   set.GetOrCreateGauge(`bulwark_client_connections{proto="h2",state="active"}`, nil),
+		h2Idle:     set.GetOrCreateGauge(`bulwark_client_connections{proto="h2",state="idle"}`, nil),
 		h2Streams:  set.GetOrCreateGauge(`bulwark_h2_streams_active`, nil),
 	}
 }
@@ -483,7 +543,7 @@ func (m *serverMetrics) handshakeFailure(reason string) *metrics.Counter {
 
 // Stats is a snapshot of the connections a Server holds.
 type Stats struct {
-	H1Active, H1Idle, H1Open, H2Open, H2Streams int64
+	H1Active, H1Idle, H1Open, H2Active, H2Idle, H2Open, H2Streams int64
 }
 
 // Stats reports the connections open now.
@@ -493,7 +553,9 @@ func (s *Server) Stats() Stats {
 		H1Active:  a,
 		H1Idle:    i,
 		H1Open:    a + i,
-		H2Open:    int64(s.m.h2Open.Get()),
+		H2Active:  int64(s.m.h2Active.Get()),
+		H2Idle:    int64(s.m.h2Idle.Get()),
+		H2Open:    int64(s.m.h2Active.Get() + s.m.h2Idle.Get()),
 		H2Streams: int64(s.m.h2Streams.Get()),
 	}
 }
