@@ -33,6 +33,9 @@ type IsolationOptions struct {
 	Probes int
 	Delay  time.Duration
 	Every  time.Duration
+	// ProbeTimeout bounds one quick request; a probe that fails counts
+	// with the time it took.
+	ProbeTimeout time.Duration
 }
 
 // MeasureIsolation starts one slow client and, while it is transferring,
@@ -41,7 +44,7 @@ type IsolationOptions struct {
 // once only if the proxy shields the app from the slow client.
 func MeasureIsolation(ctx context.Context, o IsolationOptions) (IsolationResult, error) {
 	var res IsolationResult
-	quick := newClient(10 * time.Second)
+	quick := newClient(o.ProbeTimeout)
 	defer quick.CloseIdleConnections()
 	if _, err := quickGet(ctx, quick, o.BaseURL); err != nil {
 		return res, fmt.Errorf("warming the probe connection: %w", err)
@@ -64,7 +67,6 @@ func MeasureIsolation(ctx context.Context, o IsolationOptions) (IsolationResult,
 			if res.FirstProbeErr == "" {
 				res.FirstProbeErr = err.Error()
 			}
-			continue
 		}
 		res.Probes = append(res.Probes, float64(d.Microseconds())/1000)
 	}
@@ -97,7 +99,7 @@ func quickGet(ctx context.Context, c *http.Client, base string) (time.Duration, 
 	start := time.Now()
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, err
+		return time.Since(start), err
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
