@@ -245,7 +245,7 @@ func (c *h1Conn) answerBadRequest(err error) {
 	if !errors.As(err, &he) {
 		return
 	}
-	c.srv.m.badRequest(he.reason).Inc()
+	c.srv.m.refused(he.status, he.reason).Inc()
 	body := he.msg + " (bulwark)\n"
 	bw := c.writer()
 	bw.WriteString("HTTP/1.1 ")

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -533,8 +534,10 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 	}
 }
 
-func (m *serverMetrics) badRequest(reason string) *metrics.Counter {
-	return m.set.GetOrCreateCounter(`bulwark_bad_requests_total{reason="` + reason + `"}`)
+// refused counts an answer the front made itself (400, 414, 431, ...) in
+// the same series as the refusals counted by the access log.
+func (m *serverMetrics) refused(status int, reason string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(`bulwark_refused_total{status="` + strconv.Itoa(status) + `",reason="` + reason + `"}`)
 }
 
 func (m *serverMetrics) handshakeFailure(reason string) *metrics.Counter {
