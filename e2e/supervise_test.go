@@ -127,6 +127,14 @@ func TestMemoryRestartUnderLoad(t *testing.T) {
 	t.Logf("memory restart done %.1fs after the app began holding 200 MB", time.Since(held).Seconds())
 	time.Sleep(time.Until(loadStart.Add(15 * time.Second))) // the full 15 s of load, on the new app too
 	ok, bad, errs := l.finish()
+	m := scrape(t, in.admin)
+	gateHeld := m["bulwark_gate_held_total"]
+	holdAvg := 0.0
+	if n := m["bulwark_gate_hold_seconds_count"]; n > 0 {
+		holdAvg = m["bulwark_gate_hold_seconds_sum"] / n
+	}
+	t.Logf("restart (stop to ready): %.2fs; requests held at the gate: %.0f, mean hold %.3fs",
+		m["bulwark_app_last_restart_duration_seconds"], gateHeld, holdAvg)
 	t.Logf("requests: %d ok, %d failed", ok, bad)
 	if bad != 0 {
 		t.Errorf("%d requests failed during the memory restart (first: %v)", bad, errs)

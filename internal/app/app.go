@@ -284,6 +284,13 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.log.Info("bulwark started", "https", lns.https.Addr().String(), "profile", a.cfg.Resolved,
 		"upstream", a.cfg.Upstream.Address, "app", a.cfg.App.Command)
+	if warnings, err := spool.CheckDir(a.spool.Dir()); err != nil {
+		a.log.Error("spool directory unusable", "dir", a.spool.Dir(), "err", err)
+	} else {
+		for _, w := range warnings {
+			a.log.Warn(w)
+		}
+	}
 
 	// The app and the loops run under their own context so that they outlive
 	// the drain of client requests.
