@@ -1,0 +1,125 @@
+package front
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// BenchmarkH1KeepAlive measures one keep-alive HTTP/1.1 request over TLS
+// through the connection loop, with a handler writing 1 KiB.
+func BenchmarkH1KeepAlive(b *testing.B) {
+	body := make([]byte, 1024)
+	ts := startBench(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1024")
+		w.Write(body)
+	}))
+	c, err := tls.Dial("tcp", ts.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	req := []byte("GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+}
+
+// BenchmarkIdleConnMemory holds idle TLS connections (each after one
+// request) and reports the heap and stack they hold, per connection. It
+// measures this process's Go memory, not RSS: the repo benchmark in bench/
+// measures RSS against nginx.
+func BenchmarkIdleConnMemory(b *testing.B) {
+	for _, proto := range []string{"http/1.1", "h2"} {
+		b.Run(proto, func(b *testing.B) {
+			const n = 500
+			ts := startBench(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+			for i := 0; i < b.N; i++ {
+				before := goMemory()
+				conns := make([]net.Conn, 0, n)
+				for j := 0; j < n; j++ {
+					c, err := tls.Dial("tcp", ts.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{proto}})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if proto == "h2" {
+						h2Request(b, c)
+					} else {
+						fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+						res, err := http.ReadResponse(bufio.NewReader(c), nil)
+						if err != nil {
+							b.Fatal(err)
+						}
+						io.Copy(io.Discard, res.Body)
+					}
+					conns = append(conns, c)
+				}
+				time.Sleep(200 * time.Millisecond)
+				after := goMemory()
+				b.ReportMetric(float64(after-before)/n/1024, "KiB/conn")
+				for _, c := range conns {
+					c.Close()
+				}
+			}
+		})
+	}
+}
+
+// goMemory is the heap in use plus goroutine stacks, after a GC. The
+// client side of the connections lives in this process too, so the figure
+// is an upper bound for the server side alone.
+func goMemory() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse)
+}
+
+func h2Request(b *testing.B, c net.Conn) {
+	tr := &http2.Transport{}
+	cc, err := tr.NewClientConn(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "https://localhost/", nil)
+	res, err := cc.RoundTrip(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+}
+
+func startBench(b *testing.B, h http.Handler) *testServer {
+	b.Helper()
+	srv, err := New(Options{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{selfSigned(b)}, NextProtos: []string{"h2", "http/1.1"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := Listen(b.Context(), "127.0.0.1:0", 4096)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	return &testServer{srv: srv, addr: ln.Addr().String()}
+}
