@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,56 @@ type Logger struct {
 	bytesIn  *metrics.Counter
 	bytesOut *metrics.Counter
 	total    atomic.Uint64
+	lat      latencies
+}
+
+// Latencies reports the median and 99th percentile duration of the requests
+// finished since the previous call (zero when there were none), and starts
+// a new period. The admin server calls it once a second.
+func (l *Logger) Latencies() (p50, p99 time.Duration) { return l.lat.take() }
+
+// latencies keeps a bounded sample of request durations for one period:
+// every duration until the sample is full, then reservoir sampling, so a
+// busy second costs no more memory than a quiet one.
+type latencies struct {
+	mu     sync.Mutex
+	sample []time.Duration
+	seen   int
+	rng    uint64
+}
+
+const latencySample = 1024
+
+func (s *latencies) add(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seen++
+	if len(s.sample) < latencySample {
+		s.sample = append(s.sample, d)
+		return
+	}
+	// xorshift: cheap, and good enough to pick which sample to replace.
+	if s.rng == 0 {
+		s.rng = 0x9e3779b97f4a7c15
+	}
+	s.rng ^= s.rng << 13
+	s.rng ^= s.rng >> 7
+	s.rng ^= s.rng << 17
+	if i := s.rng % uint64(s.seen); i < latencySample {
+		s.sample[i] = d
+	}
+}
+
+func (s *latencies) take() (p50, p99 time.Duration) {
+	s.mu.Lock()
+	sample := s.sample
+	s.sample, s.seen = make([]time.Duration, 0, len(sample)), 0
+	s.mu.Unlock()
+	if len(sample) == 0 {
+		return 0, 0
+	}
+	slices.Sort(sample)
+	return sample[len(sample)*50/100], sample[min(len(sample)-1, len(sample)*99/100)]
 }
 
 // Requests reports how many requests were served since New.
@@ -133,6 +184,7 @@ func (l *Logger) record(r *http.Request, rec *recorder, start time.Time, in int6
 		l.set.GetOrCreateCounter(`bulwark_refused_total{status="` + strconv.Itoa(status) + `",reason="` + rec.reason + `"}`).Inc()
 	}
 	l.total.Add(1)
+	l.lat.add(d)
 	l.duration.Update(d.Seconds())
 	l.bytesIn.Add(int(in))
 	l.bytesOut.Add(int(rec.bytes))

@@ -80,3 +80,25 @@ func TestMiddlewarePanicStillLogged(t *testing.T) {
 		t.Errorf("got %q, want a 499 line", out.String())
 	}
 }
+
+func TestLatencies(t *testing.T) {
+	l := New(Options{})
+	if p50, p99 := l.Latencies(); p50 != 0 || p99 != 0 {
+		t.Errorf("no requests: got %v %v, want 0 0", p50, p99)
+	}
+	for i := 1; i <= 100; i++ {
+		l.lat.add(time.Duration(i) * time.Millisecond)
+	}
+	if p50, p99 := l.Latencies(); p50 != 51*time.Millisecond || p99 != 100*time.Millisecond {
+		t.Errorf("1..100 ms: got p50 %v p99 %v, want 51ms 100ms", p50, p99)
+	}
+	if p50, _ := l.Latencies(); p50 != 0 {
+		t.Errorf("a new period starts empty: got %v", p50)
+	}
+	for i := 0; i < 10*latencySample; i++ {
+		l.lat.add(time.Second)
+	}
+	if n := len(l.lat.sample); n != latencySample {
+		t.Errorf("sample holds %d durations, want at most %d", n, latencySample)
+	}
+}

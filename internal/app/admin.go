@@ -83,6 +83,7 @@ func (as *adminServer) snapshot() observe.Snapshot {
 		MaxConcurrency:   ad.MaxConcurrency,
 		QueueCap:         ad.Queue,
 	}
+	s.LatencyP50, s.LatencyP99 = a.access.Latencies()
 	metrics.Read(heapSample)
 	if heapSample[0].Value.Kind() == metrics.KindUint64 {
 		s.GoHeapBytes = int64(heapSample[0].Value.Uint64())
