@@ -13,10 +13,14 @@ import (
 
 // IsolationResult is one slow-client isolation probe.
 type IsolationResult struct {
-	// Probes are the latencies of the quick requests, in milliseconds.
-	Probes        []float64
-	ProbeFailed   int
-	SlowActive    bool // the slow client was still transferring after the last probe
+	// Probes are the latencies, in milliseconds, of the quick requests sent
+	// while the slow client was still transferring; a failed one counts
+	// with the time it took to fail.
+	Probes      []float64
+	ProbeFailed int
+	// SlowActive is true when at least one probe was sent while the slow
+	// client was still transferring.
+	SlowActive    bool
 	SlowErr       string
 	FirstProbeErr string
 }
@@ -57,9 +61,21 @@ func MeasureIsolation(ctx context.Context, o IsolationOptions) (IsolationResult,
 	go func() { slowDone <- slowClient(sctx, o, &progress) }()
 
 	sleepCtx(ctx, o.Delay)
+	var slowErr error
+	finished := false
 	for i := range o.Probes {
 		if i > 0 {
 			sleepCtx(ctx, o.Every)
+		}
+		// Only a probe sent while the slow client is still transferring
+		// tells anything; one that waited for it to finish counts in full.
+		select {
+		case slowErr = <-slowDone:
+			finished = true
+		default:
+		}
+		if finished {
+			break
 		}
 		d, err := quickGet(ctx, quick, o.BaseURL)
 		if err != nil {
@@ -70,22 +86,18 @@ func MeasureIsolation(ctx context.Context, o IsolationOptions) (IsolationResult,
 		}
 		res.Probes = append(res.Probes, float64(d.Microseconds())/1000)
 	}
-	select {
-	case err := <-slowDone:
-		// Finished before the probes were done: the probe proves nothing.
-		res.SlowActive = false
-		if err != nil {
-			res.SlowErr = err.Error()
+	res.SlowActive = len(res.Probes) > 0
+	if !finished {
+		if !o.Upload {
+			cancel() // the slow download has served its purpose
 		}
-		return res, nil
-	default:
-		res.SlowActive = true
+		slowErr = <-slowDone
+		if !o.Upload {
+			slowErr = nil // cancelled on purpose
+		}
 	}
-	if !o.Upload {
-		cancel() // the slow download has served its purpose
-	}
-	if err := <-slowDone; err != nil && o.Upload {
-		res.SlowErr = err.Error()
+	if slowErr != nil {
+		res.SlowErr = slowErr.Error()
 	}
 	return res, nil
 }

@@ -52,6 +52,7 @@ func (s *suite) profile(ctx context.Context) error {
 		}
 		s.logf("profile load: %.0f req/s, CPU %.2f s/10k", lo.r.RPS, lo.r.CPUPer10k())
 		s.addTop("CPU, h1 c=50 load", filepath.Join(dir, "cpu-h1-c50.pprof"), cpuErr)
+		s.addTop("CPU, h1 c=50 load, cumulative", filepath.Join(dir, "cpu-h1-c50.pprof"), cpuErr, "-cum")
 		s.addTop("heap in use at the end of the h1 c=50 load", filepath.Join(dir, "heap-h1-c50.pprof"), heapErr, "-sample_index=inuse_space")
 		return nil
 	})
@@ -74,7 +75,7 @@ func (s *suite) profile(ctx context.Context) error {
 			gErr := s.fetchProfile(ctx, "/debug/pprof/goroutine", gpath, 30*time.Second)
 			title := fmt.Sprintf("heap in use with %d idle %s connections", len(conns), proto)
 			s.addTop(title, path, heapErr, "-sample_index=inuse_space")
-			s.addTop(fmt.Sprintf("goroutines with %d idle %s connections", len(conns), proto), gpath, gErr)
+			s.addTop(fmt.Sprintf("goroutines with %d idle %s connections", len(conns), proto), gpath, gErr, "-cum")
 			return nil
 		})
 		if err != nil {

@@ -464,8 +464,8 @@ func (s *suite) recordIsolation(srv string, run int, upload bool, r IsolationRes
 			kind, srv, run+1, r.ProbeFailed, len(r.Probes), r.FirstProbeErr)
 	}
 	if !r.SlowActive || r.SlowErr != "" {
-		s.res.Note("isolation %s %s run %d: slow client still active at the last probe: %v, error %q; run not counted",
-			kind, srv, run+1, r.SlowActive, r.SlowErr)
+		s.res.Note("isolation %s %s run %d: probes sent while the slow client was active: %d, slow client error %q; run not counted",
+			kind, srv, run+1, len(r.Probes), r.SlowErr)
 		med = math.NaN()
 	}
 	s.res.Row("isolate/"+kind, label, 1, "tens of ms (not after the slow client)", promptJudge).Set(srv, run, med)
