@@ -54,26 +54,42 @@ func (s *Server) serveH1(rwc net.Conn, st *tls.ConnectionState) {
 	s.track(c, true)
 	s.m.h1Idle.Inc()
 	c.idle.Store(true)
-	defer func() {
-		if c.idle.Load() {
-			s.m.h1Idle.Dec()
-		} else {
-			s.m.h1Active.Dec()
-		}
-		s.track(c, false)
-		if !c.hijacked {
-			c.rwc.Close()
-		}
-		c.releaseReader(true)
-	}()
-	for first := true; ; first = false {
-		if !c.waitForRequest(first) {
+	c.serve(true)
+}
+
+// serve serves requests until the connection ends. After a request it
+// waits for the next one on a fresh goroutine and lets this one exit: the
+// handler chain (proxy, transport, TLS writes) grows a goroutine's stack
+// to several times its starting size, and an idle keep-alive connection
+// must not keep that. A pipelined request already buffered is served on
+// the same goroutine.
+func (c *h1Conn) serve(first bool) {
+	for {
+		if !c.waitForRequest(first) || !c.serveOne() {
+			c.close()
 			return
 		}
-		if !c.serveOne() {
+		first = false
+		if c.br == nil && !c.cr.hasByte {
+			go c.serve(false)
 			return
 		}
 	}
+}
+
+// close ends the connection and its accounting.
+func (c *h1Conn) close() {
+	s := c.srv
+	if c.idle.Load() {
+		s.m.h1Idle.Dec()
+	} else {
+		s.m.h1Active.Dec()
+	}
+	s.track(c, false)
+	if !c.hijacked {
+		c.rwc.Close()
+	}
+	c.releaseReader(true)
 }
 
 // waitForRequest blocks until the first byte of the next request arrives,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -48,6 +49,24 @@ func (s *Spool) Responses(next http.Handler) http.Handler {
 		defer rw.finish()
 		next.ServeHTTP(rw, r)
 	})
+}
+
+// DirectMax is the largest answer, by its Content-Length, that is written
+// straight to the client instead of spooled. The connection's socket buffer
+// takes an answer this small at once, so the app's slot is not held by a
+// slow client (nginx likewise writes small answers straight from its proxy
+// buffers), and the spool's goroutine, buffer and second write are saved on
+// the commonest answers.
+const DirectMax = 16 << 10
+
+// smallAnswer reports whether h declares a body of at most DirectMax bytes.
+func smallAnswer(h http.Header) bool {
+	cl := h.Get("Content-Length")
+	if cl == "" {
+		return false
+	}
+	n, err := strconv.ParseInt(cl, 10, 64)
+	return err == nil && n >= 0 && n <= DirectMax
 }
 
 // isUpgrade reports whether r asks to switch protocols (WebSocket over
@@ -148,7 +167,7 @@ func (rw *respWriter) WriteHeader(code int) {
 	h.Del("X-Accel-Buffering")
 	rw.buffered = rw.buffer && !noBuffering &&
 		code != http.StatusSwitchingProtocols && code != http.StatusNoContent && code != http.StatusNotModified &&
-		!isEventStream(h.Get("Content-Type"))
+		!isEventStream(h.Get("Content-Type")) && !smallAnswer(h)
 	rw.w.WriteHeader(code)
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -615,4 +616,38 @@ func TestResponses_ManyUnderTightCaps(t *testing.T) {
 		waitDone(t, done, "concurrent")
 	}
 	assertClean(t, s)
+}
+
+// TestResponses_SmallAnswersDirect: an answer declaring at most DirectMax
+// bytes is written straight through; one byte more is spooled.
+func TestResponses_SmallAnswersDirect(t *testing.T) {
+	set := metrics.NewSet()
+	s := newTestSpool(t, Options{BufferResponses: true, Metrics: set})
+	spooled := func() uint64 {
+		return set.GetOrCreateCounter(`bulwark_spool_bodies_total{kind="response",where="memory"}`).Get() +
+			set.GetOrCreateCounter(`bulwark_spool_bodies_total{kind="response",where="disk"}`).Get()
+	}
+	for _, tt := range []struct {
+		size        int
+		wantSpooled uint64
+	}{{DirectMax, 0}, {DirectMax + 1, 1}} {
+		before := spooled()
+		srv, done := serve(t, s.Responses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(tt.size))
+			w.Write(pattern(tt.size))
+		})))
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		waitDone(t, done, "answer")
+		if len(b) != tt.size {
+			t.Errorf("size %d: client got %d bytes", tt.size, len(b))
+		}
+		if got := spooled() - before; got != tt.wantSpooled {
+			t.Errorf("size %d: %d answers spooled, want %d", tt.size, got, tt.wantSpooled)
+		}
+	}
 }
