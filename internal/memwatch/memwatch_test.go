@@ -309,3 +309,22 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+func TestShouldRelease(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		mapped, live int64
+		want         bool
+	}{
+		{0, 0, false},
+		{30 * mib, 16 * mib, false}, // within the GC's own headroom
+		{36 * mib, 16 * mib, false}, // exactly 2×live + slack
+		{80 * mib, 16 * mib, true},  // a burst left 48 MiB beyond that
+		{10 * mib, 0, false},        // no live heap reading yet
+	}
+	for _, tt := range tests {
+		if got := shouldRelease(tt.mapped, tt.live); got != tt.want {
+			t.Errorf("shouldRelease(%d MiB, %d MiB) = %v, want %v", tt.mapped/mib, tt.live/mib, got, tt.want)
+		}
+	}
+}

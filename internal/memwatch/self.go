@@ -18,6 +18,20 @@ import (
 // cheaper than thrashing.
 const DefaultPressureRatio = 0.9
 
+// BurstReleaseGap is the shortest time between two burst releases.
+const BurstReleaseGap = 5 * time.Second
+
+// burstSlack is what the process may hold beyond twice its live heap (the
+// GC's own headroom at GOGC=100) before a burst release.
+const burstSlack = 4 << 20
+
+// shouldRelease reports whether mapped bytes (held from the OS, not
+// released) are so far above what the live heap needs that handing the rest
+// back now is worth a forced GC.
+func shouldRelease(mapped, live int64) bool {
+	return live > 0 && mapped > 2*live+burstSlack
+}
+
 // pressureCache is how long Pressure reuses one reading: it is called on
 // every admitted request.
 const pressureCache = 100 * time.Millisecond
@@ -28,7 +42,10 @@ type SelfOptions struct {
 	// negative leaves the limit as it is (GOMEMLIMIT or none).
 	Limit int64
 	// ReleaseInterval is how often freed memory is handed back to the OS
-	// with debug.FreeOSMemory. Zero or negative means never.
+	// with debug.FreeOSMemory. While it is positive, memory is also handed
+	// back at once (at most every BurstReleaseGap) when a burst, such as
+	// many TLS handshakes, left the process holding far more than its live
+	// heap. Zero or negative means never.
 	ReleaseInterval time.Duration
 	// PressureRatio is the share of Limit at which Pressure reports true.
 	// If zero, DefaultPressureRatio.
@@ -57,6 +74,7 @@ func (o SelfOptions) withDefaults() SelfOptions {
 // Its methods are safe for concurrent use.
 type Self struct {
 	limitG, pressureG *vm.Gauge
+	releases          *vm.Counter
 	updatec           chan struct{} // cap 1: wakes Run after Update
 
 	mu       sync.Mutex
@@ -77,7 +95,9 @@ func NewSelf(o SelfOptions) *Self {
 		samples: []metrics.Sample{
 			{Name: "/memory/classes/total:bytes"},
 			{Name: "/memory/classes/heap/released:bytes"},
+			{Name: "/gc/heap/live:bytes"},
 		},
+		releases: o.Metrics.GetOrCreateCounter("bulwark_memory_releases_total"),
 	}
 	s.Update(o)
 	return s
@@ -154,6 +174,25 @@ func underPressure(inUse, limit int64, ratio float64) bool {
 	return limit > 0 && float64(inUse) >= ratio*float64(limit)
 }
 
+// burst reports whether the process holds far more than its live heap.
+func (s *Self) burst() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	metrics.Read(s.samples)
+	for _, x := range s.samples {
+		if x.Value.Kind() != metrics.KindUint64 {
+			return false
+		}
+	}
+	mapped := int64(s.samples[0].Value.Uint64() - s.samples[1].Value.Uint64())
+	return shouldRelease(mapped, int64(s.samples[2].Value.Uint64()))
+}
+
+func (s *Self) release() {
+	debug.FreeOSMemory()
+	s.releases.Inc()
+}
+
 // Run releases freed memory to the OS every ReleaseInterval (if set) and
 // refreshes the pressure gauge every second, until ctx is done; then it
 // returns nil.
@@ -163,6 +202,7 @@ func (s *Self) Run(ctx context.Context) error {
 	var release *time.Ticker
 	var releaseC <-chan time.Time
 	var every time.Duration
+	var lastRelease time.Time
 	defer func() {
 		if release != nil {
 			release.Stop()
@@ -189,8 +229,13 @@ func (s *Self) Run(ctx context.Context) error {
 		case <-s.updatec:
 		case <-tick.C:
 			s.Pressure()
+			if every > 0 && time.Since(lastRelease) >= BurstReleaseGap && s.burst() {
+				s.release()
+				lastRelease = time.Now()
+			}
 		case <-releaseC:
-			debug.FreeOSMemory()
+			s.release()
+			lastRelease = time.Now()
 		}
 	}
 }
