@@ -340,6 +340,30 @@ type requestBody struct {
 	expectContinue bool
 	sentContinue   bool
 	readAny        bool
+	watch          bool // the request ran past clientGoneDelay: watch the client once the body is read
+	returned       bool // the handler returned: no background read may start
+}
+
+// watchClient starts watching for the client going away, now if the body
+// has been read, else once it has. It runs on a timer's goroutine.
+func (b *requestBody) watchClient() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.returned {
+		return
+	}
+	b.watch = true
+	if b.eof {
+		b.c.cr.startBackgroundRead()
+	}
+}
+
+// handlerDone records that the handler returned, so that no background
+// read starts after the connection loop aborted the last one.
+func (b *requestBody) handlerDone() {
+	b.mu.Lock()
+	b.returned = true
+	b.mu.Unlock()
 }
 
 // errBodyAfterHandler is returned to a reader of a body whose handler has
@@ -400,7 +424,9 @@ func (b *requestBody) readLocked(p []byte) (int, error) {
 	case err == io.EOF:
 		b.eof = true
 		b.c.rwc.SetReadDeadline(time.Time{})
-		b.c.cr.startBackgroundRead()
+		if b.watch && !b.returned {
+			b.c.cr.startBackgroundRead()
+		}
 	case err != nil:
 		b.err = fmt.Errorf("read request body: %w", err)
 		err = b.err
@@ -411,13 +437,6 @@ func (b *requestBody) readLocked(p []byte) (int, error) {
 // Close marks the body as finished from the handler's side; what is left is
 // drained or the connection closed by the connection loop.
 func (b *requestBody) Close() error { return nil }
-
-// done reports whether there is no body left to read.
-func (b *requestBody) done() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.eof
-}
 
 // close ends the body for every reader.
 func (b *requestBody) close() {
