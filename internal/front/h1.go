@@ -57,12 +57,13 @@ func (s *Server) serveH1(rwc net.Conn, st *tls.ConnectionState) {
 	c.serve(true)
 }
 
-// serve serves requests until the connection ends. After a request it
-// waits for the next one on a fresh goroutine and lets this one exit: the
-// handler chain (proxy, transport, TLS writes) grows a goroutine's stack
-// to several times its starting size, and an idle keep-alive connection
-// must not keep that. A pipelined request already buffered is served on
-// the same goroutine.
+// serve serves requests until the connection ends. The handler chain
+// (proxy, transport, TLS writes) grows a goroutine's stack to several times
+// its starting size, and an idle keep-alive connection must not keep that;
+// growing a fresh stack for every request costs CPU, though. So a busy
+// connection stays on its goroutine, and one that has been quiet for
+// idleHandoff waits for its next request on a fresh goroutine, with a small
+// stack, while this one exits.
 func (c *h1Conn) serve(first bool) {
 	for {
 		if !c.waitForRequest(first) || !c.serveOne() {
@@ -70,11 +71,50 @@ func (c *h1Conn) serve(first bool) {
 			return
 		}
 		first = false
-		if c.br == nil && !c.cr.hasByte {
+		switch c.waitBriefly() {
+		case briefArrived:
+		case briefQuiet:
 			go c.serve(false)
+			return
+		case briefClosed:
+			c.close()
 			return
 		}
 	}
+}
+
+// idleHandoff is how long a connection waits for its next request on the
+// goroutine that served the last one.
+const idleHandoff = 250 * time.Millisecond
+
+type briefResult int
+
+const (
+	briefArrived briefResult = iota // the next request began (or is buffered)
+	briefQuiet                      // nothing within idleHandoff
+	briefClosed                     // the client closed or the server is closing
+)
+
+// waitBriefly waits up to idleHandoff for the first byte of the next
+// request, holding no buffer.
+func (c *h1Conn) waitBriefly() briefResult {
+	if c.br != nil || c.cr.hasByte {
+		return briefArrived
+	}
+	if c.srv.closing.Load() {
+		return briefQuiet // waitForRequest applies the shutdown grace
+	}
+	c.rwc.SetReadDeadline(time.Now().Add(min(idleHandoff, c.srv.opts.IdleTimeout)))
+	n, err := c.rwc.Read(c.cr.byteBuf[:])
+	if n == 1 {
+		c.cr.hasByte = true
+		return briefArrived
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return briefQuiet
+	}
+	return briefClosed
 }
 
 // close ends the connection and its accounting.
