@@ -3,7 +3,7 @@
 # the tests need from Debian's packages first (as root, or through sudo):
 # uvicorn and FastAPI for the end-to-end tests against a real app, Chromium for
 # the dashboard test, MariaDB and PostgreSQL for the database probe, iproute2
-# for ss, curl and nghttp2-client for the shell checks.
+# for ss, nginx, HAProxy and Caddy to validate the benchmark's peer configs.
 #
 #   scripts/test.sh            vet, race tests, benchmarks compiled and run briefly
 #   scripts/test.sh -short     skips the slowest end-to-end tests
@@ -18,6 +18,10 @@ command -v ss >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 command -v mariadbd >/dev/null || command -v mysqld >/dev/null || need+=(mariadb-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# The benchmark's peer configs are validated by the peers themselves.
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v caddy >/dev/null || need+=(caddy)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   sudo=""
