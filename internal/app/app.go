@@ -166,27 +166,10 @@ func New(cfg *config.Config, o Options) (*App, error) {
 		return nil, errors.Join(errs...)
 	}
 
-	var tlsCfg = a.certs.TLSConfig()
-	a.front, err = front.New(front.Options{
-		Handler:           a.handler(),
-		TLSConfig:         tlsCfg,
-		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
-		IdleTimeout:       cfg.Listen.KeepaliveTimeout.D(),
-		MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
-		HSTS:              cfg.TLS.HSTS.D(),
-		Logger:            a.log,
-		Metrics:           a.set,
-	})
+	a.front, err = front.New(a.frontOptions(cfg))
 	add("listen", err)
 	if cfg.Listen.HTTP != "" {
-		a.redirect, err = front.New(front.Options{
-			Handler:           front.RedirectHandler(cfg.Listen.HTTPS),
-			ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
-			IdleTimeout:       cfg.Listen.KeepaliveTimeout.D(),
-			MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
-			Logger:            a.log,
-			Metrics:           metrics.NewSet(), // its connections are not the front door's
-		})
+		a.redirect, err = front.New(a.redirectOptions(cfg))
 		add("listen.http", err)
 	}
 	if cfg.Admin.Listen != "" {

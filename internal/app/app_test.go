@@ -52,12 +52,17 @@ func TestReloadAppliesLimitsAndReportsWhatNeedsAnUpgrade(t *testing.T) {
 	next := *cfg
 	next.Upstream.MaxConcurrency, next.Upstream.Queue = 9, 4
 	next.Upstream.ReadTimeout = config.Duration(5e9)
-	err = a.Reload(&next)
+	next.Listen.KeepaliveTimeout = config.Duration(7e9)
+	if err := a.Reload(&next); err != nil {
+		t.Errorf("Reload of limits and timeouts: %v, want nil", err)
+	}
 	if st := a.admit.Stats(); st.MaxConcurrency != 9 || st.Queue != 4 {
 		t.Errorf("after reload: admit stats %+v, want 9 and 4", st)
 	}
-	if err == nil || !strings.Contains(err.Error(), "upstream.read_timeout") {
-		t.Errorf("Reload = %v, want it to say upstream.read_timeout needs an upgrade", err)
+	again := next
+	again.Listen.HTTPS = "127.0.0.1:1"
+	if err := a.Reload(&again); err == nil || !strings.Contains(err.Error(), "listen.https") {
+		t.Errorf("Reload of a listen address = %v, want it to say listen.https needs an upgrade", err)
 	}
 }
 
@@ -69,6 +74,11 @@ func TestNeedsUpgradeEmptyForReloadableChanges(t *testing.T) {
 	b.Memory.ReleaseInterval = config.Duration(1e9)
 	if got := needsUpgrade(a, &b); len(got) != 0 {
 		t.Errorf("needsUpgrade = %v, want none", got)
+	}
+	b.Upstream.ReadTimeout = config.Duration(1e9)
+	b.Listen.ReadHeaderTimeout = config.Duration(1e9)
+	if got := needsUpgrade(a, &b); len(got) != 0 {
+		t.Errorf("needsUpgrade after timeout changes = %v, want none", got)
 	}
 	b.Listen.HTTPS = "127.0.0.1:1"
 	if got := needsUpgrade(a, &b); len(got) != 1 || got[0] != "listen.https" {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"bulwark/internal/accesslog"
 	"bulwark/internal/config"
 	"bulwark/internal/front"
@@ -39,6 +41,30 @@ func (a *App) tlsOptions(cfg *config.Config) tlsconf.Options {
 		TicketKeyFile:  cfg.TLS.TicketKeyFile,
 		Logger:         a.log,
 		Metrics:        a.set,
+	}
+}
+
+func (a *App) frontOptions(cfg *config.Config) front.Options {
+	return front.Options{
+		Handler:           a.handler(),
+		TLSConfig:         a.certs.TLSConfig(),
+		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
+		IdleTimeout:       cfg.Listen.KeepaliveTimeout.D(),
+		MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
+		HSTS:              cfg.TLS.HSTS.D(),
+		Logger:            a.log,
+		Metrics:           a.set,
+	}
+}
+
+func (a *App) redirectOptions(cfg *config.Config) front.Options {
+	return front.Options{
+		Handler:           front.RedirectHandler(cfg.Listen.HTTPS),
+		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
+		IdleTimeout:       cfg.Listen.KeepaliveTimeout.D(),
+		MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
+		Logger:            a.log,
+		Metrics:           metrics.NewSet(), // its connections are not the front door's
 	}
 }
 

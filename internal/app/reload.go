@@ -44,6 +44,11 @@ func (a *App) Reload(cfg *config.Config) error {
 		return errors.Join(errs...) // the old certificates keep serving; apply nothing else
 	}
 	a.admit.SetLimits(cfg.Upstream.MaxConcurrency, cfg.Upstream.Queue, cfg.Upstream.QueueTimeout.D())
+	a.front.Update(a.frontOptions(cfg))
+	if a.redirect != nil {
+		a.redirect.Update(a.redirectOptions(cfg))
+	}
+	a.proxy.Update(a.proxyOptions(cfg))
 	if err := a.spool.Update(a.spoolOptions(cfg)); err != nil {
 		errs = append(errs, fmt.Errorf("limits: %w", err))
 	}
@@ -70,8 +75,10 @@ func (a *App) Reload(cfg *config.Config) error {
 }
 
 // needsUpgrade lists the keys whose change a reload does not apply: they
-// shape listeners, connections and the upstream transport, which are built
-// once per process.
+// shape listeners, the admin server, logging and the upstream pool, which
+// are built once per process. (HTTP/2 connections also keep the
+// keepalive_timeout and max_header_bytes they started with: net/http's
+// server takes them at construction.)
 func needsUpgrade(a, b *config.Config) []string {
 	var changed []string
 	check := func(key string, differ bool) {
@@ -83,16 +90,7 @@ func needsUpgrade(a, b *config.Config) []string {
 	check("listen.https", la.HTTPS != lb.HTTPS)
 	check("listen.http", la.HTTP != lb.HTTP)
 	check("listen.backlog", la.Backlog != lb.Backlog)
-	check("listen.keepalive_timeout", la.KeepaliveTimeout != lb.KeepaliveTimeout)
-	check("listen.read_header_timeout", la.ReadHeaderTimeout != lb.ReadHeaderTimeout)
-	check("listen.max_header_bytes", la.MaxHeaderBytes != lb.MaxHeaderBytes)
-	check("listen.trusted_proxies", !slices.Equal(la.TrustedProxies, lb.TrustedProxies))
-	check("tls.hsts", a.TLS.HSTS != b.TLS.HSTS)
-	ua, ub := a.Upstream, b.Upstream
-	check("upstream.keepalive", ua.Keepalive != ub.Keepalive)
-	check("upstream.connect_timeout", ua.ConnectTimeout != ub.ConnectTimeout)
-	check("upstream.send_timeout", ua.SendTimeout != ub.SendTimeout)
-	check("upstream.read_timeout", ua.ReadTimeout != ub.ReadTimeout)
+	check("upstream.keepalive", a.Upstream.Keepalive != b.Upstream.Keepalive)
 	check("admin", a.Admin != b.Admin)
 	check("observe.database", a.Observe != b.Observe)
 	check("log", a.Log != b.Log)

@@ -681,3 +681,17 @@ func TestConnectionStatesCounted(t *testing.T) {
 	h2.CloseIdleConnections()
 	waitStats("both closed", func(s Stats) bool { return s.H1Open == 0 && s.H2Open == 0 })
 }
+
+func TestUpdateAppliesToNewRequests(t *testing.T) {
+	ts := start(t, echoHandler(), false, func(o *Options) { o.MaxHeaderBytes = 4096 })
+	big := "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 6000) + "\r\nConnection: close\r\n\r\n"
+	if got := ts.roundTrip(t, false, big); !strings.HasPrefix(got, "HTTP/1.1 431") {
+		t.Fatalf("before Update: got %q, want 431", got[:min(len(got), 40)])
+	}
+	o := *ts.srv.o()
+	o.MaxHeaderBytes = 16 << 10
+	ts.srv.Update(o)
+	if got := ts.roundTrip(t, false, big); !strings.HasPrefix(got, "HTTP/1.1 200") {
+		t.Errorf("after raising max header bytes: got %q, want 200", got[:min(len(got), 40)])
+	}
+}

@@ -34,7 +34,6 @@ type h1Conn struct {
 	rwc      net.Conn
 	tlsState *tls.ConnectionState
 	remote   string
-	hsts     string
 
 	cr connReader
 	br *bufio.Reader // nil while idle with nothing buffered
@@ -47,9 +46,6 @@ type h1Conn struct {
 // serveH1 serves HTTP/1.1 on c until the client or the server ends it.
 func (s *Server) serveH1(rwc net.Conn, st *tls.ConnectionState) {
 	c := &h1Conn{srv: s, rwc: rwc, tlsState: st, remote: rwc.RemoteAddr().String()}
-	if st != nil {
-		c.hsts = hstsValue(s.opts.HSTS)
-	}
 	c.cr.c = c
 	s.track(c, true)
 	s.m.h1Idle.Inc()
@@ -104,7 +100,7 @@ func (c *h1Conn) waitBriefly() briefResult {
 	if c.srv.closing.Load() {
 		return briefQuiet // waitForRequest applies the shutdown grace
 	}
-	c.rwc.SetReadDeadline(time.Now().Add(min(idleHandoff, c.srv.opts.IdleTimeout)))
+	c.rwc.SetReadDeadline(time.Now().Add(min(idleHandoff, c.srv.o().IdleTimeout)))
 	n, err := c.rwc.Read(c.cr.byteBuf[:])
 	if n == 1 {
 		c.cr.hasByte = true
@@ -142,9 +138,9 @@ func (c *h1Conn) waitForRequest(first bool) bool {
 	if c.br != nil || c.cr.hasByte {
 		return true // a pipelined request is already here
 	}
-	timeout := c.srv.opts.IdleTimeout
+	timeout := c.srv.o().IdleTimeout
 	if first {
-		timeout = c.srv.opts.ReadHeaderTimeout
+		timeout = c.srv.o().ReadHeaderTimeout
 	}
 	if c.srv.closing.Load() {
 		timeout = min(timeout, shutdownIdleGrace)
@@ -196,7 +192,7 @@ func (c *h1Conn) serveOne() (keep bool) {
 		c.br = readerPool.Get().(*bufio.Reader)
 		c.br.Reset(&c.cr)
 	}
-	c.rwc.SetReadDeadline(time.Now().Add(c.srv.opts.ReadHeaderTimeout))
+	c.rwc.SetReadDeadline(time.Now().Add(c.srv.o().ReadHeaderTimeout))
 	req, err := c.readRequest()
 	if err != nil {
 		c.answerBadRequest(err)
@@ -209,7 +205,10 @@ func (c *h1Conn) serveOne() (keep bool) {
 	c.cr.cancel = cancel
 	req = req.WithContext(ctx)
 	body := req.Body.(*requestBody)
-	w := &response{c: c, req: req, body: body, header: make(http.Header, 8), hsts: c.hsts}
+	w := &response{c: c, req: req, body: body, header: make(http.Header, 8)}
+	if c.tlsState != nil {
+		w.hsts = c.srv.hsts()
+	}
 	// Most answers come quickly; only a request still running after
 	// clientGoneDelay gets a background read to notice a client that left.
 	watch := time.AfterFunc(clientGoneDelay, body.watchClient)
@@ -243,7 +242,7 @@ func (c *h1Conn) runHandler(w *response, req *http.Request) (ok bool) {
 		if p := recover(); p != nil {
 			c.cr.abortPendingRead()
 			if p != http.ErrAbortHandler {
-				c.srv.opts.Logger.Error("panic serving request", "client", c.remote,
+				c.srv.o().Logger.Error("panic serving request", "client", c.remote,
 					"method", req.Method, "path", req.URL.Path, "panic", p, "stack", string(debug.Stack()))
 				if !w.committed && !c.hijacked {
 					w.header = http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
@@ -260,7 +259,7 @@ func (c *h1Conn) runHandler(w *response, req *http.Request) (ok bool) {
 			ok = false
 		}
 	}()
-	c.srv.opts.Handler.ServeHTTP(w, req)
+	c.srv.o().Handler.ServeHTTP(w, req)
 	return true
 }
 
@@ -321,7 +320,7 @@ func (c *h1Conn) answerBadRequest(err error) {
 type deadlineWriter struct{ c *h1Conn }
 
 func (d deadlineWriter) Write(p []byte) (int, error) {
-	d.c.rwc.SetWriteDeadline(time.Now().Add(d.c.srv.opts.WriteTimeout))
+	d.c.rwc.SetWriteDeadline(time.Now().Add(d.c.srv.o().WriteTimeout))
 	return d.c.rwc.Write(p)
 }
 

@@ -45,7 +45,7 @@ func (c *h1Conn) readRequest() (*http.Request, error) {
 			headPool.Put(hp)
 		}
 	}()
-	head, lines, err := readHead(c.br, (*hp)[:0], c.srv.opts.MaxHeaderBytes)
+	head, lines, err := readHead(c.br, (*hp)[:0], c.srv.o().MaxHeaderBytes)
 	*hp = head
 	if err != nil {
 		return nil, err
@@ -397,13 +397,13 @@ func (b *requestBody) readLocked(p []byte) (int, error) {
 		}
 	}
 	b.readAny = true
-	b.c.rwc.SetReadDeadline(time.Now().Add(b.c.srv.opts.BodyReadTimeout))
+	b.c.rwc.SetReadDeadline(time.Now().Add(b.c.srv.o().BodyReadTimeout))
 	var n int
 	var err error
 	if b.chunked {
 		n, err = b.r.Read(p)
 		if err == io.EOF {
-			err = readTrailer(b.c.br, b.c.srv.opts.MaxHeaderBytes)
+			err = readTrailer(b.c.br, b.c.srv.o().MaxHeaderBytes)
 			if err == nil {
 				err = io.EOF
 			}
@@ -480,7 +480,7 @@ func (b *requestBody) drain() bool {
 // send100Continue tells a client waiting on Expect: 100-continue to send
 // its body. Nothing else has been written for this request yet.
 func (c *h1Conn) send100Continue() error {
-	c.rwc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	c.rwc.SetWriteDeadline(time.Now().Add(c.srv.o().WriteTimeout))
 	_, err := io.WriteString(c.rwc, "HTTP/1.1 100 Continue\r\n\r\n")
 	return err
 }

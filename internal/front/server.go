@@ -124,7 +124,7 @@ func (o Options) withDefaults() Options {
 // Server accepts connections on one or more listeners and serves them.
 // Its methods are safe for concurrent use.
 type Server struct {
-	opts    Options
+	opts    atomic.Pointer[settings] // swapped whole by Update; read through o()
 	m       *serverMetrics
 	hsLog   *rate.Limiter
 	h2      *http.Server
@@ -152,7 +152,6 @@ func New(opts Options) (*Server, error) {
 	}
 	o := opts.withDefaults()
 	s := &Server{
-		opts:      o,
 		m:         newServerMetrics(o.Metrics),
 		hsLog:     rate.NewLimiter(rate.Every(time.Second), 5),
 		listeners: make(map[net.Listener]struct{}),
@@ -161,6 +160,7 @@ func New(opts Options) (*Server, error) {
 		h2State:   make(map[net.Conn]*h2Conn),
 		done:      make(chan struct{}),
 	}
+	s.opts.Store(newSettings(o))
 	s.baseCtx = context.WithValue(context.Background(), http.ServerContextKey, &http.Server{})
 	if o.TLSConfig != nil && offersH2(o.TLSConfig) {
 		s.h2conns = newChanListener()
@@ -183,6 +183,30 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// settings are the options in force with what is derived from them.
+type settings struct {
+	Options
+	hsts string // Strict-Transport-Security value; "" for none
+}
+
+func newSettings(o Options) *settings { return &settings{Options: o, hsts: hstsValue(o.HSTS)} }
+
+// o returns the options in force.
+func (s *Server) o() *Options { return &s.opts.Load().Options }
+
+// hsts returns the Strict-Transport-Security value in force.
+func (s *Server) hsts() string { return s.opts.Load().hsts }
+
+// Update applies new timeouts, header limit and HSTS from a configuration
+// reload to HTTP/1.1 requests from now on; Handler, TLSConfig, Logger and
+// Metrics stay those given to New. The HTTP/2 server's idle timeout and
+// header limit are fixed at New: they change with a restart or upgrade.
+func (s *Server) Update(o Options) {
+	cur := s.o()
+	o.Handler, o.TLSConfig, o.Logger, o.Metrics = cur.Handler, cur.TLSConfig, cur.Logger, cur.Metrics
+	s.opts.Store(newSettings(o.withDefaults()))
 }
 
 func offersH2(c *tls.Config) bool {
@@ -220,14 +244,14 @@ func (s *Server) Serve(ln net.Listener) error {
 			if isTemporary(err) {
 				// EMFILE and friends: back off as net/http does instead of spinning.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.opts.Logger.Warn("accept failed; retrying", "err", err, "delay", delay)
+				s.o().Logger.Warn("accept failed; retrying", "err", err, "delay", delay)
 				time.Sleep(delay)
 				continue
 			}
 			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 		}
 		delay = 0
-		if s.opts.TLSConfig == nil {
+		if s.o().TLSConfig == nil {
 			// A fresh goroutine per connection: its stack starts small.
 			go s.serveH1(c, nil)
 			continue
@@ -248,8 +272,8 @@ func isTemporary(err error) bool {
 // handshake is not kept for the life of an idle connection.
 func (s *Server) handshakeAndServe(raw net.Conn) {
 	defer s.handshake.Done()
-	tc := tls.Server(raw, s.opts.TLSConfig)
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.HandshakeTimeout)
+	tc := tls.Server(raw, s.o().TLSConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), s.o().HandshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
@@ -275,7 +299,7 @@ func (s *Server) handshakeFailed(raw net.Conn, err error) {
 	reason := handshakeFailureReason(err)
 	s.m.handshakeFailure(reason).Inc()
 	if s.hsLog.Allow() {
-		s.opts.Logger.Info("tls handshake failed", "client", raw.RemoteAddr().String(), "reason", reason, "err", err)
+		s.o().Logger.Info("tls handshake failed", "client", raw.RemoteAddr().String(), "reason", reason, "err", err)
 	}
 }
 
@@ -402,9 +426,8 @@ type h2ConnKey struct{}
 // h2Handler wraps the handler for HTTP/2 requests: HSTS, and the stream
 // count that tells an active connection from an idle one.
 func (s *Server) h2Handler(next http.Handler) http.Handler {
-	hsts := hstsValue(s.opts.HSTS)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if hsts != "" {
+		if hsts := s.hsts(); hsts != "" {
 			w.Header().Set("Strict-Transport-Security", hsts)
 		}
 		s.m.h2Streams.Inc()

@@ -127,7 +127,7 @@ func (o Options) withDefaults() Options {
 // Proxy is an http.Handler that forwards requests to the app. Create it
 // with New; it is safe for concurrent use.
 type Proxy struct {
-	opts      Options
+	opts      atomic.Pointer[Options] // swapped whole by Update; read through o()
 	log       *slog.Logger
 	target    atomic.Pointer[target]
 	transport *http.Transport
@@ -145,7 +145,8 @@ func New(o Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{opts: o, log: o.Logger, m: newProxyMetrics(o.Metrics)}
+	p := &Proxy{log: o.Logger, m: newProxyMetrics(o.Metrics)}
+	p.opts.Store(&o)
 	p.target.Store(t)
 	p.transport = p.newTransport()
 	p.rp = &httputil.ReverseProxy{
@@ -165,9 +166,9 @@ func New(o Options) (*Proxy, error) {
 // the client connection with http.ErrAbortHandler, which the server
 // recovers.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p.opts.MaxBody > 0 && r.ContentLength > p.opts.MaxBody {
+	if p.o().MaxBody > 0 && r.ContentLength > p.o().MaxBody {
 		p.timing(r).setReason(reasonBodyTooLarge)
-		httperr.Write(w, r, errBodyTooLarge(p.opts.MaxBody))
+		httperr.Write(w, r, errBodyTooLarge(p.o().MaxBody))
 		return
 	}
 	start := time.Now()
@@ -179,6 +180,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (p *Proxy) timing(r *http.Request) *Timing {
 	return timingFrom(r.Context())
+}
+
+// o returns the options in force.
+func (p *Proxy) o() *Options { return p.opts.Load() }
+
+// Update applies new timeouts, trusted proxies and body limit from a
+// configuration reload: to requests from now on, and the timeouts to every
+// read and write from now on, pooled connections included. The upstream
+// address changes with SetUpstream; the pool size, idle timeout,
+// AwaitReady, logger and metrics stay those given to New.
+func (p *Proxy) Update(o Options) {
+	cur := p.o()
+	o.Upstream, o.KeepAlive = cur.Upstream, cur.KeepAlive
+	o.AwaitReady, o.Logger, o.Metrics = cur.AwaitReady, cur.Logger, cur.Metrics
+	o = o.withDefaults()
+	o.IdleConnTimeout = cur.IdleConnTimeout // the transport keeps the one it was built with
+	p.opts.Store(&o)
 }
 
 // SetUpstream switches the app's address for requests that start from now

@@ -144,7 +144,8 @@ func TestFirstWriteToClosedConnSendsNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { raw.Close() })
-		c := &deadlineConn{Conn: raw, read: 5 * time.Second, send: 5 * time.Second}
+		p, _ := newTestProxy(t, "127.0.0.1:1", func(o *Options) { o.ReadTimeout, o.SendTimeout = 5*time.Second, 5*time.Second })
+		c := &deadlineConn{Conn: raw, p: p}
 		if _, err := io.ReadFull(c, make([]byte, 6)); err != nil {
 			t.Fatal(err)
 		}

@@ -28,7 +28,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if out.Host == "" && t.network == "unix" {
 		out.Host = "localhost" // never leak the pool key as Host
 	}
-	setForwarded(out.Header, pr.In, p.opts.TrustedProxies)
+	setForwarded(out.Header, pr.In, p.o().TrustedProxies)
 	stripH2C(out.Header)
 	p.wrapBody(out)
 }
@@ -155,8 +155,8 @@ func (p *Proxy) wrapBody(out *http.Request) {
 		return
 	}
 	limit := int64(-1)
-	if p.opts.MaxBody > 0 && out.ContentLength < 0 {
-		limit = p.opts.MaxBody
+	if p.o().MaxBody > 0 && out.ContentLength < 0 {
+		limit = p.o().MaxBody
 	}
 	out.Body = &bodyReader{rc: out.Body, limit: limit}
 	if getBody := out.GetBody; getBody != nil {

@@ -307,3 +307,29 @@ func TestSlowSteadyUploadSucceeds(t *testing.T) {
 		t.Errorf("slow upload: %d %q, want 200 %q", rec.Code, rec.Body.String(), "48")
 	}
 }
+
+// TestUpdateTimeouts: a reload's new read timeout applies to the next
+// request, over the same pooled connection.
+func TestUpdateTimeouts(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(app.Close)
+	p, _ := newTestProxy(t, hostOf(app), func(o *Options) { o.ReadTimeout = 5 * time.Second })
+	get := func(path string) int {
+		rec := httptest.NewRecorder()
+		p.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code
+	}
+	if got := get("/slow"); got != 200 {
+		t.Fatalf("slow answer within a 5 s read timeout: got %d", got)
+	}
+	o := *p.o()
+	o.ReadTimeout = 50 * time.Millisecond
+	p.Update(o)
+	if got := get("/slow"); got != http.StatusGatewayTimeout {
+		t.Errorf("slow answer after the read timeout was lowered to 50 ms: got %d, want 504", got)
+	}
+}

@@ -22,10 +22,10 @@ func (p *Proxy) newTransport() *http.Transport {
 		Protocols:              &protocols,
 		TLSNextProto:           map[string]func(string, *tls.Conn) http.RoundTripper{},
 		DisableCompression:     true,
-		MaxIdleConns:           max(p.opts.KeepAlive, 0),
-		MaxIdleConnsPerHost:    max(p.opts.KeepAlive, 0),
-		DisableKeepAlives:      p.opts.KeepAlive < 0,
-		IdleConnTimeout:        p.opts.IdleConnTimeout,
+		MaxIdleConns:           max(p.o().KeepAlive, 0),
+		MaxIdleConnsPerHost:    max(p.o().KeepAlive, 0),
+		DisableKeepAlives:      p.o().KeepAlive < 0,
+		IdleConnTimeout:        p.o().IdleConnTimeout,
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 	}
 	return t
@@ -38,12 +38,12 @@ func (p *Proxy) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, &dialError{err: err}
 	}
-	d := net.Dialer{Timeout: p.opts.ConnectTimeout}
+	d := net.Dialer{Timeout: p.o().ConnectTimeout}
 	c, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, &dialError{err: err}
 	}
-	return &deadlineConn{Conn: c, read: p.opts.ReadTimeout, send: p.opts.SendTimeout}, nil
+	return &deadlineConn{Conn: c, p: p}, nil
 }
 
 // dialError marks a failure to connect to the app.
@@ -67,7 +67,7 @@ func (e *dialError) Unwrap() error { return e.err }
 // flight on the wire can then make a request fail.
 type deadlineConn struct {
 	net.Conn
-	read, send time.Duration
+	p *Proxy // its options hold the send and read timeouts in force
 	// afterRead is set by a Read that got data and cleared by the next
 	// Write: that Write is the start of a new request on a reused
 	// connection. Atomic: the Transport reads and writes from two goroutines.
@@ -78,7 +78,7 @@ type deadlineConn struct {
 var errStaleConn = errors.New("the app closed the idle connection")
 
 func (c *deadlineConn) Read(b []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.read)); err != nil {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.p.o().ReadTimeout)); err != nil {
 		return 0, err
 	}
 	n, err := c.Conn.Read(b)
@@ -92,12 +92,12 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 	if c.afterRead.Swap(false) && peerClosed(c.Conn) {
 		return 0, errStaleConn
 	}
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.send)); err != nil {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.p.o().SendTimeout)); err != nil {
 		return 0, err
 	}
 	n, err := c.Conn.Write(b)
 	if n > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.read))
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.p.o().ReadTimeout))
 	}
 	return n, err
 }
@@ -150,7 +150,7 @@ func (p *Proxy) shouldRetry(req *http.Request, err error) bool {
 			return true
 		}
 	case kindConnect:
-		return p.opts.AwaitReady != nil
+		return p.o().AwaitReady != nil
 	}
 	return false
 }
@@ -173,7 +173,7 @@ func (p *Proxy) retry(req *http.Request, first error) (*http.Response, error) {
 	var res *http.Response
 	err := first
 	for attempt := 0; attempt < maxRefusedRetries; attempt++ {
-		if p.opts.AwaitReady != nil {
+		if p.o().AwaitReady != nil {
 			if attempt > 0 {
 				select {
 				case <-req.Context().Done():
@@ -181,7 +181,7 @@ func (p *Proxy) retry(req *http.Request, first error) (*http.Response, error) {
 				case <-time.After(refusedPause):
 				}
 			}
-			if werr := p.opts.AwaitReady(req.Context()); werr != nil {
+			if werr := p.o().AwaitReady(req.Context()); werr != nil {
 				return nil, err
 			}
 		}
@@ -195,7 +195,7 @@ func (p *Proxy) retry(req *http.Request, first error) (*http.Response, error) {
 		}
 		p.log.Debug("retrying request the app never answered", "method", req.Method, "path", req.URL.Path, "err", err, "attempt", attempt+1)
 		res, _, err = p.roundTripOnce(again)
-		if err == nil || p.opts.AwaitReady == nil || kindOf(err) != kindConnect {
+		if err == nil || p.o().AwaitReady == nil || kindOf(err) != kindConnect {
 			return res, err
 		}
 	}
