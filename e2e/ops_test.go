@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -243,4 +244,51 @@ access = "off"
 		n := min(len(l.failed), 10)
 		t.Errorf("%d requests failed; first %d:\n%s", len(l.failed), n, strings.Join(l.failed[:n], "\n"))
 	}
+}
+
+// TestInvalidReloadKeepsOldConfig: SIGHUP with a broken file logs every
+// problem and keeps serving with the old configuration; a fixed file is
+// then applied.
+func TestInvalidReloadKeepsOldConfig(t *testing.T) {
+	up, _ := startUvicorn(t)
+	in := startBulwark(t, withUpstream(up, "max_concurrency = 5\n"), nil)
+	cfgPath := filepath.Join(in.dir, "bulwark.toml")
+	good, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, []byte(string(good)+"\n[limits]\nmax_body = 12\nbogus_key = true\n"), 0o600)
+	in.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 10*time.Second, "the refused reload in the log", func() bool {
+		return strings.Contains(in.out.String(), "reload refused")
+	})
+	log := in.out.String()
+	for _, want := range []string{"limits.max_body", "limits.bogus_key"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log does not name %s:\n%s", want, tail(log, 10))
+		}
+	}
+	res, err := in.client(false).Get(in.url("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, res)
+	if res.StatusCode != 200 {
+		t.Errorf("after a refused reload: got %d, want 200 on the old config", res.StatusCode)
+	}
+	if got := inFlightCap(t, in); got != 5 {
+		t.Errorf("max_concurrency after a refused reload = %d, want the old 5", got)
+	}
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(good), "max_concurrency = 5", "max_concurrency = 7", 1)), 0o600)
+	in.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 10*time.Second, "the fixed config to apply", func() bool { return inFlightCap(t, in) == 7 })
+}
+
+func inFlightCap(t testing.TB, in *instance) int {
+	res, err := http.Get("http://" + in.admin + "/status")
+	if err != nil {
+		return -1
+	}
+	var s struct {
+		MaxConcurrency int `json:"max_concurrency"`
+	}
+	json.Unmarshal([]byte(readAll(t, res)), &s)
+	return s.MaxConcurrency
 }
