@@ -46,7 +46,7 @@ func TestMetricsMove(t *testing.T) {
 	in := startBulwark(t, strings.Replace(supervisedConfig(appPort, ""), "[upstream]\n", "[upstream]\nmax_concurrency = 1\n", 1)+
 		"\n[limits]\nmax_body = \"1KiB\"\nbody_buffer = \"1KiB\"\n", nil)
 	waitFor(t, 30*time.Second, "the app to be ready", func() bool {
-		s := in.appStatus(t)
+		s := in.status(t)
 		return s.App != nil && s.App.State == "ready"
 	})
 	for _, h2 := range []bool{false, true} {
@@ -98,7 +98,7 @@ func TestMetricsMove(t *testing.T) {
 		t.Fatalf("restart-app: %v %s", err, out)
 	}
 	waitFor(t, 30*time.Second, "the restart", func() bool {
-		s := in.appStatus(t)
+		s := in.status(t)
 		return s.App != nil && s.App.Restarts["manual"] == 1 && s.App.State == "ready"
 	})
 	res, err := in.client(false).Get(in.url("/")) // held at the gate or served: either way counted

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -166,7 +165,7 @@ access = "off"
 	roots.AddCert(first)
 	roots.AddCert(next)
 	waitFor(t, 30*time.Second, "the app to be ready", func() bool {
-		s := in.appStatus(t)
+		s := in.status(t)
 		return s.App != nil && s.App.State == "ready"
 	})
 	l := startOpsLoad(t, in.url(""), roots, 8)
@@ -220,19 +219,19 @@ access = "off"
 		syscall.Kill(pid, syscall.SIGKILL)
 	})
 	waitFor(t, 30*time.Second, "the new process's app", func() bool {
-		s := in.appStatus(t)
+		s := in.status(t)
 		return s.App != nil && s.App.State == "ready"
 	})
 	settle("the upgrade")
 
 	// 4. App restart through the admin API.
-	before := in.appStatus(t).App.PID
+	before := in.status(t).App.PID
 	out, err = exec.Command(bulwarkBin, "restart-app", "--admin", in.admin).CombinedOutput()
 	if err != nil {
 		t.Fatalf("bulwark restart-app: %v\n%s", err, out)
 	}
 	waitFor(t, 30*time.Second, "the restarted app", func() bool {
-		s := in.appStatus(t)
+		s := in.status(t)
 		return s.App != nil && s.App.State == "ready" && s.App.PID != before
 	})
 	settle("the app restart")
@@ -273,22 +272,11 @@ func TestInvalidReloadKeepsOldConfig(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Errorf("after a refused reload: got %d, want 200 on the old config", res.StatusCode)
 	}
-	if got := inFlightCap(t, in); got != 5 {
+	if got := in.status(t).MaxConcurrency; got != 5 {
 		t.Errorf("max_concurrency after a refused reload = %d, want the old 5", got)
 	}
 	os.WriteFile(cfgPath, []byte(strings.Replace(string(good), "max_concurrency = 5", "max_concurrency = 7", 1)), 0o600)
 	in.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the fixed config to apply", func() bool { return inFlightCap(t, in) == 7 })
+	waitFor(t, 10*time.Second, "the fixed config to apply", func() bool { return in.status(t).MaxConcurrency == 7 })
 }
 
-func inFlightCap(t testing.TB, in *instance) int {
-	res, err := http.Get("http://" + in.admin + "/status")
-	if err != nil {
-		return -1
-	}
-	var s struct {
-		MaxConcurrency int `json:"max_concurrency"`
-	}
-	json.Unmarshal([]byte(readAll(t, res)), &s)
-	return s.MaxConcurrency
-}

@@ -156,15 +156,7 @@ func TestQueueFullAnswers503WithRetryAfter(t *testing.T) {
 	}()
 	<-started
 	waitFor(t, 10*time.Second, "the slow request to hold the only slot", func() bool {
-		res, err := http.Get("http://" + in.admin + "/status")
-		if err != nil {
-			return false
-		}
-		var s struct {
-			InFlight int `json:"in_flight"`
-		}
-		json.Unmarshal([]byte(readAll(t, res)), &s)
-		return s.InFlight == 1
+		return in.status(t).InFlight == 1
 	})
 	req, _ := http.NewRequest("GET", in.url("/"), nil)
 	req.Header.Set("Accept", "application/json")
@@ -255,7 +247,7 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		done <- result{code: res.StatusCode}
 	}()
 	waitFor(t, 10*time.Second, "the request to be in flight", func() bool {
-		return inFlight(t, in) == 1
+		return in.status(t).InFlight == 1
 	})
 	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -274,17 +266,6 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	}
 }
 
-func inFlight(t testing.TB, in *instance) int {
-	res, err := http.Get("http://" + in.admin + "/status")
-	if err != nil {
-		return -1
-	}
-	var s struct {
-		InFlight int `json:"in_flight"`
-	}
-	json.Unmarshal([]byte(readAll(t, res)), &s)
-	return s.InFlight
-}
 
 func TestRedirectListener(t *testing.T) {
 	up := fmt.Sprintf("127.0.0.1:%d", freePort(t))

@@ -68,8 +68,11 @@ func (l *load) finish() (ok, bad int, errs []string) {
 	return ok, bad, l.errs
 }
 
-type appStatus struct {
-	App *struct {
+// statusDoc is the part of the admin server's /status the tests read.
+type statusDoc struct {
+	InFlight       int `json:"in_flight"`
+	MaxConcurrency int `json:"max_concurrency"`
+	App            *struct {
 		PID      int            `json:"pid"`
 		State    string         `json:"state"`
 		Restarts map[string]int `json:"restarts"`
@@ -77,8 +80,10 @@ type appStatus struct {
 	} `json:"app"`
 }
 
-func (in *instance) appStatus(t testing.TB) appStatus {
-	var s appStatus
+// status reads /status; a zero statusDoc (InFlight and MaxConcurrency -1)
+// when the admin server does not answer.
+func (in *instance) status(t testing.TB) statusDoc {
+	s := statusDoc{InFlight: -1, MaxConcurrency: -1}
 	res, err := http.Get("http://" + in.admin + "/status")
 	if err != nil {
 		return s
@@ -104,10 +109,10 @@ func TestMemoryRestartUnderLoad(t *testing.T) {
 	appPort := freePort(t)
 	in := startBulwark(t, supervisedConfig(appPort, "max_memory = \"150MiB\"\ncheck_interval = \"1s\"\n"), nil)
 	waitFor(t, 30*time.Second, "the app to be ready", func() bool {
-		s := in.appStatus(t)
+		s := in.status(t)
 		return s.App != nil && s.App.State == "ready"
 	})
-	firstPID := in.appStatus(t).App.PID
+	firstPID := in.status(t).App.PID
 
 	loadStart := time.Now()
 	l := startLoad(t, in, 4, "/", 15*time.Second)
@@ -121,7 +126,7 @@ func TestMemoryRestartUnderLoad(t *testing.T) {
 	}
 	held := time.Now()
 	waitFor(t, 20*time.Second, "a memory restart", func() bool {
-		s := in.appStatus(t)
+		s := in.status(t)
 		return s.App != nil && s.App.Restarts["memory"] >= 1 && s.App.State == "ready" && s.App.PID != firstPID
 	})
 	t.Logf("memory restart done %.1fs after the app began holding 200 MB", time.Since(held).Seconds())
@@ -155,7 +160,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	appPort := freePort(t)
 	in := startBulwark(t, supervisedConfig(appPort, ""), nil)
 	waitFor(t, 30*time.Second, "the app to be ready", func() bool {
-		s := in.appStatus(t)
+		s := in.status(t)
 		return s.App != nil && s.App.State == "ready"
 	})
 	l := startLoad(t, in, 4, "/slow?s=0.2", 20*time.Second)
@@ -167,7 +172,7 @@ func TestCrashUnderLoad(t *testing.T) {
 		crashCode.Store(int64(res.StatusCode))
 	}
 	waitFor(t, 30*time.Second, "a crash restart", func() bool {
-		s := in.appStatus(t)
+		s := in.status(t)
 		return s.App != nil && s.App.Restarts["crash"] >= 1 && s.App.State == "ready"
 	})
 	time.Sleep(time.Second)
