@@ -279,4 +279,3 @@ func TestInvalidReloadKeepsOldConfig(t *testing.T) {
 	in.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, 10*time.Second, "the fixed config to apply", func() bool { return in.status(t).MaxConcurrency == 7 })
 }
-

@@ -266,7 +266,6 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	}
 }
 
-
 func TestRedirectListener(t *testing.T) {
 	up := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := strings.Replace(withUpstream(up, ""), "[listen]\n", "[listen]\nhttp = \"%HTTP%\"\n", 1)
