@@ -695,3 +695,32 @@ func TestUpdateAppliesToNewRequests(t *testing.T) {
 		t.Errorf("after raising max header bytes: got %q, want 200", got[:min(len(got), 40)])
 	}
 }
+
+// TestHijackOutlivesClientGoneWatch: a hijacked connection that stays open
+// past the client-gone delay does not race with the watch (run with -race).
+func TestHijackOutlivesClientGoneWatch(t *testing.T) {
+	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+		time.Sleep(clientGoneDelay + 100*time.Millisecond)
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(brw, buf); err == nil {
+			conn.Write(buf)
+		}
+	}), true, nil)
+	c := ts.dial(t, true)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(c)
+	if res, err := http.ReadResponse(br, nil); err != nil || res.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	io.WriteString(c, "pong")
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "pong" {
+		t.Errorf("echo after the watch delay: %q %v", got, err)
+	}
+}

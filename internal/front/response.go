@@ -282,6 +282,9 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errors.New("hijack after the answer started")
 	}
 	c := w.c
+	// No client-gone watch may start from here on: it reads c.br, which
+	// the handler now owns.
+	w.body.handlerDone()
 	c.cr.abortPendingRead()
 	c.hijacked = true
 	hc := &hijackedConn{Conn: c.rwc, srv: c.srv, br: c.br, cr: &c.cr}
