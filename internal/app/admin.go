@@ -135,9 +135,8 @@ func (as *adminServer) selfInfo() observe.ProcInfo {
 	}
 	pid := os.Getpid()
 	info := observe.ProcInfo{PID: pid, StartTime: as.a.started}
-	if t, err := memwatch.TreeOf("", pid); err == nil && len(t.Procs) > 0 {
-		info.RSS, info.PSS = t.Procs[0].RSS, t.Procs[0].PSS
-		info.Cmdline = t.Procs[0].Cmdline
+	if p, err := memwatch.ProcOf("", pid); err == nil {
+		info.RSS, info.PSS, info.Cmdline = p.RSS, p.PSS, p.Cmdline
 	} else {
 		info.Cmdline = strings.Join(os.Args, " ")
 	}

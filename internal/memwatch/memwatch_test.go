@@ -328,3 +328,16 @@ func TestShouldRelease(t *testing.T) {
 		}
 	}
 }
+
+func TestProcOfSelf(t *testing.T) {
+	p, err := ProcOf("", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.RSS <= 0 || p.PID != os.Getpid() || p.Cmdline == "" {
+		t.Errorf("ProcOf(self) = %+v, want this process with an RSS and a command line", p)
+	}
+	if _, err := ProcOf("testdata/proc", 999999); err == nil {
+		t.Error("ProcOf of a missing process: got nil error")
+	}
+}

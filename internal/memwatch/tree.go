@@ -146,6 +146,15 @@ func readStat(procRoot string, pid int) (ppid int, start uint64, err error) {
 	return ppid, start, nil
 }
 
+// ProcOf reads the RSS, PSS and command line of one process, without
+// walking its descendants (TreeOf does that).
+func ProcOf(procRoot string, pid int) (ProcSample, error) {
+	if procRoot == "" {
+		procRoot = DefaultProcRoot
+	}
+	return readProc(procRoot, pid)
+}
+
 // readProc reads the RSS, PSS and command line of one process. Only a
 // missing status file is an error: it means the process is gone.
 func readProc(procRoot string, pid int) (ProcSample, error) {
