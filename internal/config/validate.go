@@ -82,12 +82,6 @@ func (v *validator) intRange(key string, got, lo, hi int) {
 	}
 }
 
-func (v *validator) atLeast(key string, got, lo int) {
-	if got < lo {
-		v.fail(key, fmt.Errorf("must be at least %d, got %d", lo, got))
-	}
-}
-
 // duration checks lo <= got (and got <= hi when hi > 0).
 func (v *validator) duration(key string, got Duration, lo, hi time.Duration) {
 	switch {

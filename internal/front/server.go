@@ -142,7 +142,6 @@ type Server struct {
 	h2State   map[net.Conn]*h2Conn
 	closing   atomic.Bool
 	handshake sync.WaitGroup // handshake goroutines in progress
-	done      chan struct{}  // closed when the last connection is gone after closing
 }
 
 // New returns a Server for opts.
@@ -158,7 +157,6 @@ func New(opts Options) (*Server, error) {
 		conns:     make(map[*h1Conn]struct{}),
 		hijacked:  make(map[net.Conn]struct{}),
 		h2State:   make(map[net.Conn]*h2Conn),
-		done:      make(chan struct{}),
 	}
 	s.opts.Store(newSettings(o))
 	s.baseCtx = context.WithValue(context.Background(), http.ServerContextKey, &http.Server{})

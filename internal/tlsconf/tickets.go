@@ -16,19 +16,6 @@ const TicketKeySize = 32
 // encrypts, and the previous one, which still decrypts.
 const ticketKeysKept = 2
 
-// loadTicketKeys reads a ticket key file (format in the package doc).
-func loadTicketKeys(path string) ([][TicketKeySize]byte, error) {
-	data, err := readFile("ticket key", path)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := parseTicketKeys(data)
-	if err != nil {
-		return nil, &FileError{Kind: "ticket key", Path: path, Err: err}
-	}
-	return keys, nil
-}
-
 // parseTicketKeys decodes a ticket key file: base64 lines when the file is
 // text, else raw 32-byte blocks.
 func parseTicketKeys(data []byte) ([][TicketKeySize]byte, error) {

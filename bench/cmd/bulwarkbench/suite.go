@@ -27,7 +27,6 @@ type suiteConfig struct {
 	loadDur   time.Duration
 	hsDur     time.Duration
 	hsWorkers int
-	profile   bool
 	out       string
 	sizeMB    int64
 	uploadsN  int
