@@ -169,18 +169,7 @@ func TestRequests_MaxBody(t *testing.T) {
 				set := metrics.NewSet()
 				s := newTestSpool(t, Options{BufferRequests: buffer, MemoryPerBody: 32 << 10, MaxBody: max, Metrics: set})
 				next, seenc, calls := recordingNext()
-				srv, done := serve(t, s.Requests(next))
-				body := pattern(tt.size)
-				var r io.Reader = bytes.NewReader(body)
-				if tt.chunked {
-					r = hideLength(body)
-				}
-				resp, err := http.Post(srv.URL, "application/octet-stream", r)
-				if err != nil {
-					t.Fatalf("POST: %v", err)
-				}
-				resp.Body.Close()
-				waitDone(t, done, tt.name)
+				resp := postPattern(t, s.Requests(next), tt.size, tt.chunked, tt.name)
 				if resp.StatusCode != tt.want {
 					t.Errorf("status = %d, want %d", resp.StatusCode, tt.want)
 				}
@@ -316,18 +305,7 @@ func TestRequests_SpoolFull(t *testing.T) {
 			set := metrics.NewSet()
 			s := newTestSpool(t, Options{BufferRequests: true, MemoryPerBody: 16 << 10, DiskLimit: 1, Metrics: set})
 			next, _, calls := recordingNext()
-			srv, done := serve(t, s.Requests(next))
-			body := pattern(tt.size)
-			var r io.Reader = bytes.NewReader(body)
-			if tt.chunked {
-				r = hideLength(body)
-			}
-			resp, err := http.Post(srv.URL, "application/octet-stream", r)
-			if err != nil {
-				t.Fatalf("POST: %v", err)
-			}
-			resp.Body.Close()
-			waitDone(t, done, tt.name)
+			resp := postPattern(t, s.Requests(next), tt.size, tt.chunked, tt.name)
 			if resp.StatusCode != tt.want {
 				t.Fatalf("status = %d, want %d", resp.StatusCode, tt.want)
 			}
@@ -434,4 +412,23 @@ func TestRequests_SlowUploadBeforeNext(t *testing.T) {
 			resp.StatusCode, sn.n, sn.contentLength, len(body), len(body))
 	}
 	assertClean(t, s)
+}
+
+// postPattern serves h, POSTs a size-byte pattern to it (without a length
+// when chunked), and returns the answer once the handler has finished.
+func postPattern(t *testing.T, h http.Handler, size int, chunked bool, what string) *http.Response {
+	t.Helper()
+	srv, done := serve(t, h)
+	body := pattern(size)
+	var r io.Reader = bytes.NewReader(body)
+	if chunked {
+		r = hideLength(body)
+	}
+	resp, err := http.Post(srv.URL, "application/octet-stream", r)
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	resp.Body.Close()
+	waitDone(t, done, what)
+	return resp
 }
