@@ -166,7 +166,9 @@ func New(cfg *config.Config, o Options) (*App, error) {
 		return nil, errors.Join(errs...)
 	}
 
-	a.front, err = front.New(a.frontOptions(cfg))
+	fo := a.frontOptions(cfg)
+	fo.Handler = a.handler()
+	a.front, err = front.New(fo)
 	add("listen", err)
 	if cfg.Listen.HTTP != "" {
 		a.redirect, err = front.New(a.redirectOptions(cfg))

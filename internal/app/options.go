@@ -44,9 +44,10 @@ func (a *App) tlsOptions(cfg *config.Config) tlsconf.Options {
 	}
 }
 
+// frontOptions are the front door's options from cfg; New adds the
+// handler chain (Update keeps the one it has).
 func (a *App) frontOptions(cfg *config.Config) front.Options {
 	return front.Options{
-		Handler:           a.handler(),
 		TLSConfig:         a.certs.TLSConfig(),
 		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
 		IdleTimeout:       cfg.Listen.KeepaliveTimeout.D(),
