@@ -3,7 +3,8 @@
 # the tests need from Debian's packages first (as root, or through sudo):
 # uvicorn and FastAPI for the end-to-end tests against a real app, Chromium for
 # the dashboard test, MariaDB and PostgreSQL for the database probe, iproute2
-# for ss, nginx, HAProxy and Caddy to validate the benchmark's peer configs.
+# for ss, nginx, HAProxy and Caddy to validate the benchmark's peer configs;
+# and h2spec, the HTTP/2 conformance suite, built through the Go module proxy.
 #
 #   scripts/test.sh            vet, race tests, benchmarks compiled and run briefly
 #   scripts/test.sh -short     skips the slowest end-to-end tests
@@ -38,6 +39,16 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   [ -z "$made_policy" ] || $sudo rm -f "$policy"
 fi
+
+# h2spec is a Go program: built once into the Go bin directory, at a pinned
+# version. internal/front's TestH2Spec runs it against the HTTP/2 server.
+h2spec_version=v2.2.1+incompatible
+H2SPEC="$(go env GOPATH)/bin/h2spec"
+if [ ! -x "$H2SPEC" ]; then
+  echo "installing: h2spec $h2spec_version (go install)"
+  go install "github.com/summerwind/h2spec/cmd/h2spec@$h2spec_version"
+fi
+export H2SPEC
 
 echo "== gofmt"
 bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

@@ -1,6 +1,6 @@
 // Package front is Bulwark's front door: it accepts client connections,
-// completes TLS handshakes, and serves HTTP/1.1 with its own connection loop
-// and HTTP/2 with net/http, handing every request to one http.Handler.
+// completes TLS handshakes, and serves HTTP/1.1 and HTTP/2 with its own
+// connection code, handing every request to one http.Handler.
 //
 // The HTTP/1.1 loop exists for memory and for safety. An idle keep-alive
 // connection holds no read or write buffer (they come from pools only while
@@ -8,6 +8,10 @@
 // bytes before it is parsed, so smuggling attempts (Content-Length with
 // Transfer-Encoding, differing Content-Lengths, obsolete line folding,
 // unknown transfer codings) are refused with 400 and the connection closed.
+//
+// HTTP/2 is served for the same reasons (h2.go): an idle connection is one
+// goroutine and its HPACK state, and a stream's handler writes its own
+// frames, with no hand-off between goroutines.
 //
 // The package leaves everything after the request head to the handler:
 // limits, admission, spooling and proxying. It does not know about
@@ -124,12 +128,10 @@ func (o Options) withDefaults() Options {
 // Server accepts connections on one or more listeners and serves them.
 // Its methods are safe for concurrent use.
 type Server struct {
-	opts    atomic.Pointer[settings] // swapped whole by Update; read through o()
-	m       *serverMetrics
-	hsLog   *rate.Limiter
-	h2      *http.Server
-	h2conns *chanListener
-	h2once  sync.Once
+	opts  atomic.Pointer[settings] // swapped whole by Update; read through o()
+	m     *serverMetrics
+	hsLog *rate.Limiter
+	h2    bool // HTTP/2 is offered (ALPN h2)
 	// baseCtx carries http.ServerContextKey, as net/http's contexts do:
 	// httputil.ReverseProxy aborts a cut-off answer with a panic only when
 	// it is present, and an HTTP/1.1 answer must not end cleanly then.
@@ -139,7 +141,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*h1Conn]struct{}
 	hijacked  map[net.Conn]struct{}
-	h2State   map[net.Conn]*h2Conn
+	h2conns   map[*h2Conn]struct{}
 	closing   atomic.Bool
 	handshake sync.WaitGroup // handshake goroutines in progress
 }
@@ -156,30 +158,11 @@ func New(opts Options) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*h1Conn]struct{}),
 		hijacked:  make(map[net.Conn]struct{}),
-		h2State:   make(map[net.Conn]*h2Conn),
+		h2conns:   make(map[*h2Conn]struct{}),
 	}
 	s.opts.Store(newSettings(o))
 	s.baseCtx = context.WithValue(context.Background(), http.ServerContextKey, &http.Server{})
-	if o.TLSConfig != nil && offersH2(o.TLSConfig) {
-		s.h2conns = newChanListener()
-		s.h2 = &http.Server{
-			Handler:        s.h2Handler(o.Handler),
-			IdleTimeout:    o.IdleTimeout,
-			MaxHeaderBytes: o.MaxHeaderBytes,
-			ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
-			HTTP2: &http.HTTP2Config{
-				MaxConcurrentStreams:          o.MaxConcurrentStreams,
-				MaxReadFrameSize:              h2ReadFrameSize,
-				MaxDecoderHeaderTableSize:     4096,
-				MaxEncoderHeaderTableSize:     4096,
-				MaxReceiveBufferPerConnection: 1 << 20,
-				MaxReceiveBufferPerStream:     256 << 10,
-				WriteByteTimeout:              o.WriteTimeout,
-			},
-			ConnState:   s.h2ConnState,
-			ConnContext: s.h2ConnContext,
-		}
-	}
+	s.h2 = o.TLSConfig != nil && offersH2(o.TLSConfig)
 	return s, nil
 }
 
@@ -198,9 +181,9 @@ func (s *Server) o() *Options { return &s.opts.Load().Options }
 func (s *Server) hsts() string { return s.opts.Load().hsts }
 
 // Update applies new timeouts, header limit and HSTS from a configuration
-// reload to HTTP/1.1 requests from now on; Handler, TLSConfig, Logger and
-// Metrics stay those given to New. The HTTP/2 server's idle timeout and
-// header limit are fixed at New: they change with a restart or upgrade.
+// reload to requests from now on, on connections already open too;
+// Handler, TLSConfig, Logger and Metrics stay those given to New. An
+// HTTP/2 connection keeps the stream limit it announced when it opened.
 func (s *Server) Update(o Options) {
 	cur := s.o()
 	o.Handler, o.TLSConfig, o.Logger, o.Metrics = cur.Handler, cur.TLSConfig, cur.Logger, cur.Metrics
@@ -227,11 +210,6 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
-	if s.h2 != nil {
-		s.h2once.Do(func() {
-			go func() { _ = s.h2.Serve(s.h2conns) }() // ends when h2conns closes in Shutdown
-		})
-	}
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -284,10 +262,8 @@ func (s *Server) handshakeAndServe(raw net.Conn) {
 	if st.DidResume {
 		s.m.resumed.Inc()
 	}
-	if st.NegotiatedProtocol == "h2" && s.h2 != nil {
-		if !s.h2conns.deliver(tc) {
-			tc.Close()
-		}
+	if st.NegotiatedProtocol == "h2" && s.h2 {
+		go s.serveH2(tc, &st)
 		return
 	}
 	go s.serveH1(tc, &st)
@@ -341,21 +317,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for c := range s.conns {
 		c.wakeIfIdle()
 	}
-	s.mu.Unlock()
-	s.handshake.Wait() // bounded by HandshakeTimeout
-	var h2err error
-	if s.h2 != nil {
-		s.h2conns.Close()
-		h2err = s.h2.Shutdown(ctx)
+	h2conns := make([]*h2Conn, 0, len(s.h2conns))
+	for c := range s.h2conns {
+		h2conns = append(h2conns, c)
 	}
+	s.mu.Unlock()
+	for _, c := range h2conns {
+		c.shutdown() // writes a GOAWAY: not under s.mu
+	}
+	s.handshake.Wait() // bounded by HandshakeTimeout
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		s.mu.Lock()
-		n := len(s.conns) + len(s.hijacked)
+		n := len(s.conns) + len(s.hijacked) + len(s.h2conns)
 		s.mu.Unlock()
 		if n == 0 {
-			return h2err
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -380,13 +358,12 @@ func (s *Server) Close() error {
 	for c := range s.hijacked {
 		closers = append(closers, c) // its Close untracks it: not under s.mu
 	}
+	for c := range s.h2conns {
+		closers = append(closers, c.rwc)
+	}
 	s.mu.Unlock()
 	for _, c := range closers {
 		c.Close()
-	}
-	if s.h2 != nil {
-		s.h2conns.Close()
-		return s.h2.Close()
 	}
 	return nil
 }
@@ -401,6 +378,22 @@ func (s *Server) track(c *h1Conn, add bool) {
 	s.mu.Unlock()
 }
 
+// trackH2 adds or removes an HTTP/2 connection. Adding fails once the
+// server is closing.
+func (s *Server) trackH2(c *h2Conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closing.Load() {
+			return false
+		}
+		s.h2conns[c] = struct{}{}
+	} else {
+		delete(s.h2conns, c)
+	}
+	return true
+}
+
 func (s *Server) trackHijacked(c net.Conn, add bool) {
 	s.mu.Lock()
 	if add {
@@ -410,125 +403,6 @@ func (s *Server) trackHijacked(c net.Conn, add bool) {
 	}
 	s.mu.Unlock()
 }
-
-// h2Conn tracks one HTTP/2 connection's streams, so that it counts as
-// active while a request is in progress and idle otherwise.
-type h2Conn struct {
-	mu      sync.Mutex
-	streams int
-	closed  bool
-}
-
-type h2ConnKey struct{}
-
-// h2Handler wraps the handler for HTTP/2 requests: HSTS, and the stream
-// count that tells an active connection from an idle one.
-func (s *Server) h2Handler(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if hsts := s.hsts(); hsts != "" {
-			w.Header().Set("Strict-Transport-Security", hsts)
-		}
-		s.m.h2Streams.Inc()
-		defer s.m.h2Streams.Dec()
-		if hc, ok := r.Context().Value(h2ConnKey{}).(*h2Conn); ok {
-			hc.stream(s.m, +1)
-			defer hc.stream(s.m, -1)
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-func (hc *h2Conn) stream(m *serverMetrics, delta int) {
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	before := hc.streams
-	hc.streams += delta
-	if hc.closed {
-		return
-	}
-	switch {
-	case before == 0 && hc.streams > 0:
-		m.h2Idle.Dec()
-		m.h2Active.Inc()
-	case before > 0 && hc.streams == 0:
-		m.h2Active.Dec()
-		m.h2Idle.Inc()
-	}
-}
-
-func (s *Server) h2ConnContext(ctx context.Context, c net.Conn) context.Context {
-	hc := &h2Conn{}
-	s.mu.Lock()
-	s.h2State[c] = hc
-	s.mu.Unlock()
-	return context.WithValue(ctx, h2ConnKey{}, hc)
-}
-
-func (s *Server) h2ConnState(c net.Conn, st http.ConnState) {
-	switch st {
-	case http.StateNew:
-		s.m.h2Idle.Inc()
-	case http.StateClosed, http.StateHijacked:
-		s.mu.Lock()
-		hc := s.h2State[c]
-		delete(s.h2State, c)
-		s.mu.Unlock()
-		if hc == nil {
-			s.m.h2Idle.Dec()
-			return
-		}
-		hc.mu.Lock()
-		hc.closed = true
-		if hc.streams > 0 {
-			s.m.h2Active.Dec()
-		} else {
-			s.m.h2Idle.Dec()
-		}
-		hc.mu.Unlock()
-	}
-}
-
-// chanListener is a net.Listener whose connections are handed over by the
-// accept loop once their TLS handshake negotiated h2.
-type chanListener struct {
-	ch     chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newChanListener() *chanListener {
-	return &chanListener{ch: make(chan net.Conn), closed: make(chan struct{})}
-}
-
-func (l *chanListener) deliver(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.closed:
-		return false
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return chanAddr{} }
-
-type chanAddr struct{}
-
-func (chanAddr) Network() string { return "tls" }
-func (chanAddr) String() string  { return "h2" }
 
 // serverMetrics are the connection and handshake series.
 type serverMetrics struct {

@@ -1,0 +1,907 @@
+package front
+
+import (
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// Bulwark serves HTTP/2 with its own connection code rather than net/http's
+// for the same reasons as HTTP/1.1: memory and CPU. net/http keeps two
+// goroutines, a write buffer and its scheduler per connection, and hands
+// every frame between goroutines over channels. Here an idle connection is
+// one goroutine blocked reading a frame header, holding no buffer; a stream
+// runs its handler on its own goroutine, which writes its frames to the
+// connection itself under a lock, so an answer costs no hand-off. Frames
+// are parsed by hand; HPACK comes from golang.org/x/net/http2/hpack.
+
+// HTTP/2 frame types, flags, settings and error codes (RFC 9113).
+const (
+	frameData         = 0x0
+	frameHeaders      = 0x1
+	framePriority     = 0x2
+	frameRSTStream    = 0x3
+	frameSettings     = 0x4
+	framePushPromise  = 0x5
+	framePing         = 0x6
+	frameGoAway       = 0x7
+	frameWindowUpdate = 0x8
+	frameContinuation = 0x9
+
+	flagEndStream  = 0x1
+	flagAck        = 0x1
+	flagEndHeaders = 0x4
+	flagPadded     = 0x8
+	flagPriority   = 0x20
+
+	settingHeaderTableSize      = 0x1
+	settingEnablePush           = 0x2
+	settingMaxConcurrentStreams = 0x3
+	settingInitialWindowSize    = 0x4
+	settingMaxFrameSize         = 0x5
+	settingMaxHeaderListSize    = 0x6
+
+	errNo            = 0x0
+	errProtocol      = 0x1
+	errInternal      = 0x2
+	errFlowControl   = 0x3
+	errStreamClosed  = 0x5
+	errFrameSize     = 0x6
+	errRefusedStream = 0x7
+	errCancel        = 0x8
+	errCompression   = 0x9
+
+	// h2Preface is what every client connection starts with.
+	h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	// h2FrameSize is the largest frame read or written: HTTP/2's minimum
+	// maximum. Larger frames only cost memory on a small server.
+	h2FrameSize = 16 << 10
+	// h2StreamWindow and h2ConnWindow bound the request body bytes a client
+	// may send ahead of the handler reading them, per stream and in all.
+	h2StreamWindow = 256 << 10
+	h2ConnWindow   = 1 << 20
+	// h2DefaultWindow is the window both sides start with (RFC 9113 6.9.2).
+	h2DefaultWindow = 65535
+	h2MaxWindow     = 1<<31 - 1
+	// h2TableSize is the HPACK dynamic table the client may use for the
+	// headers it sends (the protocol default). Answers are encoded without
+	// a dynamic table, as nginx does: it would cost 4 KiB per connection.
+	h2TableSize = 4096
+	// h2RecentResets is how many streams this side reset are remembered, so
+	// that frames the client sent before it saw the reset are ignored.
+	h2RecentResets = 4
+)
+
+// h2ConnError ends the connection with a GOAWAY carrying code.
+type h2ConnError struct {
+	code   uint32
+	reason string
+}
+
+func (e h2ConnError) Error() string {
+	return fmt.Sprintf("http2 connection error %d: %s", e.code, e.reason)
+}
+
+// h2StreamError ends one stream with a RST_STREAM carrying code.
+type h2StreamError struct {
+	id     uint32
+	code   uint32
+	reason string
+}
+
+func (e h2StreamError) Error() string {
+	return fmt.Sprintf("http2 stream %d error %d: %s", e.id, e.code, e.reason)
+}
+
+// errStreamReset is what a handler's reads and writes return once its
+// stream is over: the client reset it or the connection closed.
+var errStreamReset = errors.New("http2: stream closed")
+
+var (
+	h2PayloadPool = sync.Pool{New: func() any { b := make([]byte, h2FrameSize); return &b }}
+	h2WritePool   = sync.Pool{New: func() any { b := make([]byte, 0, h2FrameSize+1024); return &b }}
+)
+
+// h2Conn is one HTTP/2 client connection. Its reader goroutine reads and
+// applies frames; stream handlers write their own frames under wmu.
+type h2Conn struct {
+	srv      *Server
+	rwc      net.Conn
+	tlsState *tls.ConnectionState
+	remote   string
+
+	// Owned by the reader goroutine.
+	hdr       [9]byte
+	hdrN      int // bytes of hdr read so far
+	dec       *hpack.Decoder
+	blk       headerBlock
+	contID    uint32 // stream whose header block awaits CONTINUATION; 0 for none
+	maxID     uint32 // highest stream ID the client opened
+	settled   bool   // the client's first SETTINGS arrived
+	peerGone  bool   // the client sent GOAWAY
+	handedOff bool   // this idle period already moved to a fresh goroutine
+
+	mu          sync.Mutex
+	cond        sync.Cond // on mu: send window, body data, stream end
+	streams     []*h2Stream
+	running     int // streams whose handler has not returned
+	idleSince   time.Time
+	sendWindow  int64 // connection send window
+	peerWindow  int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	recvWindow  int64 // connection bytes the client may still send
+	recvUnacked int64 // connection bytes read but not yet granted again
+	draining    bool  // GOAWAY sent: no new streams
+	lastID      uint32
+	closed      bool
+	reset       [h2RecentResets]uint32 // streams this side reset lately
+	resetN      int
+
+	wmu    sync.Mutex
+	enc    *hpack.Encoder
+	encBuf encodeBuffer
+	werr   error // first write error; the connection is dead after it
+}
+
+// encodeBuffer collects the HPACK encoder's output.
+type encodeBuffer struct{ b []byte }
+
+func (e *encodeBuffer) Write(p []byte) (int, error) { e.b = append(e.b, p...); return len(p), nil }
+
+// serveH2 serves HTTP/2 on a connection that negotiated h2.
+func (s *Server) serveH2(rwc net.Conn, st *tls.ConnectionState) {
+	c := &h2Conn{
+		srv:        s,
+		rwc:        rwc,
+		tlsState:   st,
+		remote:     rwc.RemoteAddr().String(),
+		sendWindow: h2DefaultWindow,
+		peerWindow: h2DefaultWindow,
+		recvWindow: h2ConnWindow,
+		idleSince:  time.Now(),
+	}
+	c.cond.L = &c.mu
+	if !s.trackH2(c, true) {
+		rwc.Close()
+		return
+	}
+	s.m.h2Idle.Inc()
+	if err := c.start(); err != nil {
+		c.close()
+		return
+	}
+	c.serve()
+}
+
+// start sends the server's SETTINGS and reads the client preface.
+func (c *h2Conn) start() error {
+	o := c.srv.o()
+	err := c.write(time.Time{}, func(b []byte) []byte {
+		b = appendFrameHeader(b, 6*4, frameSettings, 0, 0)
+		b = appendSetting(b, settingMaxConcurrentStreams, uint32(o.MaxConcurrentStreams))
+		b = appendSetting(b, settingInitialWindowSize, h2StreamWindow)
+		b = appendSetting(b, settingMaxFrameSize, h2FrameSize)
+		b = appendSetting(b, settingMaxHeaderListSize, uint32(o.MaxHeaderBytes))
+		return appendWindowUpdate(b, 0, h2ConnWindow-h2DefaultWindow)
+	})
+	if err != nil {
+		return err
+	}
+	c.rwc.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
+	var preface [len(h2Preface)]byte
+	if _, err := io.ReadFull(c.rwc, preface[:]); err != nil {
+		return fmt.Errorf("read http2 preface: %w", err)
+	}
+	if string(preface[:]) != h2Preface {
+		c.goAway(errProtocol, "bad preface")
+		return errors.New("bad http2 preface")
+	}
+	return nil
+}
+
+// serve reads frames until the connection ends. Like the HTTP/1.1 loop, a
+// connection quiet for idleHandoff moves to a fresh goroutine, so that the
+// stack grown by decoding headers is not kept while it idles.
+func (c *h2Conn) serve() {
+	for {
+		typ, flags, id, payload, err := c.readFrame()
+		if err != nil {
+			if errors.Is(err, errIdleHandoff) {
+				go c.serve()
+				return
+			}
+			if errors.Is(err, errDrained) {
+				c.close()
+				return
+			}
+			var ce h2ConnError
+			if errors.As(err, &ce) {
+				c.goAway(ce.code, ce.reason)
+			}
+			c.close()
+			return
+		}
+		err = c.processFrame(typ, flags, id, payload)
+		if payload != nil {
+			h2PayloadPool.Put(&payload)
+		}
+		if err != nil {
+			var se h2StreamError
+			if errors.As(err, &se) {
+				c.resetStream(se.id, se.code)
+				continue
+			}
+			var ce h2ConnError
+			if errors.As(err, &ce) {
+				c.goAway(ce.code, ce.reason)
+			}
+			c.close()
+			return
+		}
+	}
+}
+
+// errIdleHandoff asks serve to continue on a fresh goroutine.
+var errIdleHandoff = errors.New("idle handoff")
+
+// readFrame reads the next frame. While no stream runs, the wait for a
+// frame header is bounded by IdleTimeout, and the first idleHandoff of it
+// ends with errIdleHandoff; while one runs, the client may stay silent.
+func (c *h2Conn) readFrame() (typ, flags byte, id uint32, payload []byte, err error) {
+	for c.hdrN < len(c.hdr) {
+		if c.hdrN == 0 {
+			if err := c.armIdleDeadline(); err != nil {
+				return 0, 0, 0, nil, err
+			}
+		}
+		n, rerr := c.rwc.Read(c.hdr[c.hdrN:])
+		c.hdrN += n
+		if rerr == nil {
+			continue
+		}
+		var ne net.Error
+		if c.hdrN > 0 || !errors.As(rerr, &ne) || !ne.Timeout() {
+			return 0, 0, 0, nil, rerr
+		}
+		c.mu.Lock()
+		idle := c.running == 0
+		c.mu.Unlock()
+		if idle && !c.handedOff && !c.srv.closing.Load() {
+			c.handedOff = true
+			return 0, 0, 0, nil, errIdleHandoff
+		}
+		// armIdleDeadline decides: idle time used up, or a stream started.
+	}
+	c.hdrN = 0
+	c.handedOff = false
+	length := int(c.hdr[0])<<16 | int(c.hdr[1])<<8 | int(c.hdr[2])
+	typ, flags = c.hdr[3], c.hdr[4]
+	id = binary.BigEndian.Uint32(c.hdr[5:]) & (1<<31 - 1)
+	if length > h2FrameSize {
+		return 0, 0, 0, nil, h2ConnError{errFrameSize, "frame larger than SETTINGS_MAX_FRAME_SIZE"}
+	}
+	if length == 0 {
+		return typ, flags, id, nil, nil
+	}
+	c.mu.Lock()
+	if c.running == 0 {
+		// The idle deadline may be close: give the payload its own.
+		c.rwc.SetReadDeadline(time.Now().Add(c.srv.o().ReadHeaderTimeout))
+	}
+	c.mu.Unlock()
+	bp := h2PayloadPool.Get().(*[]byte)
+	payload = (*bp)[:length]
+	if _, err := io.ReadFull(c.rwc, payload); err != nil {
+		h2PayloadPool.Put(bp)
+		return 0, 0, 0, nil, fmt.Errorf("read http2 frame: %w", err)
+	}
+	return typ, flags, id, payload, nil
+}
+
+// errDrained ends a connection that has no stream left after its GOAWAY.
+var errDrained = errors.New("http2 connection drained")
+
+// armIdleDeadline sets the read deadline for the wait for the next frame:
+// none while a stream runs (startStream cleared it), else what is left of
+// IdleTimeout, cut to idleHandoff before the handoff.
+func (c *h2Conn) armIdleDeadline() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running > 0 {
+		return nil
+	}
+	if c.draining || c.closed {
+		return errDrained
+	}
+	timeout := c.srv.o().IdleTimeout
+	if c.srv.closing.Load() {
+		timeout = min(timeout, shutdownIdleGrace)
+	}
+	left := timeout - time.Since(c.idleSince)
+	if left <= 0 {
+		return h2ConnError{errNo, "idle timeout"}
+	}
+	if !c.handedOff {
+		left = min(left, idleHandoff)
+	}
+	c.rwc.SetReadDeadline(time.Now().Add(left))
+	return nil
+}
+
+// processFrame applies one frame. A returned h2StreamError resets that
+// stream; any other error ends the connection.
+func (c *h2Conn) processFrame(typ, flags byte, id uint32, p []byte) error {
+	if c.contID != 0 && typ != frameContinuation {
+		return h2ConnError{errProtocol, "frame inside a header block"}
+	}
+	if !c.settled {
+		if typ != frameSettings || flags&flagAck != 0 {
+			return h2ConnError{errProtocol, "first frame is not SETTINGS"}
+		}
+		c.settled = true
+	}
+	switch typ {
+	case frameData:
+		return c.processData(flags, id, p)
+	case frameHeaders:
+		return c.processHeaders(flags, id, p)
+	case frameContinuation:
+		if c.contID == 0 || id != c.contID {
+			return h2ConnError{errProtocol, "unexpected CONTINUATION"}
+		}
+		return c.blockFragment(p, flags&flagEndHeaders != 0)
+	case framePriority:
+		if id == 0 {
+			return h2ConnError{errProtocol, "PRIORITY on stream 0"}
+		}
+		if len(p) != 5 {
+			return h2StreamError{id, errFrameSize, "PRIORITY length"}
+		}
+		if binary.BigEndian.Uint32(p)&(1<<31-1) == id {
+			return h2StreamError{id, errProtocol, "stream depends on itself"}
+		}
+		return nil
+	case frameRSTStream:
+		if len(p) != 4 {
+			return h2ConnError{errFrameSize, "RST_STREAM length"}
+		}
+		if id == 0 || id > c.maxID {
+			return h2ConnError{errProtocol, "RST_STREAM on an idle stream"}
+		}
+		c.mu.Lock()
+		if st := c.stream(id); st != nil {
+			st.endLocked(errStreamReset)
+		}
+		c.mu.Unlock()
+		return nil
+	case frameSettings:
+		return c.processSettings(flags, id, p)
+	case framePushPromise:
+		return h2ConnError{errProtocol, "PUSH_PROMISE from a client"}
+	case framePing:
+		if len(p) != 8 {
+			return h2ConnError{errFrameSize, "PING length"}
+		}
+		if id != 0 {
+			return h2ConnError{errProtocol, "PING on a stream"}
+		}
+		if flags&flagAck != 0 {
+			return nil
+		}
+		return c.write(time.Time{}, func(b []byte) []byte {
+			b = appendFrameHeader(b, 8, framePing, flagAck, 0)
+			return append(b, p...)
+		})
+	case frameGoAway:
+		if id != 0 {
+			return h2ConnError{errProtocol, "GOAWAY on a stream"}
+		}
+		c.peerGone = true
+		return nil
+	case frameWindowUpdate:
+		return c.processWindowUpdate(id, p)
+	default:
+		return nil // unknown frame types are ignored
+	}
+}
+
+func (c *h2Conn) processSettings(flags byte, id uint32, p []byte) error {
+	if id != 0 {
+		return h2ConnError{errProtocol, "SETTINGS on a stream"}
+	}
+	if flags&flagAck != 0 {
+		if len(p) != 0 {
+			return h2ConnError{errFrameSize, "SETTINGS ACK with a payload"}
+		}
+		return nil
+	}
+	if len(p)%6 != 0 {
+		return h2ConnError{errFrameSize, "SETTINGS length"}
+	}
+	for ; len(p) > 0; p = p[6:] {
+		val := binary.BigEndian.Uint32(p[2:])
+		switch binary.BigEndian.Uint16(p) {
+		case settingEnablePush:
+			if val > 1 {
+				return h2ConnError{errProtocol, "SETTINGS_ENABLE_PUSH not 0 or 1"}
+			}
+		case settingInitialWindowSize:
+			if val > h2MaxWindow {
+				return h2ConnError{errFlowControl, "SETTINGS_INITIAL_WINDOW_SIZE too large"}
+			}
+			c.mu.Lock()
+			delta := int64(val) - c.peerWindow
+			c.peerWindow = int64(val)
+			for _, st := range c.streams {
+				st.sendWindow += delta
+				if st.sendWindow > h2MaxWindow {
+					c.mu.Unlock()
+					return h2ConnError{errFlowControl, "stream window overflow"}
+				}
+			}
+			c.cond.Broadcast()
+			c.mu.Unlock()
+		case settingMaxFrameSize:
+			if val < h2FrameSize || val > 1<<24-1 {
+				return h2ConnError{errProtocol, "SETTINGS_MAX_FRAME_SIZE out of range"}
+			}
+		}
+		// The header table size only bounds our encoder, which uses
+		// none; the other settings concern a client's own streams.
+	}
+	return c.write(time.Time{}, func(b []byte) []byte {
+		return appendFrameHeader(b, 0, frameSettings, flagAck, 0)
+	})
+}
+
+func (c *h2Conn) processWindowUpdate(id uint32, p []byte) error {
+	if len(p) != 4 {
+		return h2ConnError{errFrameSize, "WINDOW_UPDATE length"}
+	}
+	inc := int64(binary.BigEndian.Uint32(p) & (1<<31 - 1))
+	if id == 0 {
+		if inc == 0 {
+			return h2ConnError{errProtocol, "WINDOW_UPDATE of 0"}
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.sendWindow += inc
+		if c.sendWindow > h2MaxWindow {
+			return h2ConnError{errFlowControl, "connection window overflow"}
+		}
+		c.cond.Broadcast()
+		return nil
+	}
+	if id > c.maxID {
+		return h2ConnError{errProtocol, "WINDOW_UPDATE on an idle stream"}
+	}
+	if inc == 0 {
+		return h2StreamError{id, errProtocol, "WINDOW_UPDATE of 0"}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.stream(id)
+	if st == nil || st.done {
+		return nil
+	}
+	st.sendWindow += inc
+	if st.sendWindow > h2MaxWindow {
+		return h2StreamError{id, errFlowControl, "stream window overflow"}
+	}
+	c.cond.Broadcast()
+	return nil
+}
+
+func (c *h2Conn) processData(flags byte, id uint32, p []byte) error {
+	if id == 0 {
+		return h2ConnError{errProtocol, "DATA on stream 0"}
+	}
+	if id > c.maxID {
+		return h2ConnError{errProtocol, "DATA on an idle stream"}
+	}
+	data := p
+	if flags&flagPadded != 0 {
+		if len(p) == 0 || int(p[0]) >= len(p) {
+			return h2ConnError{errProtocol, "DATA padding"}
+		}
+		data = p[1 : len(p)-int(p[0])]
+	}
+	n := int64(len(p))
+	c.mu.Lock()
+	if n > c.recvWindow {
+		c.mu.Unlock()
+		return h2ConnError{errFlowControl, "DATA beyond the connection window"}
+	}
+	c.recvWindow -= n
+	st := c.stream(id)
+	if st == nil || st.remoteClosed || st.done {
+		inc := c.grantLocked(nil, n)
+		ignore := c.recentlyResetLocked(id)
+		c.mu.Unlock()
+		c.sendWindowUpdates(id, inc)
+		if ignore {
+			return nil
+		}
+		return h2StreamError{id, errStreamClosed, "DATA on a closed stream"}
+	}
+	if n > st.recvWindow {
+		inc := c.grantLocked(nil, n)
+		c.mu.Unlock()
+		c.sendWindowUpdates(id, inc)
+		return h2StreamError{id, errFlowControl, "DATA beyond the stream window"}
+	}
+	st.recvWindow -= n
+	st.received += int64(len(data))
+	if st.declared >= 0 && (st.received > st.declared ||
+		flags&flagEndStream != 0 && st.received != st.declared) {
+		inc := c.grantLocked(nil, n)
+		c.mu.Unlock()
+		c.sendWindowUpdates(id, inc)
+		return h2StreamError{id, errProtocol, "body length differs from content-length"}
+	}
+	// Padding, and data no handler will read, are granted back at once.
+	free := n - int64(len(data))
+	if st.bodyClosed {
+		free = n
+	} else if len(data) > 0 {
+		st.body = append(st.body, data...)
+	}
+	if flags&flagEndStream != 0 {
+		st.remoteClosed = true
+		if st.bodyErr == nil {
+			st.bodyErr = io.EOF
+		}
+	}
+	var inc windowGrant
+	if free > 0 {
+		inc = c.grantLocked(st, free)
+	}
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	c.sendWindowUpdates(id, inc)
+	return nil
+}
+
+// windowGrant is a WINDOW_UPDATE pair to send: connection and stream.
+type windowGrant struct{ conn, stream uint32 }
+
+// grantLocked records n bytes consumed (read by the handler or discarded)
+// and returns the window increments due: an increment is sent once half a
+// window is used up, so that a steady upload gets few WINDOW_UPDATEs.
+func (c *h2Conn) grantLocked(st *h2Stream, n int64) windowGrant {
+	var g windowGrant
+	c.recvUnacked += n
+	if c.recvUnacked >= h2ConnWindow/2 || c.recvWindow < h2ConnWindow/2 {
+		g.conn = uint32(c.recvUnacked)
+		c.recvWindow += c.recvUnacked
+		c.recvUnacked = 0
+	}
+	if st != nil && !st.remoteClosed && !st.done {
+		st.recvUnacked += n
+		if st.recvUnacked >= h2StreamWindow/2 {
+			g.stream = uint32(st.recvUnacked)
+			st.recvWindow += st.recvUnacked
+			st.recvUnacked = 0
+		}
+	}
+	return g
+}
+
+func (c *h2Conn) sendWindowUpdates(id uint32, g windowGrant) {
+	if g.conn == 0 && g.stream == 0 {
+		return
+	}
+	_ = c.write(time.Time{}, func(b []byte) []byte {
+		if g.conn > 0 {
+			b = appendWindowUpdate(b, 0, g.conn)
+		}
+		if g.stream > 0 {
+			b = appendWindowUpdate(b, id, g.stream)
+		}
+		return b
+	})
+}
+
+func (c *h2Conn) processHeaders(flags byte, id uint32, p []byte) error {
+	if id == 0 || id%2 == 0 {
+		return h2ConnError{errProtocol, "HEADERS on stream 0 or a server stream"}
+	}
+	frag := p
+	if flags&flagPadded != 0 {
+		if len(frag) == 0 || int(frag[0]) >= len(frag) {
+			return h2ConnError{errProtocol, "HEADERS padding"}
+		}
+		frag = frag[1 : len(frag)-int(frag[0])]
+	}
+	selfDep := false
+	if flags&flagPriority != 0 {
+		if len(frag) < 5 {
+			return h2ConnError{errFrameSize, "HEADERS priority"}
+		}
+		selfDep = binary.BigEndian.Uint32(frag)&(1<<31-1) == id
+		frag = frag[5:]
+	}
+	c.blk.begin(c, id, flags&flagEndStream != 0)
+	c.blk.selfDep = selfDep
+	if id <= c.maxID {
+		c.mu.Lock()
+		st := c.stream(id)
+		c.blk.trailers = st != nil
+		// Decoded anyway, to keep the HPACK state, then refused.
+		c.blk.closed = st == nil || st.remoteClosed || st.done
+		c.blk.ignore = c.recentlyResetLocked(id)
+		c.mu.Unlock()
+	}
+	if flags&flagEndHeaders == 0 {
+		c.contID = id
+	}
+	return c.blockFragment(frag, flags&flagEndHeaders != 0)
+}
+
+// blockFragment feeds part of a header block to the decoder and, at its
+// end, acts on the block.
+func (c *h2Conn) blockFragment(frag []byte, end bool) error {
+	if _, err := c.dec.Write(frag); err != nil {
+		return h2ConnError{errCompression, "hpack: " + err.Error()}
+	}
+	if !end {
+		return nil
+	}
+	c.contID = 0
+	if err := c.dec.Close(); err != nil {
+		return h2ConnError{errCompression, "hpack: " + err.Error()}
+	}
+	return c.endBlock()
+}
+
+func (c *h2Conn) endBlock() error {
+	b := &c.blk
+	defer b.clear()
+	id := b.id
+	switch {
+	case b.closed && b.trailers:
+		return h2StreamError{id, errStreamClosed, "HEADERS on a half-closed stream"}
+	case b.closed && b.ignore:
+		return nil
+	case b.closed:
+		return h2ConnError{errStreamClosed, "HEADERS on a closed stream"}
+	case b.trailers:
+		return c.endTrailers(b)
+	}
+	c.maxID = id
+	if b.selfDep {
+		return h2StreamError{id, errProtocol, "stream depends on itself"}
+	}
+	if b.malformed != "" {
+		return h2StreamError{id, errProtocol, b.malformed}
+	}
+	c.mu.Lock()
+	if c.draining || c.closed || c.peerGone {
+		c.mu.Unlock()
+		return nil // after our GOAWAY: the client retries elsewhere
+	}
+	if c.running >= c.srv.o().MaxConcurrentStreams {
+		c.mu.Unlock()
+		return h2StreamError{id, errRefusedStream, "too many concurrent streams"}
+	}
+	c.mu.Unlock()
+	req, herr, err := c.newRequest(b)
+	if err != nil {
+		return h2StreamError{id, errProtocol, err.Error()}
+	}
+	c.startStream(req, b, herr)
+	return nil
+}
+
+// endTrailers completes a request body with its trailers.
+func (c *h2Conn) endTrailers(b *headerBlock) error {
+	if !b.endStream {
+		return h2StreamError{b.id, errProtocol, "trailers without END_STREAM"}
+	}
+	if b.malformed != "" || b.sawPseudo {
+		return h2StreamError{b.id, errProtocol, "malformed trailers"}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.stream(b.id)
+	if st == nil {
+		return nil
+	}
+	if st.declared >= 0 && st.received != st.declared {
+		return h2StreamError{b.id, errProtocol, "body length differs from content-length"}
+	}
+	if st.trailer != nil {
+		for k, vs := range b.header {
+			st.trailer[k] = vs
+		}
+	}
+	st.remoteClosed = true
+	if st.bodyErr == nil {
+		st.bodyErr = io.EOF
+	}
+	c.cond.Broadcast()
+	return nil
+}
+
+// stream returns the open stream id, or nil. c.mu must be held.
+func (c *h2Conn) stream(id uint32) *h2Stream {
+	for _, st := range c.streams {
+		if st.id == id {
+			return st
+		}
+	}
+	return nil
+}
+
+// recentlyResetLocked reports whether this side reset stream id lately, so
+// frames the client sent before seeing that are ignored. c.mu must be held.
+func (c *h2Conn) recentlyResetLocked(id uint32) bool {
+	for _, r := range c.reset {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
+// resetStream sends RST_STREAM for id and ends the stream if it is open.
+func (c *h2Conn) resetStream(id uint32, code uint32) {
+	c.mu.Lock()
+	if st := c.stream(id); st != nil {
+		st.endLocked(errStreamReset)
+	}
+	c.noteResetLocked(id)
+	c.mu.Unlock()
+	_ = c.write(time.Time{}, func(b []byte) []byte { return appendRSTStream(b, id, code) })
+}
+
+// noteResetLocked remembers that this side reset id. c.mu must be held.
+func (c *h2Conn) noteResetLocked(id uint32) {
+	c.reset[c.resetN%h2RecentResets] = id
+	c.resetN++
+}
+
+// goAway tells the client that no stream after the last one it opened will
+// be served, with code.
+func (c *h2Conn) goAway(code uint32, reason string) {
+	c.mu.Lock()
+	c.draining = true
+	last := c.maxID
+	c.lastID = last
+	c.mu.Unlock()
+	if code != errNo {
+		c.srv.o().Logger.Debug("http2 connection error", "client", c.remote, "code", code, "reason", reason)
+	}
+	_ = c.write(time.Time{}, func(b []byte) []byte {
+		b = appendFrameHeader(b, 8, frameGoAway, 0, 0)
+		b = binary.BigEndian.AppendUint32(b, last)
+		return binary.BigEndian.AppendUint32(b, code)
+	})
+}
+
+// shutdown starts a graceful close: GOAWAY now, the connection closes
+// when its last stream ends (or at once when it has none).
+func (c *h2Conn) shutdown() {
+	c.goAway(errNo, "")
+	c.mu.Lock()
+	idle := c.running == 0
+	c.mu.Unlock()
+	if idle {
+		c.rwc.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// close ends the connection: every stream still open fails.
+func (c *h2Conn) close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	for _, st := range c.streams {
+		st.endLocked(errStreamReset)
+	}
+	active := c.running > 0
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	c.rwc.Close()
+	if active {
+		c.srv.m.h2Active.Dec()
+	} else {
+		c.srv.m.h2Idle.Dec()
+	}
+	c.srv.trackH2(c, false)
+}
+
+// write builds frames with build and writes them in one Write, under
+// deadline (zero: WriteTimeout from now). After a failed write the
+// connection is dead: it is closed, and every later write fails.
+func (c *h2Conn) write(deadline time.Time, build func(b []byte) []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.writeLocked(deadline, build)
+}
+
+func (c *h2Conn) writeLocked(deadline time.Time, build func(b []byte) []byte) error {
+	if c.werr != nil {
+		return c.werr
+	}
+	bp := h2WritePool.Get().(*[]byte)
+	b := build((*bp)[:0])
+	if deadline.IsZero() {
+		deadline = time.Now().Add(c.srv.o().WriteTimeout)
+	}
+	c.rwc.SetWriteDeadline(deadline)
+	_, err := c.rwc.Write(b)
+	if cap(b) <= 4*h2FrameSize {
+		*bp = b[:0]
+		h2WritePool.Put(bp)
+	}
+	if err != nil {
+		c.werr = fmt.Errorf("write http2 frames: %w", err)
+		c.rwc.Close() // the reader sees it and ends the streams
+		return c.werr
+	}
+	return nil
+}
+
+func appendFrameHeader(b []byte, length int, typ, flags byte, id uint32) []byte {
+	b = append(b, byte(length>>16), byte(length>>8), byte(length), typ, flags)
+	return binary.BigEndian.AppendUint32(b, id)
+}
+
+func appendSetting(b []byte, id uint16, val uint32) []byte {
+	b = binary.BigEndian.AppendUint16(b, id)
+	return binary.BigEndian.AppendUint32(b, val)
+}
+
+func appendWindowUpdate(b []byte, id, inc uint32) []byte {
+	b = appendFrameHeader(b, 4, frameWindowUpdate, 0, id)
+	return binary.BigEndian.AppendUint32(b, inc)
+}
+
+func appendRSTStream(b []byte, id, code uint32) []byte {
+	b = appendFrameHeader(b, 4, frameRSTStream, 0, id)
+	return binary.BigEndian.AppendUint32(b, code)
+}
+
+// statusString renders an HTTP status code for :status without allocating
+// for the common ones.
+func statusString(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 204:
+		return "204"
+	case 206:
+		return "206"
+	case 301:
+		return "301"
+	case 302:
+		return "302"
+	case 304:
+		return "304"
+	case 400:
+		return "400"
+	case 404:
+		return "404"
+	case 500:
+		return "500"
+	case 502:
+		return "502"
+	case 503:
+		return "503"
+	}
+	return strconv.Itoa(code)
+}
+
+var _ http.ResponseWriter = (*h2Response)(nil)
