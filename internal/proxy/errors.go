@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"syscall"
 
 	"bulwark/internal/httperr"
@@ -46,9 +45,7 @@ func kindOf(err error) string {
 		return kindTimeout
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, net.ErrClosed), errors.Is(err, errStaleConn),
-		// The Transport's unexported errServerClosedIdle has no sentinel.
-		strings.Contains(err.Error(), "server closed idle connection"):
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, net.ErrClosed), errors.Is(err, errStaleConn):
 		return kindReset
 	default:
 		return kindOther

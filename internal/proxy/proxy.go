@@ -127,12 +127,12 @@ func (o Options) withDefaults() Options {
 // Proxy is an http.Handler that forwards requests to the app. Create it
 // with New; it is safe for concurrent use.
 type Proxy struct {
-	opts      atomic.Pointer[Options] // swapped whole by Update; read through o()
-	log       *slog.Logger
-	target    atomic.Pointer[target]
-	transport *http.Transport
-	rp        *httputil.ReverseProxy
-	m         proxyMetrics
+	opts     atomic.Pointer[Options] // swapped whole by Update; read through o()
+	log      *slog.Logger
+	target   atomic.Pointer[target]
+	upstream *upstream // HTTP/1.1 client to the app, with its connection pool
+	rp       *httputil.ReverseProxy
+	m        proxyMetrics
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -148,12 +148,13 @@ func New(o Options) (*Proxy, error) {
 	p := &Proxy{log: o.Logger, m: newProxyMetrics(o.Metrics)}
 	p.opts.Store(&o)
 	p.target.Store(t)
-	p.transport = p.newTransport()
+	bufs := newBufferPool()
+	p.upstream = newUpstream(p.dial, o.KeepAlive, o.IdleConnTimeout, bufs)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      roundTripper{p},
 		FlushInterval:  0, // SSE and unknown-length answers are flushed at once anyway
-		BufferPool:     newBufferPool(),
+		BufferPool:     bufs,
 		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
 		ErrorHandler:   p.handleError,
 		ModifyResponse: p.modifyResponse,
@@ -195,7 +196,7 @@ func (p *Proxy) Update(o Options) {
 	o.Upstream, o.KeepAlive = cur.Upstream, cur.KeepAlive
 	o.AwaitReady, o.Logger, o.Metrics = cur.AwaitReady, cur.Logger, cur.Metrics
 	o = o.withDefaults()
-	o.IdleConnTimeout = cur.IdleConnTimeout // the transport keeps the one it was built with
+	o.IdleConnTimeout = cur.IdleConnTimeout // the pool keeps the one it was built with
 	p.opts.Store(&o)
 }
 
@@ -210,13 +211,13 @@ func (p *Proxy) SetUpstream(addr string) error {
 		return err
 	}
 	p.target.Store(t)
-	p.transport.CloseIdleConnections()
+	p.upstream.CloseIdleConnections()
 	return nil
 }
 
 // Close closes the idle connections to the app. The Proxy stays usable.
 func (p *Proxy) Close() {
-	p.transport.CloseIdleConnections()
+	p.upstream.CloseIdleConnections()
 }
 
 // target is where requests go. Its urlHost is the key of the connection
@@ -250,11 +251,15 @@ func parseUpstream(s string) (*target, error) {
 	return &target{network: "tcp", addr: s, urlHost: s}, nil
 }
 
-// targetForDial maps the address the Transport dials back to the target.
+// targetForDial maps a pool key (a target's urlHost, with or without a
+// port) back to the address to dial.
 func targetForDial(addr string) (network, address string, err error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", "", fmt.Errorf("splitting dial address %q: %w", addr, err)
+		if !strings.HasSuffix(addr, unixHostSuffix) {
+			return "", "", fmt.Errorf("splitting dial address %q: %w", addr, err)
+		}
+		host = addr // a unix target's key has no port
 	}
 	if enc, ok := strings.CutSuffix(host, unixHostSuffix); ok {
 		path, err := hex.DecodeString(enc)

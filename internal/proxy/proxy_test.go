@@ -128,26 +128,26 @@ func TestParseUpstream(t *testing.T) {
 	}
 }
 
-func TestTransportSettings(t *testing.T) {
+func TestUpstreamSettings(t *testing.T) {
 	tests := []struct {
 		keepAlive   int
+		idleTimeout time.Duration
 		wantIdle    int
-		wantDisable bool
+		wantTimeout time.Duration
 	}{
-		{0, DefaultKeepAlive, false},
-		{5, 5, false},
-		{-1, 0, true},
+		{0, 0, DefaultKeepAlive, DefaultIdleConnTimeout},
+		{5, time.Second, 5, time.Second},
+		{-1, 0, 0, DefaultIdleConnTimeout},
 	}
 	for _, tt := range tests {
-		p, _ := newTestProxy(t, "127.0.0.1:1", func(o *Options) { o.KeepAlive = tt.keepAlive })
-		tr := p.transport
-		if tr.MaxIdleConnsPerHost != tt.wantIdle || tr.DisableKeepAlives != tt.wantDisable {
-			t.Errorf("KeepAlive %d: MaxIdleConnsPerHost %d, DisableKeepAlives %v; want %d, %v",
-				tt.keepAlive, tr.MaxIdleConnsPerHost, tr.DisableKeepAlives, tt.wantIdle, tt.wantDisable)
+		p, _ := newTestProxy(t, "127.0.0.1:1", func(o *Options) { o.KeepAlive, o.IdleConnTimeout = tt.keepAlive, tt.idleTimeout })
+		u := p.upstream
+		if u.maxIdle != tt.wantIdle || u.idleTimeout != tt.wantTimeout {
+			t.Errorf("KeepAlive %d, IdleConnTimeout %v: pool of %d idle, closed after %v; want %d, %v",
+				tt.keepAlive, tt.idleTimeout, u.maxIdle, u.idleTimeout, tt.wantIdle, tt.wantTimeout)
 		}
-		if tr == http.DefaultTransport || tr.Proxy != nil || !tr.DisableCompression || tr.ForceAttemptHTTP2 ||
-			tr.Protocols == nil || tr.Protocols.HTTP2() || tr.Protocols.UnencryptedHTTP2() || !tr.Protocols.HTTP1() {
-			t.Errorf("transport = %+v, want its own HTTP/1.1-only transport without compression or env proxy", tr)
+		if rt, ok := p.rp.Transport.(roundTripper); !ok || rt.p != p {
+			t.Errorf("ReverseProxy.Transport = %T, want the Proxy's own roundTripper", p.rp.Transport)
 		}
 		if p.rp.Rewrite == nil || p.rp.Director != nil {
 			t.Errorf("ReverseProxy must use Rewrite, not Director")

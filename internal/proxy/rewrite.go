@@ -148,7 +148,7 @@ func stripH2C(h http.Header) {
 
 // wrapBody makes the outgoing body tell client read errors from the app's
 // and, for a body of unknown length, stop at MaxBody. GetBody, set by the
-// spool so the Transport can replay the body on a fresh connection, is
+// spool so the upstream client can replay the body on a fresh connection, is
 // wrapped the same way.
 func (p *Proxy) wrapBody(out *http.Request) {
 	if out.Body == nil || out.Body == http.NoBody {

@@ -5,5 +5,10 @@ package proxy
 import "net"
 
 // peerClosed reports false: the early check is Linux-only, and the
-// Transport's own retry still covers idempotent requests.
+// upstream client's replay of idempotent requests still covers the rest.
 func peerClosed(net.Conn) bool { return false }
+
+// peeker is Linux-only; elsewhere it sees nothing.
+type peeker struct{}
+
+func (*peeker) check(net.Conn) (closed, pending bool) { return false, false }

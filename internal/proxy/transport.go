@@ -2,38 +2,16 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"sync/atomic"
 	"time"
 )
 
-// newTransport returns the Proxy's own Transport: HTTP/1.1 only, no
-// compression, no proxy from the environment, dialing through p.dial.
-func (p *Proxy) newTransport() *http.Transport {
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	t := &http.Transport{
-		Proxy:                  nil,
-		DialContext:            p.dial,
-		Protocols:              &protocols,
-		TLSNextProto:           map[string]func(string, *tls.Conn) http.RoundTripper{},
-		DisableCompression:     true,
-		MaxIdleConns:           max(p.o().KeepAlive, 0),
-		MaxIdleConnsPerHost:    max(p.o().KeepAlive, 0),
-		DisableKeepAlives:      p.o().KeepAlive < 0,
-		IdleConnTimeout:        p.o().IdleConnTimeout,
-		MaxResponseHeaderBytes: maxResponseHeaderBytes,
-	}
-	return t
-}
-
-// dial connects to the app and wraps the connection so every read and
-// write carries its own deadline.
-func (p *Proxy) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+// dial connects to the app at addr, a pool key (target.urlHost), and
+// wraps the connection so every read and write carries its own deadline.
+func (p *Proxy) dial(ctx context.Context, addr string) (*deadlineConn, error) {
 	network, address, err := targetForDial(addr)
 	if err != nil {
 		return nil, &dialError{err: err}
@@ -55,23 +33,25 @@ func (e *dialError) Unwrap() error { return e.err }
 // deadlineConn gives nginx's meaning to the send and read timeouts: each
 // Write must progress within send and each Read within read, however long
 // the whole exchange takes. A write also restarts the read clock, so time
-// spent sending the request does not count against waiting for the answer,
-// and a connection idle in the pool (where the Transport keeps a Read
-// pending) starts afresh when a request is written to it.
+// spent sending the request does not count against waiting for the answer
+// (the answer is awaited while a body goroutine sends the body).
 //
 // It also closes most of the keep-alive race: when the app closed a pooled
 // connection just before a request is written to it, the first write after
 // a read finds the close already queued and fails without sending a byte,
-// so the Transport replays the request on a fresh connection (for a body,
-// only when GetBody is set, as the spool does). Only a close still in
-// flight on the wire can then make a request fail.
+// so the upstream client replays the request on a fresh connection. The
+// client makes the same check (stale) before it starts a request with a
+// body, so that body is not even read yet. Only a close still in flight on
+// the wire can then make a request fail.
 type deadlineConn struct {
 	net.Conn
 	p *Proxy // its options hold the send and read timeouts in force
 	// afterRead is set by a Read that got data and cleared by the next
-	// Write: that Write is the start of a new request on a reused
-	// connection. Atomic: the Transport reads and writes from two goroutines.
+	// Write or stale check: that Write is the start of a new request on a
+	// reused connection. Atomic: a body goroutine writes while the caller
+	// reads.
 	afterRead atomic.Bool
+	peek      peeker // used by the one goroutine whose Swap of afterRead won
 }
 
 // errStaleConn fails the first write to a connection the app has closed.
@@ -89,9 +69,27 @@ func (c *deadlineConn) Read(b []byte) (int, error) {
 }
 
 func (c *deadlineConn) Write(b []byte) (int, error) {
-	if c.afterRead.Swap(false) && peerClosed(c.Conn) {
-		return 0, errStaleConn
+	if c.afterRead.Swap(false) {
+		if closed, _ := c.peek.check(c.Conn); closed {
+			return 0, errStaleConn
+		}
 	}
+	return c.write(b)
+}
+
+// stale reports whether a pooled connection cannot carry a new request:
+// the app closed it, or sent bytes nobody asked for, since the last answer
+// was read from it. Only the first check (or Write) after a read looks.
+func (c *deadlineConn) stale() bool {
+	if !c.afterRead.Swap(false) {
+		return false
+	}
+	closed, pending := c.peek.check(c.Conn)
+	return closed || pending
+}
+
+// write writes b with the send timeout and restarts the read clock.
+func (c *deadlineConn) write(b []byte) (int, error) {
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.p.o().SendTimeout)); err != nil {
 		return 0, err
 	}
@@ -102,7 +100,7 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// roundTripper is the ReverseProxy's Transport: p.transport plus the one
+// roundTripper is the ReverseProxy's Transport: p.upstream plus the one
 // retry of a request the app never answered, and timing.
 type roundTripper struct{ p *Proxy }
 
@@ -123,13 +121,11 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	return res, err
 }
 
-// roundTripOnce sends req once and reports whether any byte of an answer
-// came back.
+// roundTripOnce sends req once (the upstream client itself may send it
+// again on a fresh connection when a pooled one had gone stale) and
+// reports whether any byte of an answer came back.
 func (p *Proxy) roundTripOnce(req *http.Request) (res *http.Response, answered bool, err error) {
-	var got atomic.Bool
-	trace := &httptrace.ClientTrace{GotFirstResponseByte: func() { got.Store(true) }}
-	res, err = p.transport.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
-	return res, got.Load(), err
+	return p.upstream.roundTrip(req)
 }
 
 // shouldRetry reports whether req, which failed with err before any
