@@ -48,20 +48,29 @@ func setForwarded(h http.Header, in *http.Request, trusted []netip.Prefix) {
 			realIP = realClientIP(chain, peer, trusted)
 		}
 	}
+	vals := make([]string, 4) // one allocation for the four values
 	if xff != "" {
-		h.Set("X-Forwarded-For", xff)
-		h.Set("X-Real-IP", realIP)
+		vals = setShared(h, "X-Forwarded-For", xff, vals)
+		vals = setShared(h, "X-Real-Ip", realIP, vals)
 	} else {
-		h.Del("X-Real-IP")
+		delete(h, "X-Real-Ip")
 	}
+	proto := "http"
 	if in.TLS != nil {
-		h.Set("X-Forwarded-Proto", "https")
-	} else {
-		h.Set("X-Forwarded-Proto", "http")
+		proto = "https"
 	}
+	vals = setShared(h, "X-Forwarded-Proto", proto, vals)
 	if in.Host != "" {
-		h.Set("X-Forwarded-Host", in.Host)
+		setShared(h, "X-Forwarded-Host", in.Host, vals)
 	}
+}
+
+// setShared sets h[key] (a canonical key) to v, stored in vals[0], and
+// returns the rest of vals.
+func setShared(h http.Header, key, v string, vals []string) []string {
+	vals[0] = v
+	h[key] = vals[:1:1]
+	return vals[1:]
 }
 
 // clientIP returns the IP of a RemoteAddr as text and parsed (the zero
