@@ -370,9 +370,18 @@ func (pc *upConn) roundTrip(req, orig *http.Request, f *framing, trace *httptrac
 	pc.gotHead.Store(false)
 	pc.reqClose = f.close || req.Close
 	writeHead(pc.bw, req, f)
+	if f.chunked {
+		// A body of unknown length may be a slow upload: the app gets the
+		// head now, as from net/http, not with the first piece of body.
+		if err := pc.bw.Flush(); err != nil {
+			pc.finish(stop, false)
+			stale := errors.Is(err, errStaleConn)
+			return tripResult{err: failure(ctx, "sending the request to the app", err), untouched: stale, nothingSent: stale}
+		}
+	}
 	if f.hasBody {
 		pc.body.Store(bodyWriting)
-		go pc.writeBody(req.Body, *f, req.Trailer)
+		go pc.writeBody(pc.bw, req.Body, *f, req.Trailer)
 	} else {
 		pc.body.Store(bodyNone)
 		if err := pc.bw.Flush(); err != nil {
@@ -649,10 +658,11 @@ func writeField(bw *bufio.Writer, k, v string) {
 // publishes the outcome in pc.body and, on a failure before any answer,
 // closes the socket so the reader stops waiting. When the answer ended
 // first (bodyHandedOff), the connection is its own to pool or close. It
-// always closes body.
-func (pc *upConn) writeBody(body io.ReadCloser, f framing, trailer http.Header) {
+// uses bw, not pc.bw, which the reader may clear on its way out. It always
+// closes body.
+func (pc *upConn) writeBody(bw *bufio.Writer, body io.ReadCloser, f framing, trailer http.Header) {
 	defer body.Close()
-	err := pc.copyBody(body, &f, trailer)
+	err := pc.copyBody(bw, body, &f, trailer)
 	if err == nil {
 		if !pc.body.CompareAndSwap(bodyWriting, bodySent) { // handed off
 			pc.body.Store(bodySent)
@@ -674,8 +684,7 @@ func (pc *upConn) writeBody(body io.ReadCloser, f framing, trailer http.Header) 
 // copyBody writes body, framed as f says, and flushes after each piece it
 // read, so a slow upload reaches the app (and restarts the read clock) as
 // it comes.
-func (pc *upConn) copyBody(body io.Reader, f *framing, trailer http.Header) error {
-	bw := pc.bw
+func (pc *upConn) copyBody(bw *bufio.Writer, body io.Reader, f *framing, trailer http.Header) error {
 	buf := pc.u.copyBufs.Get()
 	defer pc.u.copyBufs.Put(buf)
 	left := f.length

@@ -628,6 +628,71 @@ func TestUpstreamStaleConnReplayed(t *testing.T) {
 	}
 }
 
+// TestUpstreamDroppedWhileBodyWaits: the app drops a reused connection
+// when the next request's head arrives, while the body goroutine still
+// waits for the client's body. A request that says it is idempotent and
+// can be had again from GetBody is sent once more on a fresh connection;
+// one that cannot fails. The stalled goroutine ends once the body comes.
+func TestUpstreamDroppedWhileBodyWaits(t *testing.T) {
+	tests := []struct {
+		name       string
+		idempotent bool
+		wantErr    bool
+	}{
+		{"idempotency key, replayed", true, false},
+		{"plain post, not replayed", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, conns := cannedApp(t, func(r *http.Request) (string, bool) {
+				return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+			})
+			addr = rawApp(t, func(c net.Conn) {
+				k := conns.Add(1)
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					req, ok := readRequestHead(br)
+					if !ok || (k == 1 && req.Method == "POST") {
+						return // drops the connection on the POST's head
+					}
+					io.Copy(io.Discard, req.Body)
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			})
+			u := upstreamFor(t, addr, nil)
+			res, err := u.RoundTrip(newUpstreamRequest(t, "GET", addr, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			req := newUpstreamRequest(t, "POST", addr, pr)
+			req.ContentLength = -1
+			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("again")), nil }
+			if tt.idempotent {
+				req.Header.Set("Idempotency-Key", "k1")
+			}
+			res, err = u.RoundTrip(req)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("POST on a dropped connection: %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil {
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if string(body) != "ok" {
+					t.Errorf("replayed POST answered %q, want %q", body, "ok")
+				}
+			} else if got := kindOf(err); got != kindReset {
+				t.Errorf("kindOf(%v) = %q, want %q", err, got, kindReset)
+			}
+			pw.Write([]byte("late body")) // the stalled goroutine now writes to a closed connection
+		})
+	}
+}
+
 // TestUpstreamCancel: cancelling the request unblocks the wait for the
 // head and a read of the body, and the connection is dropped.
 func TestUpstreamCancel(t *testing.T) {
