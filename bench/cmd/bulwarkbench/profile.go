@@ -13,7 +13,7 @@ import (
 )
 
 // profile runs Bulwark built with a pprof listener (bench/cmd/bulwarkprof)
-// under the h1 c=50 load and with 5000 idle connections, saves CPU and heap
+// under h1 and h2 c=50 loads and with 5000 idle connections, saves CPU and heap
 // profiles next to the results file and keeps their top entries.
 func (s *suite) profile(ctx context.Context) error {
 	if s.env.Prof == "" {
@@ -29,35 +29,13 @@ func (s *suite) profile(ctx context.Context) error {
 	}
 	defer be.Stop(5 * time.Second)
 
-	err = s.withServer(ctx, srvBulwark, varProfile, "ecdsa", func(in *Instance) error {
-		const dur = 12 * time.Second // the same in --quick mode: one measurement
-		type loadOut struct {
-			r   LoadResult
-			err error
+	for _, proto := range []string{"h1", "h2"} {
+		err = s.withServer(ctx, srvBulwark, varProfile, "ecdsa", func(in *Instance) error {
+			return s.profileLoad(ctx, in, proto, dir)
+		})
+		if err != nil {
+			s.res.Note("profile under %s load: %v", proto, err)
 		}
-		done := make(chan loadOut, 1)
-		go func() {
-			r, err := MeasureLoad(ctx, LoadOptions{URL: s.env.URL() + "/", Proto: "h1", Conns: 50, Threads: 2,
-				Duration: dur, Warmup: 2000, Roots: in.Roots, WorkDir: s.env.Work})
-			done <- loadOut{r, err}
-		}()
-		// The warm-up takes well under two seconds; profile the middle of the run.
-		sleepCtx(ctx, 3*time.Second)
-		secs := max(1, int(dur.Seconds())-3)
-		cpuErr := s.fetchProfile(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), filepath.Join(dir, "cpu-h1-c50.pprof"), time.Duration(secs+20)*time.Second)
-		heapErr := s.fetchProfile(ctx, "/debug/pprof/heap", filepath.Join(dir, "heap-h1-c50.pprof"), 20*time.Second)
-		lo := <-done
-		if lo.err != nil {
-			return lo.err
-		}
-		s.logf("profile load: %.0f req/s, CPU %.2f s/10k", lo.r.RPS, lo.r.CPUPer10k())
-		s.addTop("CPU, h1 c=50 load", filepath.Join(dir, "cpu-h1-c50.pprof"), cpuErr)
-		s.addTop("CPU, h1 c=50 load, cumulative", filepath.Join(dir, "cpu-h1-c50.pprof"), cpuErr, "-cum")
-		s.addTop("heap in use at the end of the h1 c=50 load", filepath.Join(dir, "heap-h1-c50.pprof"), heapErr, "-sample_index=inuse_space")
-		return nil
-	})
-	if err != nil {
-		s.res.Note("profile under load: %v", err)
 	}
 	for _, proto := range []string{"h1", "h2"} {
 		err = s.withServer(ctx, srvBulwark, varProfile, "ecdsa", func(in *Instance) error {
@@ -136,4 +114,36 @@ func (s *suite) addTop(title, file string, fetchErr error, extra ...string) {
 	}
 	s.profiles = append(s.profiles, fmt.Sprintf("### %s\n\n`%s` (`go tool pprof -top %s`)\n\n```\n%s```\n",
 		title, filepath.Base(file), strings.Join(extra, " "), out))
+}
+
+// profileLoad takes CPU and heap profiles of Bulwark in the middle of a
+// 12 s c=50 load over proto.
+func (s *suite) profileLoad(ctx context.Context, in *Instance, proto, dir string) error {
+	const dur = 12 * time.Second // the same in --quick mode: one measurement
+	type loadOut struct {
+		r   LoadResult
+		err error
+	}
+	done := make(chan loadOut, 1)
+	go func() {
+		r, err := MeasureLoad(ctx, LoadOptions{URL: s.env.URL() + "/", Proto: proto, Conns: 50, Threads: 2,
+			Duration: dur, Warmup: 2000, Roots: in.Roots, WorkDir: s.env.Work})
+		done <- loadOut{r, err}
+	}()
+	// The warm-up takes well under two seconds; profile the middle of the run.
+	sleepCtx(ctx, 3*time.Second)
+	secs := max(1, int(dur.Seconds())-3)
+	cpuFile := filepath.Join(dir, "cpu-"+proto+"-c50.pprof")
+	heapFile := filepath.Join(dir, "heap-"+proto+"-c50.pprof")
+	cpuErr := s.fetchProfile(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), cpuFile, time.Duration(secs+20)*time.Second)
+	heapErr := s.fetchProfile(ctx, "/debug/pprof/heap", heapFile, 20*time.Second)
+	lo := <-done
+	if lo.err != nil {
+		return lo.err
+	}
+	s.logf("profile %s load: %.0f req/s, CPU %.2f s/10k", proto, lo.r.RPS, lo.r.CPUPer10k())
+	s.addTop("CPU, "+proto+" c=50 load", cpuFile, cpuErr)
+	s.addTop("CPU, "+proto+" c=50 load, cumulative", cpuFile, cpuErr, "-cum")
+	s.addTop("heap in use at the end of the "+proto+" c=50 load", heapFile, heapErr, "-sample_index=inuse_space")
+	return nil
 }
