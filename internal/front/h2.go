@@ -404,8 +404,7 @@ func (c *h2Conn) processFrame(typ, flags byte, id uint32, p []byte) error {
 		if id != 0 {
 			return h2ConnError{errProtocol, "GOAWAY on a stream"}
 		}
-		c.peerGone = true
-		return nil
+		return nil // the client will close; its streams still finish
 	case frameWindowUpdate:
 		return c.processWindowUpdate(id, p)
 	default:
@@ -684,7 +683,7 @@ func (c *h2Conn) endBlock() error {
 		return h2StreamError{id, errProtocol, b.malformed}
 	}
 	c.mu.Lock()
-	if c.draining || c.closed || c.peerGone {
+	if c.draining || c.closed {
 		c.mu.Unlock()
 		return nil // after our GOAWAY: the client retries elsewhere
 	}
