@@ -76,9 +76,8 @@ func (a *App) Reload(cfg *config.Config) error {
 
 // needsUpgrade lists the keys whose change a reload does not apply: they
 // shape listeners, the admin server, logging and the upstream pool, which
-// are built once per process. (HTTP/2 connections also keep the
-// keepalive_timeout and max_header_bytes they started with: net/http's
-// server takes them at construction.)
+// are built once per process. (An open HTTP/2 connection keeps the stream
+// limit it announced; everything else in front applies at once.)
 func needsUpgrade(a, b *config.Config) []string {
 	var changed []string
 	check := func(key string, differ bool) {
