@@ -212,10 +212,10 @@ func (u *upstream) get(ctx context.Context, key string, fresh bool) (*upConn, er
 	return pc, nil
 }
 
-// put pools pc, or closes it when pooling is off. A full pool drops its
-// oldest connection.
+// put pools pc, or closes it when pooling is off or the app sent more than
+// its answer. A full pool drops its oldest connection.
 func (u *upstream) put(pc *upConn) {
-	if u.maxIdle <= 0 {
+	if u.maxIdle <= 0 || pc.br.Buffered() > 0 { // bytes past the answer: nobody asked for them
 		pc.close()
 		return
 	}

@@ -693,6 +693,71 @@ func TestUpstreamDroppedWhileBodyWaits(t *testing.T) {
 	}
 }
 
+// TestUpstreamUnsolicitedBytes: bytes the app sends past its answer, at
+// once or later while the connection is idle (an unasked-for 408), are
+// never read as the next request's answer.
+func TestUpstreamUnsolicitedBytes(t *testing.T) {
+	const junk = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 4\r\n\r\njunk"
+	tests := []struct {
+		name  string
+		later bool // sent after the client read the answer, not with it
+	}{
+		{"with the answer", false},
+		{"while idle", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var conns atomic.Int32
+			readAnswer, sentJunk := make(chan struct{}), make(chan struct{})
+			addr := rawApp(t, func(c net.Conn) {
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				if conns.Add(1) > 1 {
+					for {
+						if _, _, ok := readFullRequest(br); !ok {
+							return
+						}
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+					}
+				}
+				if _, _, ok := readFullRequest(br); !ok {
+					return
+				}
+				if !tt.later {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"+junk)
+					close(sentJunk)
+				} else {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+					<-readAnswer
+					io.WriteString(c, junk) // on loopback it is in the proxy's socket once written
+					close(sentJunk)
+				}
+				io.Copy(io.Discard, br)
+			})
+			u := upstreamFor(t, addr, nil)
+			for i, want := range []string{"first", "fresh"} {
+				res, err := u.RoundTrip(newUpstreamRequest(t, "GET", addr, nil))
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 || string(body) != want {
+					t.Errorf("request %d answered %d %q, want 200 %q", i, res.StatusCode, body, want)
+				}
+				if i == 0 {
+					close(readAnswer)
+					select {
+					case <-sentJunk:
+					case <-time.After(5 * time.Second):
+						t.Fatal("the app did not send its junk")
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestUpstreamCancel: cancelling the request unblocks the wait for the
 // head and a read of the body, and the connection is dropped.
 func TestUpstreamCancel(t *testing.T) {
