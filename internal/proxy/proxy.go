@@ -1,9 +1,11 @@
 // Package proxy is Bulwark's reverse-proxy handler to the app: the nginx
 // "location /" block of the user's guide. It rewrites the forwarding headers
 // as nginx does, keeps a pool of HTTP/1.1 keep-alive connections to the app
-// (TCP or a unix socket), applies nginx's connect/send/read timeouts, and
-// answers the failures it sees with Bulwark's own short 413/502/504 through
-// package httperr. Body spooling, admission and holding requests while the
+// (TCP or a unix socket) with its own HTTP/1.1 client in place of
+// net/http.Transport (upstream.go: the request is written and its answer
+// read on the handler's goroutine), applies nginx's connect/send/read
+// timeouts, and answers the failures it sees with Bulwark's own short
+// 413/502/504 through package httperr. Body spooling, admission and holding requests while the
 // app restarts are left to the handlers in front of it.
 package proxy
 
