@@ -276,7 +276,43 @@ func (c *h2Conn) startStream(req *http.Request, b *headerBlock, refuse *headErro
 	}
 	c.mu.Unlock()
 	c.srv.m.h2Streams.Inc()
-	go c.runStream(st, req, refuse)
+	c.srv.runStream(streamTask{c, st, req, refuse})
+}
+
+// streamTask is a stream whose handler is to run.
+type streamTask struct {
+	c      *h2Conn
+	st     *h2Stream
+	req    *http.Request
+	refuse *headError
+}
+
+// runStream hands t to an idle stream worker, or starts one.
+func (s *Server) runStream(t streamTask) {
+	select {
+	case s.h2work <- t:
+	default:
+		go s.streamWorker(t)
+	}
+}
+
+// streamWorker runs stream handlers: the one it was started for, then those
+// handed to it while it waits, up to idleHandoff. A fresh goroutine per
+// stream would grow its stack through the whole handler chain every time:
+// 6 % of CPU under an h2 load, in copystack.
+func (s *Server) streamWorker(t streamTask) {
+	timer := time.NewTimer(idleHandoff)
+	defer timer.Stop()
+	for {
+		t.c.runStream(t.st, t.req, t.refuse)
+		t = streamTask{} // hold no stream while waiting
+		timer.Reset(idleHandoff)
+		select {
+		case t = <-s.h2work:
+		case <-timer.C:
+			return
+		}
+	}
 }
 
 // runStream runs the handler for one stream and completes its answer.

@@ -128,10 +128,11 @@ func (o Options) withDefaults() Options {
 // Server accepts connections on one or more listeners and serves them.
 // Its methods are safe for concurrent use.
 type Server struct {
-	opts  atomic.Pointer[settings] // swapped whole by Update; read through o()
-	m     *serverMetrics
-	hsLog *rate.Limiter
-	h2    bool // HTTP/2 is offered (ALPN h2)
+	opts   atomic.Pointer[settings] // swapped whole by Update; read through o()
+	m      *serverMetrics
+	hsLog  *rate.Limiter
+	h2     bool            // HTTP/2 is offered (ALPN h2)
+	h2work chan streamTask // to idle stream workers; unbuffered
 	// baseCtx carries http.ServerContextKey, as net/http's contexts do:
 	// httputil.ReverseProxy aborts a cut-off answer with a panic only when
 	// it is present, and an HTTP/1.1 answer must not end cleanly then.
@@ -163,6 +164,8 @@ func New(opts Options) (*Server, error) {
 	s.opts.Store(newSettings(o))
 	s.baseCtx = context.WithValue(context.Background(), http.ServerContextKey, &http.Server{})
 	s.h2 = o.TLSConfig != nil && offersH2(o.TLSConfig)
+	s.h2work = make(chan streamTask)
+	s.h2work = make(chan streamTask)
 	return s, nil
 }
 
