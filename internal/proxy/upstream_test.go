@@ -515,3 +515,26 @@ func BenchmarkUpstreamRoundTrip(b *testing.B) {
 		res.Body.Close()
 	}
 }
+
+// BenchmarkProxyParallel is the proxy under the issue-7 load shape: 50
+// concurrent keep-alive requests, each with a cancellable context as from
+// a server. Compare CPU (perf stat task-clock, or -cpuprofile), not only
+// ns/op: the one-at-a-time BenchmarkProxyLoopback is latency-bound.
+func BenchmarkProxyParallel(b *testing.B) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	b.Cleanup(app.Close)
+	p, _ := newTestProxy(b, hostOf(app), func(o *Options) { o.KeepAlive = 64 })
+	b.SetParallelism(25) // × GOMAXPROCS 2 = 50
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			ctx, cancel := context.WithCancel(context.Background())
+			rec := httptest.NewRecorder()
+			p.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil).WithContext(ctx))
+			cancel()
+			if rec.Code != 200 {
+				b.Errorf("status %d", rec.Code)
+			}
+		}
+	})
+}
