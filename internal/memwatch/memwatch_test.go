@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -264,7 +265,7 @@ func TestSelf(t *testing.T) {
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
 	const limit = 1 << 40 // far above anything the test uses
 	set := vm.NewSet()
-	s := NewSelf(SelfOptions{Limit: limit, Metrics: set})
+	s := NewSelf(SelfOptions{Limit: limit, Metrics: set, MinHeapGoal: -1})
 	if got := debug.SetMemoryLimit(-1); got != limit {
 		t.Errorf("Go memory limit = %d, want %d", got, limit)
 	}
@@ -313,18 +314,20 @@ func equalInts(a, b []int) bool {
 func TestShouldRelease(t *testing.T) {
 	const mib = 1 << 20
 	tests := []struct {
-		mapped, live int64
-		want         bool
+		mapped, live, minGoal int64
+		want                  bool
 	}{
-		{0, 0, false},
-		{30 * mib, 16 * mib, false}, // within the GC's own headroom
-		{36 * mib, 16 * mib, false}, // exactly 2×live + slack
-		{80 * mib, 16 * mib, true},  // a burst left 48 MiB beyond that
-		{10 * mib, 0, false},        // no live heap reading yet
+		{0, 0, 0, false},
+		{30 * mib, 16 * mib, 0, false},       // within the GC's own headroom
+		{36 * mib, 16 * mib, 0, false},       // exactly 2×live + slack
+		{80 * mib, 16 * mib, 0, true},        // a burst left 48 MiB beyond that
+		{10 * mib, 0, 0, false},              // no live heap reading yet
+		{18 * mib, 1 * mib, 16 * mib, false}, // within the minimum heap goal
+		{21 * mib, 1 * mib, 16 * mib, true},  // beyond it and the slack
 	}
 	for _, tt := range tests {
-		if got := shouldRelease(tt.mapped, tt.live); got != tt.want {
-			t.Errorf("shouldRelease(%d MiB, %d MiB) = %v, want %v", tt.mapped/mib, tt.live/mib, got, tt.want)
+		if got := shouldRelease(tt.mapped, tt.live, tt.minGoal); got != tt.want {
+			t.Errorf("shouldRelease(%d MiB, %d MiB, %d MiB) = %v, want %v", tt.mapped/mib, tt.live/mib, tt.minGoal/mib, got, tt.want)
 		}
 	}
 }
@@ -339,5 +342,60 @@ func TestProcOfSelf(t *testing.T) {
 	}
 	if _, err := ProcOf("testdata/proc", 999999); err == nil {
 		t.Error("ProcOf of a missing process: got nil error")
+	}
+}
+
+func TestGCPercentFor(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		live, floor int64
+		want        int
+	}{
+		{0, 16 * mib, 100},        // no reading
+		{1 * mib, 16 * mib, 1500}, // goal 1 × 16 = 16 MiB
+		{4 * mib, 16 * mib, 300},  // goal 4 × 4
+		{8 * mib, 16 * mib, 100},  // twice the live heap reaches the floor
+		{40 * mib, 16 * mib, 100}, // a large heap: the default
+		{1, 1 << 40, 10000},       // capped
+	}
+	for _, tt := range tests {
+		if got := gcPercentFor(tt.live, tt.floor); got != tt.want {
+			t.Errorf("gcPercentFor(%d, %d) = %d, want %d", tt.live, tt.floor, got, tt.want)
+		}
+	}
+}
+
+// TestGCTunerRaisesPercentForSmallHeap runs the tuner for real: after a
+// collection with a small live heap the GC percent is above 100, with a
+// live heap past half the floor it is 100, and stopping restores 100.
+func TestGCTunerRaisesPercentForSmallHeap(t *testing.T) {
+	if os.Getenv("GOGC") != "" {
+		t.Skip("GOGC is set: the tuner leaves the GC alone")
+	}
+	t.Cleanup(func() { debug.SetGCPercent(100) })
+	current := func() int { p := debug.SetGCPercent(-1); debug.SetGCPercent(p); return p }
+	waitPercent := func(what string, ok func(int) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !ok(current()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: GC percent %d", what, current())
+			}
+			runtime.GC()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	var tu gcTuner
+	tu.start(64 << 20) // far above this test binary's live heap
+	waitPercent("small live heap", func(p int) bool { return p > 100 })
+	func() {
+		big := make([]byte, 40<<20) // live: more than half the floor
+		waitPercent("large live heap", func(p int) bool { return p == 100 })
+		runtime.KeepAlive(big)
+	}()
+	waitPercent("small again", func(p int) bool { return p > 100 })
+	tu.start(0)
+	if p := current(); p != 100 {
+		t.Errorf("after stop: GC percent %d, want 100", p)
 	}
 }
