@@ -53,9 +53,17 @@ func (a *App) frontOptions(cfg *config.Config) front.Options {
 		IdleTimeout:       cfg.Listen.KeepaliveTimeout.D(),
 		MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
 		HSTS:              cfg.TLS.HSTS.D(),
+		RequestContext:    withTiming,
 		Logger:            a.log,
 		Metrics:           a.set,
 	}
+}
+
+// withTiming gives every request the proxy's Timing, which the access log
+// reads back (accessLogger's Begin).
+func withTiming(ctx context.Context) context.Context {
+	ctx, _ = proxy.WithTiming(ctx)
+	return ctx
 }
 
 func (a *App) redirectOptions(cfg *config.Config) front.Options {
@@ -158,8 +166,13 @@ func (a *App) accessLogger(cfg *config.Config) (*accesslog.Logger, io.Closer, er
 	o := accesslog.Options{
 		Metrics: a.set,
 		Begin: func(r *http.Request) (*http.Request, func() time.Duration) {
-			ctx, t := proxy.WithTiming(r.Context())
-			return r.WithContext(ctx), t.Upstream
+			t := proxy.TimingOf(r.Context())
+			if t == nil { // a request the front door did not make (tests)
+				var ctx context.Context
+				ctx, t = proxy.WithTiming(r.Context())
+				r = r.WithContext(ctx)
+			}
+			return r, t.Upstream
 		},
 	}
 	if strings.EqualFold(cfg.Log.AccessFormat, "json") {

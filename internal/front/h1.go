@@ -193,17 +193,15 @@ func (c *h1Conn) serveOne() (keep bool) {
 		c.br.Reset(&c.cr)
 	}
 	c.rwc.SetReadDeadline(time.Now().Add(c.srv.o().ReadHeaderTimeout))
-	req, err := c.readRequest()
+	ctx, cancel := c.srv.requestContext()
+	defer cancel()
+	req, err := c.readRequest(ctx)
 	if err != nil {
 		c.answerBadRequest(err)
 		return false
 	}
 	c.rwc.SetReadDeadline(time.Time{})
-
-	ctx, cancel := context.WithCancel(c.srv.baseCtx)
-	defer cancel()
 	c.cr.cancel = cancel
-	req = req.WithContext(ctx)
 	body := req.Body.(*requestBody)
 	w := &response{c: c, req: req, body: body, header: make(http.Header, 8)}
 	if c.tlsState != nil {

@@ -633,9 +633,12 @@ func (c *h2Conn) processHeaders(flags byte, id uint32, p []byte) error {
 	if id <= c.maxID {
 		c.mu.Lock()
 		st := c.stream(id)
-		c.blk.trailers = st != nil
-		// Decoded anyway, to keep the HPACK state, then refused.
+		// Decoded anyway, to keep the HPACK state, then refused: on a
+		// stream both sides ended (it lingers until its handler returns)
+		// with a connection error, on one only the client ended with a
+		// stream error (RFC 9113 5.1).
 		c.blk.closed = st == nil || st.remoteClosed || st.done
+		c.blk.trailers = st != nil && !(st.remoteClosed && st.over.Load())
 		c.blk.ignore = c.recentlyResetLocked(id)
 		c.mu.Unlock()
 	}
@@ -692,11 +695,13 @@ func (c *h2Conn) endBlock() error {
 		return h2StreamError{id, errRefusedStream, "too many concurrent streams"}
 	}
 	c.mu.Unlock()
-	req, herr, err := c.newRequest(b)
+	ctx, cancel := c.srv.requestContext()
+	req, herr, err := c.newRequest(ctx, b)
 	if err != nil {
+		cancel()
 		return h2StreamError{id, errProtocol, err.Error()}
 	}
-	c.startStream(req, b, herr)
+	c.startStream(req, cancel, b, herr)
 	return nil
 }
 

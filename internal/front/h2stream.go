@@ -130,22 +130,15 @@ func validH2FieldName(name string) bool {
 // newRequest builds the request a header block opens. A request Bulwark
 // answers itself (header too large, CONNECT) comes with its headError; a
 // malformed one is an error, which resets the stream.
-func (c *h2Conn) newRequest(b *headerBlock) (*http.Request, *headError, error) {
+func (c *h2Conn) newRequest(ctx context.Context, b *headerBlock) (*http.Request, *headError, error) {
 	h := b.header
 	if h == nil {
 		h = make(http.Header)
 	}
-	req := &http.Request{
-		Method:     b.method,
-		Proto:      "HTTP/2.0",
-		ProtoMajor: 2,
-		Header:     h,
-		Body:       http.NoBody,
-		Host:       b.authority,
-		RemoteAddr: c.remote,
-		RequestURI: b.path,
-		TLS:        c.tlsState,
-	}
+	req := newRequest(ctx)
+	req.Method, req.Header, req.Body = b.method, h, http.NoBody
+	req.Proto, req.ProtoMajor = "HTTP/2.0", 2
+	req.Host, req.RemoteAddr, req.RequestURI, req.TLS = b.authority, c.remote, b.path, c.tlsState
 	if b.tooLarge || b.method == http.MethodConnect {
 		if req.Method == "" {
 			req.Method = http.MethodGet
@@ -250,9 +243,9 @@ func (st *h2Stream) endLocked(err error) {
 	st.c.cond.Broadcast()
 }
 
-// startStream registers a stream for req and runs its handler.
-func (c *h2Conn) startStream(req *http.Request, b *headerBlock, refuse *headError) {
-	ctx, cancel := context.WithCancel(c.srv.baseCtx)
+// startStream registers a stream for req, whose context cancel ends, and
+// runs its handler.
+func (c *h2Conn) startStream(req *http.Request, cancel context.CancelFunc, b *headerBlock, refuse *headError) {
 	st := &h2Stream{c: c, id: b.id, cancel: cancel, declared: -1, recvWindow: h2StreamWindow}
 	if b.endStream {
 		st.remoteClosed = true
@@ -262,7 +255,6 @@ func (c *h2Conn) startStream(req *http.Request, b *headerBlock, refuse *headErro
 		st.trailer = req.Trailer
 		req.Body = &h2Body{st: st, expectContinue: strings.EqualFold(req.Header.Get("Expect"), "100-continue")}
 	}
-	req = req.WithContext(ctx)
 	c.mu.Lock()
 	st.sendWindow = c.peerWindow
 	c.streams = append(c.streams, st)
@@ -738,6 +730,11 @@ func (w *h2Response) send(data []byte, end bool) error {
 		data = data[n:]
 		last := end && len(data) == 0
 		err := c.write(deadline, func(b []byte) []byte {
+			if last {
+				// This write ends the stream: from now on the client's
+				// frames on it meet a closed stream (RFC 9113 5.1).
+				st.over.Store(true)
+			}
 			if !w.sentHeader {
 				w.sentHeader = true
 				headEnd := last && n == 0 && trailers == nil
@@ -762,11 +759,6 @@ func (w *h2Response) send(data []byte, end bool) error {
 		if err != nil {
 			return err
 		}
-	}
-	if end {
-		c.mu.Lock()
-		st.over.Store(true) // later writes would follow END_STREAM
-		c.mu.Unlock()
 	}
 	return nil
 }

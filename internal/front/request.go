@@ -3,6 +3,7 @@ package front
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +38,7 @@ var headPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b
 // readRequest reads and checks one request head and returns the request
 // with its body reader. Errors are *headError, or the read error when the
 // client went away or timed out before a complete head.
-func (c *h1Conn) readRequest() (*http.Request, error) {
+func (c *h1Conn) readRequest(ctx context.Context) (*http.Request, error) {
 	hp := headPool.Get().(*[]byte)
 	defer func() {
 		if cap(*hp) <= 64<<10 {
@@ -50,7 +51,7 @@ func (c *h1Conn) readRequest() (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	req, err := parseHead(head, lines)
+	req, err := parseHead(ctx, head, lines)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +109,7 @@ func readHead(br *bufio.Reader, buf []byte, max int) ([]byte, []int, error) {
 // parseHead parses a request head whose lines end at the given offsets
 // (each followed by CRLF or LF). It refuses everything a lenient parser
 // behind us could read differently.
-func parseHead(head []byte, ends []int) (*http.Request, error) {
+func parseHead(ctx context.Context, head []byte, ends []int) (*http.Request, error) {
 	start := 0
 	next := func(i int) []byte {
 		line := head[start:ends[i]]
@@ -130,7 +131,8 @@ func parseHead(head []byte, ends []int) (*http.Request, error) {
 	if !validMethod(method) {
 		return nil, badRequest("bad_method", "malformed method")
 	}
-	req := &http.Request{Method: string(method), RequestURI: string(target), Header: make(http.Header, len(ends))}
+	req := newRequest(ctx)
+	req.Method, req.RequestURI, req.Header = string(method), string(target), make(http.Header, len(ends))
 	switch string(proto) {
 	case "HTTP/1.1":
 		req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, 1

@@ -87,6 +87,10 @@ type Options struct {
 	// HSTS, when positive, adds Strict-Transport-Security with this max-age
 	// to answers on TLS connections that do not carry one already.
 	HSTS time.Duration
+	// RequestContext, when set, derives each request's context before the
+	// request is built, so values every request carries (the proxy's
+	// timing) cost no copy of the request in a middleware. Fixed at New.
+	RequestContext func(context.Context) context.Context
 	// Logger receives errors; nil discards them.
 	Logger *slog.Logger
 	// Metrics receives the connection and handshake series; nil means a
@@ -177,6 +181,22 @@ type settings struct {
 
 func newSettings(o Options) *settings { return &settings{Options: o, hsts: hstsValue(o.HSTS)} }
 
+// requestContext returns a new request's context and its cancel function.
+func (s *Server) requestContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	if f := s.o().RequestContext; f != nil {
+		ctx = f(ctx)
+	}
+	return ctx, cancel
+}
+
+// newRequest returns an empty request that carries ctx. WithContext on a
+// literal that does not escape costs one allocation, where building the
+// request first and then calling WithContext costs two.
+func newRequest(ctx context.Context) *http.Request {
+	return (&http.Request{}).WithContext(ctx)
+}
+
 // o returns the options in force.
 func (s *Server) o() *Options { return &s.opts.Load().Options }
 
@@ -190,6 +210,7 @@ func (s *Server) hsts() string { return s.opts.Load().hsts }
 func (s *Server) Update(o Options) {
 	cur := s.o()
 	o.Handler, o.TLSConfig, o.Logger, o.Metrics = cur.Handler, cur.TLSConfig, cur.Logger, cur.Metrics
+	o.RequestContext = cur.RequestContext
 	s.opts.Store(newSettings(o.withDefaults()))
 }
 

@@ -24,6 +24,9 @@ func WithTiming(ctx context.Context) (context.Context, *Timing) {
 	return context.WithValue(ctx, timingKey{}, t), t
 }
 
+// TimingOf returns the Timing WithTiming put in ctx, or nil.
+func TimingOf(ctx context.Context) *Timing { return timingFrom(ctx) }
+
 func timingFrom(ctx context.Context) *Timing {
 	t, _ := ctx.Value(timingKey{}).(*Timing)
 	return t
