@@ -525,15 +525,8 @@ func (w *h2Response) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
-	w.declared = -1
-	if cl := w.header.Get("Content-Length"); cl != "" {
-		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
-			w.declared = n
-		} else {
-			w.header.Del("Content-Length")
-		}
-	}
-	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	w.declared = declaredLength(w.header)
+	w.noBody = noBody(w.req.Method, code)
 	for _, v := range w.header["Trailer"] {
 		for _, k := range strings.Split(v, ",") {
 			if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {

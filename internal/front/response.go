@@ -63,15 +63,28 @@ func (w *response) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
-	w.declared = -1
-	if cl := w.header.Get("Content-Length"); cl != "" {
-		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
-			w.declared = n
-		} else {
-			w.header.Del("Content-Length")
-		}
+	w.declared = declaredLength(w.header)
+	w.noBody = noBody(w.req.Method, code)
+}
+
+// declaredLength returns the Content-Length a handler set, or -1; an
+// invalid one is dropped from h.
+func declaredLength(h http.Header) int64 {
+	cl := h.Get("Content-Length")
+	if cl == "" {
+		return -1
 	}
-	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+		return n
+	}
+	h.Del("Content-Length")
+	return -1
+}
+
+// noBody reports whether an answer to method with status code carries no
+// body.
+func noBody(method string, code int) bool {
+	return method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
 }
 
 // writeInformational sends a 1xx answer (such as 103 Early Hints) at once.
