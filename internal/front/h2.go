@@ -50,15 +50,16 @@ const (
 	settingMaxFrameSize         = 0x5
 	settingMaxHeaderListSize    = 0x6
 
-	errNo            = 0x0
-	errProtocol      = 0x1
-	errInternal      = 0x2
-	errFlowControl   = 0x3
-	errStreamClosed  = 0x5
-	errFrameSize     = 0x6
-	errRefusedStream = 0x7
-	errCancel        = 0x8
-	errCompression   = 0x9
+	errNo              = 0x0
+	errProtocol        = 0x1
+	errInternal        = 0x2
+	errFlowControl     = 0x3
+	errStreamClosed    = 0x5
+	errFrameSize       = 0x6
+	errRefusedStream   = 0x7
+	errCancel          = 0x8
+	errCompression     = 0x9
+	errEnhanceYourCalm = 0xb
 
 	// h2Preface is what every client connection starts with.
 	h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -651,6 +652,13 @@ func (c *h2Conn) processHeaders(flags byte, id uint32, p []byte) error {
 // blockFragment feeds part of a header block to the decoder and, at its
 // end, acts on the block.
 func (c *h2Conn) blockFragment(frag []byte, end bool) error {
+	// A head past the limit is still decoded so that it can be answered
+	// 431, but not without end: an endless run of CONTINUATION frames
+	// would burn CPU forever (CVE-2024-27316).
+	c.blk.raw += len(frag)
+	if c.blk.raw > 4*c.blk.limit+h2FrameSize {
+		return h2ConnError{errEnhanceYourCalm, "header block far past the limit"}
+	}
 	if _, err := c.dec.Write(frag); err != nil {
 		return h2ConnError{errCompression, "hpack: " + err.Error()}
 	}

@@ -276,6 +276,28 @@ func TestH2HeaderTooLarge(t *testing.T) {
 	}
 }
 
+func TestH2EndlessContinuationEndsConnection(t *testing.T) {
+	ts := start(t, echoHandler(), true, func(o *Options) { o.MaxHeaderBytes = 4096 })
+	r := ts.dialH2(t)
+	r.buf.Reset()
+	r.enc.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
+	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.buf.Bytes(), EndStream: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Each fragment is a complete literal field: the decoder keeps going.
+	r.buf.Reset()
+	r.enc.WriteField(hpack.HeaderField{Name: "x-pad", Value: strings.Repeat("p", 1000), Sensitive: true})
+	frag := r.buf.Bytes()
+	var err error
+	for i := 0; i < 1000 && err == nil; i++ {
+		err = r.fr.WriteContinuation(1, false, frag)
+	}
+	f := r.next(t)
+	if ga, ok := f.(*http2.GoAwayFrame); !ok || ga.ErrCode != http2.ErrCodeEnhanceYourCalm {
+		t.Fatalf("got %v (last write error %v), want GOAWAY ENHANCE_YOUR_CALM", f, err)
+	}
+}
+
 func TestH2StreamLimitRefuses(t *testing.T) {
 	release := make(chan struct{})
 	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }), true,

@@ -33,7 +33,8 @@ type headerBlock struct {
 	sawPseudo bool
 	sawReg    bool
 	tooLarge  bool
-	size      int
+	size      int // decoded, as RFC 9113 counts it
+	raw       int // encoded bytes received
 	limit     int
 
 	method, scheme, path, authority string
