@@ -13,14 +13,23 @@ import (
 const DefaultMinHeapGoal = 16 << 20
 
 // gcPercentFor returns the GC percent that puts the heap goal at floor for
-// a live heap of live bytes, and never below 100 (the default): the runtime
-// sets the goal at live × (1 + percent/100).
-func gcPercentFor(live, floor int64) int {
-	if live <= 0 || floor <= 2*live {
+// a live heap of live bytes and roots (goroutine stacks and globals) of
+// roots bytes, and never below 100 (the default). Since Go 1.18 the
+// runtime sets the goal at live + (live + roots) × percent/100: leaving the
+// roots out overshot the goal. The runtime also never sets the goal below
+// 4 MiB × percent/100, so the percent stays at most floor/4 MiB × 100:
+// beyond it that minimum, not the live heap, sets the goal.
+func gcPercentFor(live, roots, floor int64) int {
+	scanned := live + max(roots, 0)
+	if live <= 0 || floor <= live+scanned {
 		return 100
 	}
-	return int(min(floor*100/live-100, 10000))
+	return int(max(min((floor-live)*100/scanned, floor*100/runtimeHeapMinimum), 100))
 }
+
+// runtimeHeapMinimum is the Go runtime's minimum heap goal at GOGC=100
+// (defaultHeapMinimum in runtime/mgcpacer.go); it scales with the percent.
+const runtimeHeapMinimum = 4 << 20
 
 // gcTuner keeps the GC's heap goal at least floor. A proxy under load has a
 // live heap of a megabyte or two; at GOGC=100 the runtime's 4 MiB minimum
@@ -59,7 +68,11 @@ func (t *gcTuner) start(floor int64) {
 		return
 	}
 	if t.sample == nil {
-		t.sample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		t.sample = []metrics.Sample{
+			{Name: "/gc/heap/live:bytes"},
+			{Name: "/gc/scan/stack:bytes"},
+			{Name: "/gc/scan/globals:bytes"},
+		}
 		t.percent = 100
 	}
 	if !t.armed {
@@ -79,8 +92,10 @@ func (s *sentinel) afterGC() {
 		return
 	}
 	metrics.Read(t.sample)
-	if t.sample[0].Value.Kind() == metrics.KindUint64 {
-		p := gcPercentFor(int64(t.sample[0].Value.Uint64()), t.floor)
+	if t.sample[0].Value.Kind() == metrics.KindUint64 && t.sample[1].Value.Kind() == metrics.KindUint64 &&
+		t.sample[2].Value.Kind() == metrics.KindUint64 {
+		roots := int64(t.sample[1].Value.Uint64() + t.sample[2].Value.Uint64())
+		p := gcPercentFor(int64(t.sample[0].Value.Uint64()), roots, t.floor)
 		// Small changes are not worth the call; a return to 100 always is.
 		if p != t.percent && (p == 100 || p*10 < t.percent*9 || p*10 > t.percent*11) {
 			debug.SetGCPercent(p)

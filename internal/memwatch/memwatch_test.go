@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -272,7 +273,7 @@ func TestSelf(t *testing.T) {
 	if s.Pressure() {
 		t.Errorf("Pressure() = true with a 1 TiB limit, want false")
 	}
-	s.Update(SelfOptions{Limit: limit, PressureRatio: 1e-12}) // ~1 byte
+	s.Update(SelfOptions{Limit: limit, PressureRatio: 1e-12, MinHeapGoal: -1}) // ~1 byte
 	if !s.Pressure() {
 		t.Errorf("Pressure() = false at ratio 1e-12, want true")
 	}
@@ -287,7 +288,7 @@ func TestSelf(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	s.Update(SelfOptions{Limit: limit, ReleaseInterval: time.Millisecond})
+	s.Update(SelfOptions{Limit: limit, ReleaseInterval: time.Millisecond, MinHeapGoal: -1})
 	cancel()
 	select {
 	case err := <-done:
@@ -348,19 +349,28 @@ func TestProcOfSelf(t *testing.T) {
 func TestGCPercentFor(t *testing.T) {
 	const mib = 1 << 20
 	tests := []struct {
-		live, floor int64
-		want        int
+		live, roots, floor int64
+		want               int
 	}{
-		{0, 16 * mib, 100},        // no reading
-		{1 * mib, 16 * mib, 1500}, // goal 1 × 16 = 16 MiB
-		{4 * mib, 16 * mib, 300},  // goal 4 × 4
-		{8 * mib, 16 * mib, 100},  // twice the live heap reaches the floor
-		{40 * mib, 16 * mib, 100}, // a large heap: the default
-		{1, 1 << 40, 10000},       // capped
+		{0, 0, 16 * mib, 100},             // no reading
+		{1 * mib, 0, 16 * mib, 400},       // the runtime's minimum, 4 MiB × 4, sets the goal
+		{2 * mib, 1 * mib, 16 * mib, 400}, // goal 2 + (2 + 1) × 4 = 14 MiB; the minimum makes it 16
+		{3 * mib, 1 * mib, 16 * mib, 325}, // goal 3 + (3 + 1) × 3.25 = 16 MiB
+		{4 * mib, 0, 16 * mib, 300},       // goal 4 + 4 × 3
+		{8 * mib, 0, 16 * mib, 100},       // twice the live heap reaches the floor
+		{6 * mib, 4 * mib, 16 * mib, 100}, // so do the heap and its roots
+		{40 * mib, 0, 16 * mib, 100},      // a large heap: the default
+		{1, 0, 1 << 30, 25600},            // a large floor allows a large percent
 	}
 	for _, tt := range tests {
-		if got := gcPercentFor(tt.live, tt.floor); got != tt.want {
-			t.Errorf("gcPercentFor(%d, %d) = %d, want %d", tt.live, tt.floor, got, tt.want)
+		p := gcPercentFor(tt.live, tt.roots, tt.floor)
+		if p != tt.want {
+			t.Errorf("gcPercentFor(%d, %d, %d) = %d, want %d", tt.live, tt.roots, tt.floor, p, tt.want)
+		}
+		// The goal the runtime derives from p never passes the floor.
+		goal := max(tt.live+(tt.live+tt.roots)*int64(p)/100, runtimeHeapMinimum*int64(p)/100)
+		if p > 100 && goal > tt.floor {
+			t.Errorf("gcPercentFor(%d, %d, %d) = %d: goal %d past the floor", tt.live, tt.roots, tt.floor, p, goal)
 		}
 	}
 }
@@ -373,7 +383,12 @@ func TestGCTunerRaisesPercentForSmallHeap(t *testing.T) {
 		t.Skip("GOGC is set: the tuner leaves the GC alone")
 	}
 	t.Cleanup(func() { debug.SetGCPercent(100) })
-	current := func() int { p := debug.SetGCPercent(-1); debug.SetGCPercent(p); return p }
+	// Read, not set-and-restore: a restore could undo what the tuner set.
+	current := func() int {
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(s)
+		return int(s[0].Value.Uint64())
+	}
 	waitPercent := func(what string, ok func(int) bool) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
