@@ -316,19 +316,22 @@ func TestShouldRelease(t *testing.T) {
 	const mib = 1 << 20
 	tests := []struct {
 		mapped, live, minGoal int64
+		busy                  bool
 		want                  bool
 	}{
-		{0, 0, 0, false},
-		{30 * mib, 16 * mib, 0, false},       // within the GC's own headroom
-		{36 * mib, 16 * mib, 0, false},       // exactly 2×live + slack
-		{80 * mib, 16 * mib, 0, true},        // a burst left 48 MiB beyond that
-		{10 * mib, 0, 0, false},              // no live heap reading yet
-		{18 * mib, 1 * mib, 16 * mib, false}, // within the minimum heap goal
-		{21 * mib, 1 * mib, 16 * mib, true},  // beyond it and the slack
+		{0, 0, 0, false, false},
+		{30 * mib, 16 * mib, 0, false, false},       // within the GC's own headroom
+		{36 * mib, 16 * mib, 0, false, false},       // exactly 2×live + slack
+		{80 * mib, 16 * mib, 0, false, true},        // a burst left 48 MiB beyond that
+		{10 * mib, 0, 0, false, false},              // no live heap reading yet
+		{18 * mib, 1 * mib, 16 * mib, true, false},  // busy: within the minimum heap goal
+		{21 * mib, 1 * mib, 16 * mib, true, true},   // busy: beyond it and the slack
+		{18 * mib, 1 * mib, 16 * mib, false, true},  // at rest: the goal's headroom is garbage
+		{80 * mib, 40 * mib, 16 * mib, true, false}, // a large heap: twice the live heap rules
 	}
 	for _, tt := range tests {
-		if got := shouldRelease(tt.mapped, tt.live, tt.minGoal); got != tt.want {
-			t.Errorf("shouldRelease(%d MiB, %d MiB, %d MiB) = %v, want %v", tt.mapped/mib, tt.live/mib, tt.minGoal/mib, got, tt.want)
+		if got := shouldRelease(tt.mapped, tt.live, tt.minGoal, tt.busy); got != tt.want {
+			t.Errorf("shouldRelease(%d MiB, %d MiB, %d MiB, busy %v) = %v, want %v", tt.mapped/mib, tt.live/mib, tt.minGoal/mib, tt.busy, got, tt.want)
 		}
 	}
 }

@@ -27,11 +27,21 @@ const burstSlack = 4 << 20
 
 // shouldRelease reports whether mapped bytes (held from the OS, not
 // released) are so far above what the live heap needs, with the GC's
-// headroom (twice the live heap, or the minimum heap goal), that handing
-// the rest back now is worth a forced GC.
-func shouldRelease(mapped, live, minGoal int64) bool {
-	return live > 0 && mapped > max(2*live, minGoal)+burstSlack
+// headroom, that handing the rest back now is worth a forced GC. The
+// headroom is twice the live heap, or the minimum heap goal while the
+// process is busy: under load that headroom is the point; at rest it is
+// only garbage left by the last burst.
+func shouldRelease(mapped, live, minGoal int64, busy bool) bool {
+	headroom := 2 * live
+	if busy {
+		headroom = max(headroom, minGoal)
+	}
+	return live > 0 && mapped > headroom+burstSlack
 }
+
+// busyAllocRate is the allocation rate, in bytes a second, above which the
+// process counts as busy: a few hundred proxied requests a second.
+const busyAllocRate = 1 << 20
 
 // pressureCache is how long Pressure reuses one reading: it is called on
 // every admitted request.
@@ -92,6 +102,8 @@ type Self struct {
 	readAt   time.Time   // guarded by mu
 	pressure bool        // guarded by mu
 	samples  []metrics.Sample
+	allocs   int64     // /gc/heap/allocs at allocAt, for burst's rate; guarded by mu
+	allocAt  time.Time // guarded by mu
 	tuner    gcTuner
 }
 
@@ -107,6 +119,7 @@ func NewSelf(o SelfOptions) *Self {
 			{Name: "/memory/classes/total:bytes"},
 			{Name: "/memory/classes/heap/released:bytes"},
 			{Name: "/gc/heap/live:bytes"},
+			{Name: "/gc/heap/allocs:bytes"},
 		},
 		releases: o.Metrics.GetOrCreateCounter("bulwark_memory_releases_total"),
 	}
@@ -197,7 +210,14 @@ func (s *Self) burst() bool {
 		}
 	}
 	mapped := int64(s.samples[0].Value.Uint64() - s.samples[1].Value.Uint64())
-	return shouldRelease(mapped, int64(s.samples[2].Value.Uint64()), max(s.opts.MinHeapGoal, 0))
+	allocs, now := int64(s.samples[3].Value.Uint64()), time.Now()
+	busy := true
+	if !s.allocAt.IsZero() {
+		rate := float64(allocs-s.allocs) / now.Sub(s.allocAt).Seconds()
+		busy = rate >= busyAllocRate
+	}
+	s.allocs, s.allocAt = allocs, now
+	return shouldRelease(mapped, int64(s.samples[2].Value.Uint64()), max(s.opts.MinHeapGoal, 0), busy)
 }
 
 func (s *Self) release() {
