@@ -18,7 +18,10 @@ import (
 // cheaper than thrashing.
 const DefaultPressureRatio = 0.9
 
-// BurstReleaseGap is the shortest time between two burst releases.
+// BurstReleaseGap is the shortest time between two burst releases while
+// the process is busy; at rest a release costs little and runs as soon as
+// it is due, so that one just before a burst does not hold back the one
+// after it.
 const BurstReleaseGap = 5 * time.Second
 
 // burstSlack is what the process may hold beyond twice its live heap (the
@@ -199,8 +202,10 @@ func underPressure(inUse, limit int64, ratio float64) bool {
 	return limit > 0 && float64(inUse) >= ratio*float64(limit)
 }
 
-// burst reports whether the process holds far more than its live heap.
-func (s *Self) burst() bool {
+// burst reports whether the process holds far more than its live heap and
+// a release is due, sinceLast after the last one. It is called every
+// second: it also keeps the allocation rate.
+func (s *Self) burst(sinceLast time.Duration) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	metrics.Read(s.samples)
@@ -217,6 +222,9 @@ func (s *Self) burst() bool {
 		busy = rate >= busyAllocRate
 	}
 	s.allocs, s.allocAt = allocs, now
+	if busy && sinceLast < BurstReleaseGap {
+		return false
+	}
 	return shouldRelease(mapped, int64(s.samples[2].Value.Uint64()), max(s.opts.MinHeapGoal, 0), busy)
 }
 
@@ -261,7 +269,7 @@ func (s *Self) Run(ctx context.Context) error {
 		case <-s.updatec:
 		case <-tick.C:
 			s.Pressure()
-			if every > 0 && time.Since(lastRelease) >= BurstReleaseGap && s.burst() {
+			if every > 0 && s.burst(time.Since(lastRelease)) {
 				s.release()
 				lastRelease = time.Now()
 			}
