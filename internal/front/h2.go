@@ -213,7 +213,7 @@ func (c *h2Conn) start() error {
 // stack grown by decoding headers is not kept while it idles.
 func (c *h2Conn) serve() {
 	for {
-		typ, flags, id, payload, err := c.readFrame()
+		typ, flags, id, bp, err := c.readFrame()
 		if err != nil {
 			if errors.Is(err, errIdleHandoff) {
 				go c.serve()
@@ -230,9 +230,13 @@ func (c *h2Conn) serve() {
 			c.close()
 			return
 		}
+		var payload []byte
+		if bp != nil {
+			payload = *bp
+		}
 		err = c.processFrame(typ, flags, id, payload)
-		if payload != nil {
-			h2PayloadPool.Put(&payload)
+		if bp != nil {
+			h2PayloadPool.Put(bp)
 		}
 		if err != nil {
 			var se h2StreamError
@@ -253,10 +257,11 @@ func (c *h2Conn) serve() {
 // errIdleHandoff asks serve to continue on a fresh goroutine.
 var errIdleHandoff = errors.New("idle handoff")
 
-// readFrame reads the next frame. While no stream runs, the wait for a
-// frame header is bounded by IdleTimeout, and the first idleHandoff of it
-// ends with errIdleHandoff; while one runs, the client may stay silent.
-func (c *h2Conn) readFrame() (typ, flags byte, id uint32, payload []byte, err error) {
+// readFrame reads the next frame; its payload, if any, is in a buffer from
+// h2PayloadPool. While no stream runs, the wait for a frame header is
+// bounded by IdleTimeout, and the first idleHandoff of it ends with
+// errIdleHandoff; while one runs, the client may stay silent.
+func (c *h2Conn) readFrame() (typ, flags byte, id uint32, payload *[]byte, err error) {
 	for c.hdrN < len(c.hdr) {
 		if c.hdrN == 0 {
 			if err := c.armIdleDeadline(); err != nil {
@@ -299,12 +304,12 @@ func (c *h2Conn) readFrame() (typ, flags byte, id uint32, payload []byte, err er
 	}
 	c.mu.Unlock()
 	bp := h2PayloadPool.Get().(*[]byte)
-	payload = (*bp)[:length]
-	if _, err := io.ReadFull(c.rwc, payload); err != nil {
+	*bp = (*bp)[:length]
+	if _, err := io.ReadFull(c.rwc, *bp); err != nil {
 		h2PayloadPool.Put(bp)
 		return 0, 0, 0, nil, fmt.Errorf("read http2 frame: %w", err)
 	}
-	return typ, flags, id, payload, nil
+	return typ, flags, id, bp, nil
 }
 
 // errDrained ends a connection that has no stream left after its GOAWAY.
