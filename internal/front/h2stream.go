@@ -552,17 +552,8 @@ func (w *h2Response) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if w.noBody {
-		if w.req.Method == http.MethodHead {
-			return len(p), nil
-		}
-		return 0, http.ErrBodyNotAllowed
-	}
-	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
-		return 0, http.ErrContentLength
+	if n, done, err := checkBodyWrite(w.req.Method, w.noBody, w.declared, w.written, len(p)); done {
+		return n, err
 	}
 	if w.st.over.Load() {
 		return 0, errStreamReset

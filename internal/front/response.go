@@ -81,6 +81,24 @@ func declaredLength(h http.Header) int64 {
 	return -1
 }
 
+// checkBodyWrite applies the rules every answer's Write shares to a write
+// of n bytes: nothing to write, no body allowed (an answer to HEAD
+// swallows it), or past the declared length. done reports that Write must
+// return ret and err without writing.
+func checkBodyWrite(method string, noBody bool, declared, written int64, n int) (ret int, done bool, err error) {
+	switch {
+	case n == 0:
+		return 0, true, nil
+	case noBody && method == http.MethodHead:
+		return n, true, nil
+	case noBody:
+		return 0, true, http.ErrBodyNotAllowed
+	case declared >= 0 && written+int64(n) > declared:
+		return 0, true, http.ErrContentLength
+	}
+	return 0, false, nil
+}
+
 // noBody reports whether an answer to method with status code carries no
 // body.
 func noBody(method string, code int) bool {
@@ -105,17 +123,8 @@ func (w *response) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if w.noBody {
-		if w.req.Method == http.MethodHead {
-			return len(p), nil
-		}
-		return 0, http.ErrBodyNotAllowed
-	}
-	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
-		return 0, http.ErrContentLength
+	if n, done, err := checkBodyWrite(w.req.Method, w.noBody, w.declared, w.written, len(p)); done {
+		return n, err
 	}
 	if !w.committed {
 		if w.declared < 0 {
