@@ -349,6 +349,24 @@ func TestProcOfSelf(t *testing.T) {
 	}
 }
 
+func TestHeapFloor(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		o    SelfOptions
+		want int64
+	}{
+		{SelfOptions{MinHeapGoal: 16 * mib}, 16 * mib},                  // no limit
+		{SelfOptions{MinHeapGoal: 16 * mib, Limit: 96 * mib}, 16 * mib}, // medium profile
+		{SelfOptions{MinHeapGoal: 16 * mib, Limit: 24 * mib}, 6 * mib},  // a small limit caps it
+		{SelfOptions{MinHeapGoal: -1, Limit: 24 * mib}, -1},             // off stays off
+	}
+	for _, tt := range tests {
+		if got := heapFloor(tt.o); got != tt.want {
+			t.Errorf("heapFloor(%+v) = %d, want %d", tt.o, got, tt.want)
+		}
+	}
+}
+
 func TestGCPercentFor(t *testing.T) {
 	const mib = 1 << 20
 	tests := []struct {

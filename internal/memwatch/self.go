@@ -42,6 +42,17 @@ func shouldRelease(mapped, live, minGoal int64, busy bool) bool {
 	return live > 0 && mapped > headroom+burstSlack
 }
 
+// heapFloor is the minimum heap goal in force: MinHeapGoal, but at most a
+// quarter of the memory limit. The runtime keeps about the heap goal
+// mapped, and it counts toward Pressure: a 16 MiB floor under a 24 MiB
+// limit would keep a process that had shed load under pressure for good.
+func heapFloor(o SelfOptions) int64 {
+	if o.MinHeapGoal > 0 && o.Limit > 0 {
+		return min(o.MinHeapGoal, o.Limit/4)
+	}
+	return o.MinHeapGoal
+}
+
 // busyAllocRate is the allocation rate, in bytes a second, above which the
 // process counts as busy: a few hundred proxied requests a second.
 const busyAllocRate = 1 << 20
@@ -65,7 +76,8 @@ type SelfOptions struct {
 	// live heap is small, by raising the GC percent above 100 after each
 	// collection (never below 100, and not at all when GOGC is set in the
 	// environment): it trades a few MiB of memory under load for far fewer
-	// collections. Zero means DefaultMinHeapGoal; negative means off.
+	// collections. It is capped at a quarter of Limit. Zero means
+	// DefaultMinHeapGoal; negative means off.
 	MinHeapGoal int64
 	// PressureRatio is the share of Limit at which Pressure reports true.
 	// If zero, DefaultPressureRatio.
@@ -150,7 +162,7 @@ func (s *Self) Update(o SelfOptions) {
 			o.Logger.Info("go memory limit set", "limit", o.Limit)
 		}
 	}
-	s.tuner.start(o.MinHeapGoal)
+	s.tuner.start(heapFloor(o))
 	s.limitG.Set(float64(effectiveLimit(o.Limit)))
 	select {
 	case s.updatec <- struct{}{}:
@@ -225,7 +237,7 @@ func (s *Self) burst(sinceLast time.Duration) bool {
 	if busy && sinceLast < BurstReleaseGap {
 		return false
 	}
-	return shouldRelease(mapped, int64(s.samples[2].Value.Uint64()), max(s.opts.MinHeapGoal, 0), busy)
+	return shouldRelease(mapped, int64(s.samples[2].Value.Uint64()), max(heapFloor(s.opts), 0), busy)
 }
 
 func (s *Self) release() {
