@@ -435,3 +435,25 @@ func TestGCTunerRaisesPercentForSmallHeap(t *testing.T) {
 		t.Errorf("after stop: GC percent %d, want 100", p)
 	}
 }
+
+// TestReleaseUnderPressure: under pressure freed memory is handed back
+// even with no release interval, so that garbage does not keep a process
+// shedding load.
+func TestReleaseUnderPressure(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	set := vm.NewSet()
+	s := NewSelf(SelfOptions{Limit: 1 << 40, PressureRatio: 1e-12, MinHeapGoal: -1, Metrics: set})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	releases := set.GetOrCreateCounter("bulwark_memory_releases_total")
+	deadline := time.Now().Add(5 * time.Second)
+	for releases.Get() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no release within 5 s under pressure with no release interval")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

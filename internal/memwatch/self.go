@@ -280,10 +280,18 @@ func (s *Self) Run(ctx context.Context) error {
 			return nil
 		case <-s.updatec:
 		case <-tick.C:
-			s.Pressure()
-			if every > 0 && s.burst(time.Since(lastRelease)) {
+			// Under pressure, freed memory is handed back (at most every
+			// BurstReleaseGap) whatever the release interval: what counts
+			// toward the limit must be live memory, not garbage the GC has
+			// not returned yet, or a process that shed load would keep
+			// shedding.
+			pressed := s.Pressure() && time.Since(lastRelease) >= BurstReleaseGap
+			if pressed || every > 0 && s.burst(time.Since(lastRelease)) {
 				s.release()
 				lastRelease = time.Now()
+				s.mu.Lock()
+				s.readAt = time.Time{} // the next Pressure reads afresh
+				s.mu.Unlock()
 			}
 		case <-releaseC:
 			s.release()
