@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -219,15 +218,7 @@ func (c *h2Conn) serve() {
 				go c.serve()
 				return
 			}
-			if errors.Is(err, errDrained) {
-				c.close()
-				return
-			}
-			var ce h2ConnError
-			if errors.As(err, &ce) {
-				c.goAway(ce.code, ce.reason)
-			}
-			c.close()
+			c.end(err)
 			return
 		}
 		var payload []byte
@@ -244,14 +235,20 @@ func (c *h2Conn) serve() {
 				c.resetStream(se.id, se.code)
 				continue
 			}
-			var ce h2ConnError
-			if errors.As(err, &ce) {
-				c.goAway(ce.code, ce.reason)
-			}
-			c.close()
+			c.end(err)
 			return
 		}
 	}
+}
+
+// end closes the connection after err, with a GOAWAY when err is a
+// connection error the client should hear of.
+func (c *h2Conn) end(err error) {
+	var ce h2ConnError
+	if errors.As(err, &ce) {
+		c.goAway(ce.code, ce.reason)
+	}
+	c.close()
 }
 
 // errIdleHandoff asks serve to continue on a fresh goroutine.
@@ -920,5 +917,3 @@ func statusString(code int) string {
 	}
 	return strconv.Itoa(code)
 }
-
-var _ http.ResponseWriter = (*h2Response)(nil)

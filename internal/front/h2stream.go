@@ -482,7 +482,7 @@ func (c *h2Conn) wake() {
 	c.mu.Unlock()
 }
 
-// h2ResponseBuf is the size of the body buffer of an answer: one frame.
+// h2BufPool holds answers' body buffers: one frame each.
 var h2BufPool = sync.Pool{New: func() any { b := make([]byte, 0, h2FrameSize); return &b }}
 
 // h2Response is the http.ResponseWriter of a stream. Its body is buffered
@@ -506,7 +506,8 @@ type h2Response struct {
 }
 
 var (
-	_ http.Flusher = (*h2Response)(nil)
+	_ http.ResponseWriter = (*h2Response)(nil)
+	_ http.Flusher        = (*h2Response)(nil)
 )
 
 func (w *h2Response) Header() http.Header { return w.header }
