@@ -457,3 +457,33 @@ func TestReleaseUnderPressure(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// sink keeps the burst's allocations from being optimised away.
+var sink [][]byte
+
+// After a burst has been handed back, a process at rest must not release
+// again: a release that has nothing to hand back is a forced GC for
+// nothing, and counting the runtime's metadata as releasable once made an
+// idle Bulwark do one every second.
+func TestBurstReleaseDoesNotRepeatAtRest(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	s := NewSelf(SelfOptions{ReleaseInterval: time.Hour, MinHeapGoal: -1})
+	s.burst(time.Hour) // the first reading starts the allocation clock
+	sink = make([][]byte, 0, 64<<10)
+	for range 64 << 10 {
+		sink = append(sink, make([]byte, 1024))
+	}
+	sink = nil
+	runtime.GC()
+	if !s.burst(time.Hour) {
+		t.Fatal("no release due after 64 MiB of garbage")
+	}
+	s.release()
+	for i := range 3 {
+		time.Sleep(10 * time.Millisecond)
+		if s.burst(time.Hour) {
+			t.Fatalf("reading %d after the release: another release due, with nothing left to hand back", i+1)
+		}
+	}
+}

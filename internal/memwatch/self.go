@@ -28,8 +28,8 @@ const BurstReleaseGap = 5 * time.Second
 // GC's own headroom at GOGC=100) before a burst release.
 const burstSlack = 4 << 20
 
-// shouldRelease reports whether mapped bytes (held from the OS, not
-// released) are so far above what the live heap needs, with the GC's
+// shouldRelease reports whether the heap's mapped bytes (its spans held
+// from the OS: objects, unused and free, not released) are so far above what the live heap needs, with the GC's
 // headroom, that handing the rest back now is worth a forced GC. The
 // headroom is twice the live heap, or the minimum heap goal while the
 // process is busy: under load that headroom is the point; at rest it is
@@ -135,6 +135,9 @@ func NewSelf(o SelfOptions) *Self {
 			{Name: "/memory/classes/heap/released:bytes"},
 			{Name: "/gc/heap/live:bytes"},
 			{Name: "/gc/heap/allocs:bytes"},
+			{Name: "/memory/classes/heap/objects:bytes"},
+			{Name: "/memory/classes/heap/unused:bytes"},
+			{Name: "/memory/classes/heap/free:bytes"},
 		},
 		releases: o.Metrics.GetOrCreateCounter("bulwark_memory_releases_total"),
 	}
@@ -226,7 +229,10 @@ func (s *Self) burst(sinceLast time.Duration) bool {
 			return false
 		}
 	}
-	mapped := int64(s.samples[0].Value.Uint64() - s.samples[1].Value.Uint64())
+	// Only the heap's own spans count: FreeOSMemory cannot hand back the
+	// runtime's metadata and stacks, and counting them made a process at
+	// rest release every second for nothing.
+	mapped := int64(s.samples[4].Value.Uint64() + s.samples[5].Value.Uint64() + s.samples[6].Value.Uint64())
 	allocs, now := int64(s.samples[3].Value.Uint64()), time.Now()
 	busy := true
 	if !s.allocAt.IsZero() {
