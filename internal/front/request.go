@@ -131,8 +131,17 @@ func parseHead(ctx context.Context, head []byte, ends []int) (*http.Request, err
 	if !validMethod(method) {
 		return nil, badRequest("bad_method", "malformed method")
 	}
+	// One copy of the head backs the method, the target and every value,
+	// and one slice every header's first value: a request costs a few
+	// allocations, not several per header line.
+	text := string(head)
+	sub := func(b []byte) string {
+		off := cap(head) - cap(b) // b is a piece of head: both run to the end of one array
+		return text[off : off+len(b)]
+	}
 	req := newRequest(ctx)
-	req.Method, req.RequestURI, req.Header = string(method), string(target), make(http.Header, len(ends))
+	req.Method, req.RequestURI, req.Header = sub(method), sub(target), make(http.Header, len(ends))
+	firsts := make([]string, 0, len(ends)-1)
 	switch string(proto) {
 	case "HTTP/1.1":
 		req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, 1
@@ -162,12 +171,19 @@ func parseHead(ctx context.Context, head []byte, ends []int) (*http.Request, err
 			// This also refuses whitespace before the colon (RFC 9112 5.1).
 			return nil, badRequest("bad_header", "malformed header name")
 		}
-		value := string(textproto.TrimBytes(line[colon+1:]))
+		value := sub(textproto.TrimBytes(line[colon+1:]))
 		if !httpguts.ValidHeaderFieldValue(value) {
 			return nil, badRequest("bad_header", "malformed header value")
 		}
-		key := textproto.CanonicalMIMEHeaderKey(string(name))
-		req.Header[key] = append(req.Header[key], value)
+		key := textproto.CanonicalMIMEHeaderKey(sub(name))
+		if vs, seen := req.Header[key]; seen {
+			req.Header[key] = append(vs, value)
+			continue
+		}
+		// Capped at one, so a second value (or a handler's Add) copies
+		// rather than writing over the next header's first value.
+		firsts = append(firsts, value)
+		req.Header[key] = firsts[len(firsts)-1 : len(firsts) : len(firsts)]
 	}
 
 	hosts := req.Header["Host"]
