@@ -274,22 +274,23 @@ func targetForDial(addr string) (network, address string, err error) {
 }
 
 // bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with.
+// It holds array pointers, which a slice converts back to without an
+// allocation: a pooled *[]byte would cost one on every Put.
 type bufferPool struct{ p sync.Pool }
 
 const copyBufferSize = 32 << 10
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
 }
 
-func (b *bufferPool) Get() []byte { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[copyBufferSize]byte)[:] }
 
 func (b *bufferPool) Put(buf []byte) {
 	if cap(buf) != copyBufferSize {
 		return
 	}
-	buf = buf[:copyBufferSize]
-	b.p.Put(&buf)
+	b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
 }
 
 // errBodyTooLarge is the 413 for a body over MaxBody.
