@@ -33,21 +33,27 @@ func badRequest(reason, msg string) *headError {
 	return &headError{status: http.StatusBadRequest, reason: reason, msg: msg}
 }
 
-var headPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+var headPool = sync.Pool{New: func() any { return &headBuf{b: make([]byte, 0, 1024), ends: make([]int, 0, 16)} }}
 
-// readRequest reads and checks one request head and returns the request
-// with its body reader. Errors are *headError, or the read error when the
+// headBuf is a pooled request head and the ends of its lines.
+type headBuf struct {
+	b    []byte
+	ends []int
+}
+
+// readRequest reads and parses the next request head; the body is framed
+// but not read. It returns the client's read error (often io.EOF) when the
 // client went away or timed out before a complete head.
 func (c *h1Conn) readRequest(ctx context.Context) (*http.Request, error) {
-	hp := headPool.Get().(*[]byte)
+	hb := headPool.Get().(*headBuf)
 	defer func() {
-		if cap(*hp) <= 64<<10 {
-			*hp = (*hp)[:0]
-			headPool.Put(hp)
+		if cap(hb.b) <= 64<<10 && cap(hb.ends) <= 1024 {
+			hb.b, hb.ends = hb.b[:0], hb.ends[:0]
+			headPool.Put(hb)
 		}
 	}()
-	head, lines, err := readHead(c.br, (*hp)[:0], c.srv.o().MaxHeaderBytes)
-	*hp = head
+	head, lines, err := readHead(c.br, hb.b[:0], hb.ends[:0], c.srv.o().MaxHeaderBytes)
+	hb.b, hb.ends = head, lines
 	if err != nil {
 		return nil, err
 	}
@@ -63,11 +69,10 @@ func (c *h1Conn) readRequest(ctx context.Context) (*http.Request, error) {
 	return req, nil
 }
 
-// readHead reads the request head into buf up to and excluding the empty
+// readHead reads the request head into buf (and its line ends into ends) up to and excluding the empty
 // line, and returns the offsets of the ends of its lines. It fails with 431
 // (414 for the request line) when the head exceeds max bytes.
-func readHead(br *bufio.Reader, buf []byte, max int) ([]byte, []int, error) {
-	var ends []int
+func readHead(br *bufio.Reader, buf []byte, ends []int, max int) ([]byte, []int, error) {
 	lineStart := 0
 	for {
 		frag, err := br.ReadSlice('\n')
