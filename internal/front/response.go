@@ -356,6 +356,24 @@ func (h *hijackedConn) Close() error {
 
 // statusLine returns "200 OK" for 200.
 func statusLine(code int) string {
+	if code >= 0 && code < len(statusLines) && statusLines[code] != "" {
+		return statusLines[code]
+	}
+	return formatStatusLine(code)
+}
+
+// statusLines holds statusLine for every code with a standard text, built
+// once, so answering costs no allocation for it.
+var statusLines = func() (t [600]string) {
+	for code := range t {
+		if http.StatusText(code) != "" {
+			t[code] = formatStatusLine(code)
+		}
+	}
+	return t
+}()
+
+func formatStatusLine(code int) string {
 	text := http.StatusText(code)
 	if text == "" {
 		text = "status code " + strconv.Itoa(code)
