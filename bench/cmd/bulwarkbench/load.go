@@ -40,9 +40,12 @@ type LoadOptions struct {
 	Conns    int
 	Threads  int
 	Duration time.Duration
-	Warmup   int // requests before the measurement
-	Roots    []int
-	WorkDir  string // for h2load's per-request log
+	// RatePerConn, if positive, caps each client at this many requests a
+	// second (h2load --rps): a fixed-rate load instead of as fast as it goes.
+	RatePerConn int
+	Warmup      int // requests before the measurement
+	Roots       []int
+	WorkDir     string // for h2load's per-request log
 }
 
 var (
@@ -75,7 +78,11 @@ func MeasureLoad(ctx context.Context, o LoadOptions) (LoadResult, error) {
 	peak := WatchPeak(o.Roots, 100*time.Millisecond, o.Duration+30*time.Second)
 	args := append(slices.Clone(proto),
 		"-c", strconv.Itoa(o.Conns), "-m", "1", "-t", strconv.Itoa(o.Threads),
-		"-D", strconv.Itoa(int(o.Duration.Seconds())), "--log-file", logFile, o.URL)
+		"-D", strconv.Itoa(int(o.Duration.Seconds())), "--log-file", logFile)
+	if o.RatePerConn > 0 {
+		args = append(args, "--rps", strconv.Itoa(o.RatePerConn))
+	}
+	args = append(args, o.URL)
 	out, err := runH2load(ctx, o.Duration+40*time.Second, args)
 	res.PeakRSS = peak.Stop()
 	if err != nil {

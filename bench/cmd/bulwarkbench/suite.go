@@ -25,6 +25,7 @@ type suiteConfig struct {
 	stackN    []int
 	conc      []int
 	loadDur   time.Duration
+	rate      int // total req/s of the fixed-rate load rows (50 clients); 0: none
 	hsDur     time.Duration
 	hsWorkers int
 	out       string
@@ -55,6 +56,7 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&stackN, "stack-n", "200,1000", "idle connection counts of the whole-stack rows")
 	fs.StringVar(&conc, "conc", "50,200", "h2load client counts")
 	fs.DurationVar(&sc.loadDur, "load-duration", 10*time.Second, "h2load duration per measurement")
+	fs.IntVar(&sc.rate, "rate", 10000, "total req/s of the fixed-rate load rows (50 clients, below saturation); 0: skip them")
 	fs.DurationVar(&sc.hsDur, "hs-duration", 3*time.Second, "handshake duration per mode")
 	fs.IntVar(&sc.hsWorkers, "hs-workers", 50, "concurrent handshake clients")
 	fs.StringVar(&sc.out, "out", "", "markdown results file to write")
@@ -283,6 +285,24 @@ func (s *suite) load(ctx context.Context) error {
 					}
 				}
 			}
+			if s.cfg.rate <= 0 {
+				continue
+			}
+			for _, srv := range s.servers {
+				err := s.withServer(ctx, srv, varBase, "ecdsa", func(in *Instance) error {
+					r, err := MeasureLoad(ctx, LoadOptions{URL: s.env.URL() + "/", Proto: proto, Conns: rateConns, Threads: 2,
+						RatePerConn: s.cfg.rate / rateConns, Duration: s.cfg.loadDur, Warmup: 2000, Roots: in.Roots, WorkDir: s.env.Work})
+					if err != nil {
+						return err
+					}
+					s.recordRate(srv, run, proto, r)
+					return nil
+				})
+				if err != nil {
+					s.res.Note("load %s at %d req/s %s run %d: %v", proto, s.cfg.rate, srv, run+1, err)
+					s.logf("load %s at %d req/s %s: %v", proto, s.cfg.rate, srv, err)
+				}
+			}
 		}
 	}
 	return nil
@@ -302,6 +322,26 @@ func (s *suite) recordLoad(srv string, run int, proto string, c int, r LoadResul
 	s.res.Row(k+"p50", l+"p50 ms", 2, "–", nil).Set(srv, run, p50)
 	s.res.Row(k+"p99", l+"p99 ms", 2, "≤ 1.00× nginx", ratioAtMost(1)).Set(srv, run, p99)
 	s.res.Row(k+"cpu", l+"proxy CPU s / 10k req", 2, "≤ 1.50× nginx", ratioAtMost(1.5)).Set(srv, run, cpu)
+}
+
+// rateConns is the number of clients of the fixed-rate load rows.
+const rateConns = 50
+
+// recordRate records a fixed-rate load: below saturation, so latency is
+// each server's own, not a share of a full machine.
+func (s *suite) recordRate(srv string, run int, proto string, r LoadResult) {
+	s.logf("load %s at %d req/s %s: %.0f req/s, %d ok, %d failed, %d non-2xx, p50 %.2f ms, p99 %.2f ms, CPU %.2f s/10k",
+		proto, s.cfg.rate, srv, r.RPS, r.Succeeded, r.Failed, r.Non2xx, r.P50ms, r.P99ms, r.CPUPer10k())
+	p50, p99, cpu := r.P50ms, r.P99ms, r.CPUPer10k()
+	if r.Failed > 0 || r.Non2xx > 0 || r.Succeeded == 0 {
+		s.res.Note("load %s at %d req/s %s run %d: %d failed, %d non-2xx of %d; run not counted", proto, s.cfg.rate, srv, run+1, r.Failed, r.Non2xx, r.Succeeded)
+		p50, p99, cpu = math.NaN(), math.NaN(), math.NaN()
+	}
+	k := fmt.Sprintf("rate/%s/", proto)
+	l := fmt.Sprintf("proxied %s at a fixed %d req/s (%d clients): ", proto, s.cfg.rate, rateConns)
+	s.res.Row(k+"p50", l+"p50 ms", 2, "– (report)", nil).Set(srv, run, p50)
+	s.res.Row(k+"p99", l+"p99 ms", 2, "– (report)", nil).Set(srv, run, p99)
+	s.res.Row(k+"cpu", l+"proxy CPU s / 10k req", 2, "– (report)", nil).Set(srv, run, cpu)
 }
 
 func (s *suite) handshake(ctx context.Context) error {
