@@ -41,6 +41,30 @@ type h1Conn struct {
 
 	idle     atomic.Bool // waiting for the next request; Shutdown may wake it
 	hijacked bool
+
+	// watch runs watchClient clientGoneDelay into a request. It is kept
+	// while the connection is busy (a timer per request cost 2 % of the CPU
+	// under load) and dropped when it goes quiet.
+	watch    *time.Timer
+	watching atomic.Pointer[requestBody] // the request watch is for, or nil
+}
+
+// watchClient starts noticing a client that went away during a request
+// that is taking long. A late timer may find the next request (which then
+// is watched early, harmlessly) or none.
+func (c *h1Conn) watchClient() {
+	if b := c.watching.Load(); b != nil {
+		b.watchClient()
+	}
+}
+
+// dropWatch stops and drops the request timer, so an idle connection does
+// not hold it.
+func (c *h1Conn) dropWatch() {
+	if c.watch != nil {
+		c.watch.Stop()
+		c.watch = nil
+	}
 }
 
 // serveH1 serves HTTP/1.1 on c until the client or the server ends it.
@@ -70,6 +94,7 @@ func (c *h1Conn) serve(first bool) {
 		switch c.waitBriefly() {
 		case briefArrived:
 		case briefQuiet:
+			c.dropWatch()
 			go c.serve(false)
 			return
 		case briefClosed:
@@ -115,6 +140,7 @@ func (c *h1Conn) waitBriefly() briefResult {
 
 // close ends the connection and its accounting.
 func (c *h1Conn) close() {
+	c.dropWatch()
 	s := c.srv
 	if c.idle.Load() {
 		s.m.h1Idle.Dec()
@@ -209,9 +235,15 @@ func (c *h1Conn) serveOne() (keep bool) {
 	}
 	// Most answers come quickly; only a request still running after
 	// clientGoneDelay gets a background read to notice a client that left.
-	watch := time.AfterFunc(clientGoneDelay, body.watchClient)
+	c.watching.Store(body)
+	if c.watch == nil {
+		c.watch = time.AfterFunc(clientGoneDelay, c.watchClient)
+	} else {
+		c.watch.Reset(clientGoneDelay)
+	}
 	handled := c.runHandler(w, req)
-	watch.Stop()
+	c.watch.Stop()
+	c.watching.Store(nil)
 	body.handlerDone()
 	if !handled || c.hijacked {
 		return false
