@@ -315,23 +315,27 @@ func equalInts(a, b []int) bool {
 func TestShouldRelease(t *testing.T) {
 	const mib = 1 << 20
 	tests := []struct {
-		mapped, live, minGoal int64
-		busy                  bool
-		want                  bool
+		name                        string
+		objects, unused, free, live int64
+		minGoal                     int64
+		busy, want                  bool
 	}{
-		{0, 0, 0, false, false},
-		{30 * mib, 16 * mib, 0, false, false},       // within the GC's own headroom
-		{36 * mib, 16 * mib, 0, false, false},       // exactly 2×live + slack
-		{80 * mib, 16 * mib, 0, false, true},        // a burst left 48 MiB beyond that
-		{10 * mib, 0, 0, false, false},              // no live heap reading yet
-		{18 * mib, 1 * mib, 16 * mib, true, false},  // busy: within the minimum heap goal
-		{21 * mib, 1 * mib, 16 * mib, true, true},   // busy: beyond it and the slack
-		{18 * mib, 1 * mib, 16 * mib, false, true},  // at rest: the goal's headroom is garbage
-		{80 * mib, 40 * mib, 16 * mib, true, false}, // a large heap: twice the live heap rules
+		{"no live heap reading yet", 10 * mib, 0, 10 * mib, 0, 0, false, false},
+		{"at rest: little garbage", 18 * mib, 1 * mib, 1 * mib, 16 * mib, 0, false, false},
+		{"at rest: garbage at the slack", 18 * mib, 0, 2 * mib, 16 * mib, 0, false, false},
+		{"at rest: a burst left garbage", 30 * mib, 0, 0, 16 * mib, 0, false, true},
+		{"at rest: a burst left free spans", 16 * mib, 0, 30 * mib, 16 * mib, 0, false, true},
+		{"at rest: fragmentation is not garbage", 16 * mib, 20 * mib, 0, 16 * mib, 0, false, false},
+		{"at rest: the goal's headroom is garbage", 12 * mib, 0, 6 * mib, 1 * mib, 16 * mib, false, true},
+		{"busy: within the minimum heap goal", 12 * mib, 0, 6 * mib, 1 * mib, 16 * mib, true, false},
+		{"busy: beyond the goal and the slack", 12 * mib, 1 * mib, 8 * mib, 1 * mib, 16 * mib, true, true},
+		{"busy: within twice the live heap", 60 * mib, 2 * mib, 18 * mib, 40 * mib, 16 * mib, true, false},
+		{"busy: a burst beyond twice the live heap", 60 * mib, 2 * mib, 40 * mib, 40 * mib, 16 * mib, true, true},
 	}
 	for _, tt := range tests {
-		if got := shouldRelease(tt.mapped, tt.live, tt.minGoal, tt.busy); got != tt.want {
-			t.Errorf("shouldRelease(%d MiB, %d MiB, %d MiB, busy %v) = %v, want %v", tt.mapped/mib, tt.live/mib, tt.minGoal/mib, tt.busy, got, tt.want)
+		h := heapState{objects: tt.objects, unused: tt.unused, free: tt.free, live: tt.live}
+		if got := shouldRelease(h, tt.minGoal, tt.busy); got != tt.want {
+			t.Errorf("%s: shouldRelease(%+v, goal %d MiB, busy %v) = %v, want %v", tt.name, h, tt.minGoal/mib, tt.busy, got, tt.want)
 		}
 	}
 }
@@ -486,4 +490,29 @@ func TestBurstReleaseDoesNotRepeatAtRest(t *testing.T) {
 			t.Fatalf("reading %d after the release: another release due, with nothing left to hand back", i+1)
 		}
 	}
+}
+
+// At rest, garbage is handed back even when it is less than the live heap:
+// with 5000 idle connections the handshakes' garbage is smaller than the
+// connections' own memory, and keeping it cost about 4 KB per connection.
+func TestBurstReleaseAtRestWithLargeLiveHeap(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	s := NewSelf(SelfOptions{ReleaseInterval: time.Hour, MinHeapGoal: -1})
+	live := make([][]byte, 0, 48<<10)
+	for range 48 << 10 {
+		live = append(live, make([]byte, 1024))
+	}
+	sink = make([][]byte, 0, 24<<10)
+	for range 24 << 10 {
+		sink = append(sink, make([]byte, 1024))
+	}
+	sink = nil
+	runtime.GC()
+	s.burst(time.Hour) // starts the allocation clock
+	time.Sleep(20 * time.Millisecond)
+	if !s.burst(time.Hour) {
+		t.Fatal("at rest with 24 MiB of garbage beside 48 MiB live: no release due")
+	}
+	runtime.KeepAlive(live)
 }

@@ -24,22 +24,32 @@ const DefaultPressureRatio = 0.9
 // after it.
 const BurstReleaseGap = 5 * time.Second
 
-// burstSlack is what the process may hold beyond twice its live heap (the
-// GC's own headroom at GOGC=100) before a burst release.
+// burstSlack is what the heap may hold beyond what it needs before a burst
+// release.
 const burstSlack = 4 << 20
 
-// shouldRelease reports whether the heap's mapped bytes (its spans held
-// from the OS: objects, unused and free, not released) are so far above what the live heap needs, with the GC's
-// headroom, that handing the rest back now is worth a forced GC. The
-// headroom is twice the live heap, or the minimum heap goal while the
-// process is busy: under load that headroom is the point; at rest it is
-// only garbage left by the last burst.
-func shouldRelease(mapped, live, minGoal int64, busy bool) bool {
-	headroom := 2 * live
-	if busy {
-		headroom = max(headroom, minGoal)
+// heapState is what a burst release is decided on, from runtime/metrics.
+// Only the heap's own spans count: FreeOSMemory cannot hand back the
+// runtime's metadata or the goroutine stacks in use.
+type heapState struct {
+	objects, unused, free int64 // the heap's spans held from the OS
+	live                  int64 // marked live by the last GC
+}
+
+// shouldRelease reports whether handing memory back now is worth a forced
+// GC. While the process is busy, only when the heap holds far more than
+// the GC's headroom needs (twice the live heap, or the minimum heap goal):
+// under load that headroom is the point. At rest, whenever garbage and free
+// spans exceed the slack: the last burst left them, and nothing will reuse
+// them soon. A release leaves neither, so it does not repeat at rest.
+func shouldRelease(h heapState, minGoal int64, busy bool) bool {
+	if h.live <= 0 {
+		return false
 	}
-	return live > 0 && mapped > headroom+burstSlack
+	if busy {
+		return h.objects+h.unused+h.free > max(2*h.live, minGoal)+burstSlack
+	}
+	return h.objects-h.live+h.free > burstSlack
 }
 
 // heapFloor is the minimum heap goal in force: MinHeapGoal, but at most a
@@ -229,10 +239,6 @@ func (s *Self) burst(sinceLast time.Duration) bool {
 			return false
 		}
 	}
-	// Only the heap's own spans count: FreeOSMemory cannot hand back the
-	// runtime's metadata and stacks, and counting them made a process at
-	// rest release every second for nothing.
-	mapped := int64(s.samples[4].Value.Uint64() + s.samples[5].Value.Uint64() + s.samples[6].Value.Uint64())
 	allocs, now := int64(s.samples[3].Value.Uint64()), time.Now()
 	busy := true
 	if !s.allocAt.IsZero() {
@@ -243,7 +249,13 @@ func (s *Self) burst(sinceLast time.Duration) bool {
 	if busy && sinceLast < BurstReleaseGap {
 		return false
 	}
-	return shouldRelease(mapped, int64(s.samples[2].Value.Uint64()), max(heapFloor(s.opts), 0), busy)
+	h := heapState{
+		live:    int64(s.samples[2].Value.Uint64()),
+		objects: int64(s.samples[4].Value.Uint64()),
+		unused:  int64(s.samples[5].Value.Uint64()),
+		free:    int64(s.samples[6].Value.Uint64()),
+	}
+	return shouldRelease(h, max(heapFloor(s.opts), 0), busy)
 }
 
 func (s *Self) release() {
