@@ -41,8 +41,8 @@ type headBuf struct {
 	ends []int
 }
 
-// readRequest reads and parses the next request head; the body is framed
-// but not read. It returns the client's read error (often io.EOF) when the
+// readRequest reads and checks one request head and returns the request
+// with its body reader. Errors are *headError, or the read error when the
 // client went away or timed out before a complete head.
 func (c *h1Conn) readRequest(ctx context.Context) (*http.Request, error) {
 	hb := headPool.Get().(*headBuf)
@@ -69,9 +69,9 @@ func (c *h1Conn) readRequest(ctx context.Context) (*http.Request, error) {
 	return req, nil
 }
 
-// readHead reads the request head into buf (and its line ends into ends) up to and excluding the empty
-// line, and returns the offsets of the ends of its lines. It fails with 431
-// (414 for the request line) when the head exceeds max bytes.
+// readHead reads the request head into buf up to and excluding the empty
+// line, and appends the offsets of the ends of its lines to ends. It fails
+// with 431 (414 for the request line) when the head exceeds max bytes.
 func readHead(br *bufio.Reader, buf []byte, ends []int, max int) ([]byte, []int, error) {
 	lineStart := 0
 	for {
