@@ -185,6 +185,11 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Errorf("chart %s drew %d points, want at least 30 (one per sample, per series)", name, points[name])
 		}
 	}
+	// After the first poll the page asks only for what it does not have.
+	lastURL, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.bulwarkLastURL`))
+	if err != nil || !strings.HasPrefix(lastURL, "/api/history?since=") {
+		t.Errorf("last history request = %q, %v; want /api/history?since=...", lastURL, err)
+	}
 	attr, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.ID("c-memory"), "data-points"))
 	if err != nil || !attr.Exists || attr.Value == "0" {
 		t.Errorf("memory canvas data-points = %+v, %v; want a count", attr, err)

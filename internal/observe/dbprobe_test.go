@@ -82,7 +82,7 @@ func TestDBProbeUnreachable(t *testing.T) {
 			defer s.db.close()
 			s.db.probe(t.Context())
 			s.db.probe(t.Context())
-			st := s.status(false)
+			st := s.status(false, 0)
 			if st.DB == nil || st.DB.Error == "" || st.DB.Connections != -1 || st.DB.Kind != scheme {
 				t.Errorf("status db = %+v, want kind %s, an error and -1 connections", st.DB, scheme)
 			}

@@ -19,6 +19,9 @@
 //	GET  /status            the Status document (JSON)
 //	GET  /status?history=1  the Status document with its History
 //	GET  /api/history       the same as /status?history=1
+//	GET  /api/history?since=T  the same, but only the samples after T (Unix ms)
+//	                           while the history still holds T, else all of
+//	                           them with "full": true; the dashboard polls this
 //	POST /api/reload        calls Options.OnReload (501 when nil)
 //	POST /api/restart-app   calls Options.OnRestartApp (409 when nil)
 //

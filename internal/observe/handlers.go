@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -103,14 +104,23 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := r.URL.Query().Get("history")
-	writeJSON(w, r, http.StatusOK, s.status(h != "" && h != "0" && h != "false"))
+	writeJSON(w, r, http.StatusOK, s.status(h != "" && h != "0" && h != "false", 0))
 }
 
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	if !allow(w, r, http.MethodGet) {
 		return
 	}
-	writeJSON(w, r, http.StatusOK, s.status(true))
+	var since int64
+	if v := r.URL.Query().Get("since"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			httperr.Write(w, r, httperr.New(http.StatusBadRequest, "bad_since", "since: want a time in Unix milliseconds"))
+			return
+		}
+		since = n
+	}
+	writeJSON(w, r, http.StatusOK, s.status(true, since))
 }
 
 // actionResult is the answer to a successful POST action.

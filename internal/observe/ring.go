@@ -63,29 +63,46 @@ func (r *ring) add(now time.Time, snap Snapshot) float64 {
 	return sm.rps
 }
 
-// history copies the ring into columns, oldest first.
-func (r *ring) history() *History {
+// history copies the ring into columns, oldest first: the whole ring, or,
+// when since is the time of a sample it still holds, only the samples
+// after it. A since older than the ring (the caller missed samples) or newer
+// than its last sample (another process, or the clock went back) gets the
+// whole ring, marked Full.
+func (r *ring) history(since int64) *History {
+	start := (r.next - r.n + len(r.buf)) % len(r.buf)
+	at := func(i int) sample { return r.buf[(start+i)%len(r.buf)] }
+	first, full := 0, true
+	if since > 0 && r.n > 0 && since >= at(0).t && since <= at(r.n-1).t {
+		full = false
+		for first < r.n && at(first).t <= since {
+			first++
+		}
+	}
+	m := r.n - first
 	h := &History{
 		IntervalSeconds:  sampleInterval.Seconds(),
-		T:                make([]int64, 0, r.n),
-		BulwarkRSS:       make([]int64, 0, r.n),
-		GoHeap:           make([]int64, 0, r.n),
-		AppRSS:           make([]int64, 0, r.n),
-		AppPSS:           make([]int64, 0, r.n),
-		MachineAvailable: make([]int64, 0, r.n),
-		RequestsPerSec:   make([]float64, 0, r.n),
-		P50Ms:            make([]float64, 0, r.n),
-		P99Ms:            make([]float64, 0, r.n),
-		ConnsH1:          make([]int64, 0, r.n),
-		ConnsH2:          make([]int64, 0, r.n),
-		ConnsActive:      make([]int64, 0, r.n),
-		ConnsIdle:        make([]int64, 0, r.n),
-		InFlight:         make([]int, 0, r.n),
-		Queued:           make([]int, 0, r.n),
+		Full:             full,
+		T:                make([]int64, 0, m),
+		BulwarkRSS:       make([]int64, 0, m),
+		GoHeap:           make([]int64, 0, m),
+		AppRSS:           make([]int64, 0, m),
+		AppPSS:           make([]int64, 0, m),
+		MachineAvailable: make([]int64, 0, m),
+		RequestsPerSec:   make([]float64, 0, m),
+		P50Ms:            make([]float64, 0, m),
+		P99Ms:            make([]float64, 0, m),
+		ConnsH1:          make([]int64, 0, m),
+		ConnsH2:          make([]int64, 0, m),
+		ConnsActive:      make([]int64, 0, m),
+		ConnsIdle:        make([]int64, 0, m),
+		InFlight:         make([]int, 0, m),
+		Queued:           make([]int, 0, m),
 	}
-	start := (r.next - r.n + len(r.buf)) % len(r.buf)
-	for i := range r.n {
-		sm := r.buf[(start+i)%len(r.buf)]
+	if r.n > 0 {
+		h.Oldest = at(0).t
+	}
+	for i := first; i < r.n; i++ {
+		sm := at(i)
 		h.T = append(h.T, sm.t)
 		h.BulwarkRSS = append(h.BulwarkRSS, sm.bulwarkRSS)
 		h.GoHeap = append(h.GoHeap, sm.goHeap)

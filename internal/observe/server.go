@@ -251,8 +251,9 @@ func (s *Server) sample(now time.Time) {
 	s.rps = s.ring.add(now, snap)
 }
 
-// status builds the /status document; with history, the ring too.
-func (s *Server) status(withHistory bool) Status {
+// status builds the /status document; with history, the ring too (only
+// the samples after since, when it names one the ring holds).
+func (s *Server) status(withHistory bool, since int64) Status {
 	snap := s.opts.Snapshot()
 	st := Status{
 		Time:              time.Now(),
@@ -269,7 +270,7 @@ func (s *Server) status(withHistory bool) Status {
 	st.RequestsPerSecond = s.rps
 	st.Events = append([]Event{}, s.events...)
 	if withHistory {
-		st.History = s.ring.history()
+		st.History = s.ring.history(since)
 	}
 	s.mu.Unlock()
 	return st

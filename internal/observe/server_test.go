@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -287,7 +289,7 @@ func TestEventsBounded(t *testing.T) {
 	for i := range MaxEvents + 10 {
 		s.AddEvent(Event{Kind: "restart", Reason: "crash", Detail: string(rune('a' + i%26))})
 	}
-	st := s.status(false)
+	st := s.status(false, 0)
 	if len(st.Events) != MaxEvents {
 		t.Errorf("after %d events, status has %d, want %d", MaxEvents+10, len(st.Events), MaxEvents)
 	}
@@ -435,6 +437,63 @@ func TestDashboardHeaders(t *testing.T) {
 	for _, ext := range []string{"src=\"http", "href=\"http", "@import", "url(http", "//cdn"} {
 		if strings.Contains(string(body), ext) {
 			t.Errorf("dashboard references something external: %q", ext)
+		}
+	}
+}
+
+func TestRingHistorySince(t *testing.T) {
+	r := newRing(4)
+	t0 := time.UnixMilli(1_000_000)
+	for i := range 6 { // 6 samples into 4 slots: the first two are gone
+		r.add(t0.Add(time.Duration(i)*time.Second), Snapshot{RequestsTotal: uint64(10 * i)})
+	}
+	ms := func(i int) int64 { return t0.Add(time.Duration(i) * time.Second).UnixMilli() }
+	tests := []struct {
+		name  string
+		since int64
+		full  bool
+		want  []int64
+	}{
+		{"no since", 0, true, []int64{ms(2), ms(3), ms(4), ms(5)}},
+		{"the oldest sample kept", ms(2), false, []int64{ms(3), ms(4), ms(5)}},
+		{"a sample in the middle", ms(4), false, []int64{ms(5)}},
+		{"the newest sample", ms(5), false, []int64{}},
+		{"older than the ring: samples were missed", ms(1), true, []int64{ms(2), ms(3), ms(4), ms(5)}},
+		{"newer than the ring: another process", ms(9), true, []int64{ms(2), ms(3), ms(4), ms(5)}},
+	}
+	for _, tt := range tests {
+		h := r.history(tt.since)
+		if h.Full != tt.full || h.Oldest != ms(2) || !slices.Equal(h.T, tt.want) || len(h.RequestsPerSec) != len(tt.want) || len(h.Queued) != len(tt.want) {
+			t.Errorf("%s: history(%d) = full %v, oldest %d, t %v (%d rps values); want full %v, oldest %d, t %v",
+				tt.name, tt.since, h.Full, h.Oldest, h.T, len(h.RequestsPerSec), tt.full, ms(2), tt.want)
+		}
+	}
+	if h := r.history(ms(3)); len(h.RequestsPerSec) != 2 || h.RequestsPerSec[0] != 10 {
+		t.Errorf("history after %d: rps %v, want [10 10]", ms(3), h.RequestsPerSec)
+	}
+	if h := newRing(4).history(0); !h.Full || h.Oldest != 0 || len(h.T) != 0 {
+		t.Errorf("empty ring: %+v, want full, oldest 0, no samples", h)
+	}
+}
+
+func TestHistorySinceParameter(t *testing.T) {
+	s := newTestServer(t, Options{})
+	now := time.Now()
+	s.sample(now)
+	s.sample(now.Add(time.Second))
+	var full Status
+	if err := json.Unmarshal(do(t, s.Handler(), "GET", "/api/history", "").Body.Bytes(), &full); err != nil || full.History == nil || len(full.History.T) != 2 {
+		t.Fatalf("GET /api/history: %v, %+v; want 2 samples", err, full.History)
+	}
+	last := full.History.T[1]
+	var inc Status
+	w := do(t, s.Handler(), "GET", "/api/history?since="+strconv.FormatInt(last, 10), "")
+	if err := json.Unmarshal(w.Body.Bytes(), &inc); err != nil || inc.History == nil || inc.History.Full || len(inc.History.T) != 0 || inc.History.Oldest != full.History.T[0] {
+		t.Errorf("GET /api/history?since=%d: %v, %+v; want no samples, not full, oldest %d", last, err, inc.History, full.History.T[0])
+	}
+	for _, bad := range []string{"x", "-5", "1.5"} {
+		if w := do(t, s.Handler(), "GET", "/api/history?since="+bad, ""); w.Code != http.StatusBadRequest {
+			t.Errorf("GET /api/history?since=%s: %d, want 400", bad, w.Code)
 		}
 	}
 }

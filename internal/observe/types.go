@@ -125,6 +125,14 @@ type Status struct {
 type History struct {
 	// IntervalSeconds is the sampling interval.
 	IntervalSeconds float64 `json:"interval_seconds"`
+	// Full is true when the columns hold every sample kept, and false when
+	// they hold only the samples after the since the request gave
+	// (/api/history?since=T); Oldest lets such a caller drop what the
+	// server no longer keeps.
+	Full bool `json:"full"`
+	// Oldest is the time of the oldest sample kept, in Unix milliseconds
+	// (0 when there is none yet).
+	Oldest int64 `json:"oldest"`
 	// T is each sample's time in Unix milliseconds.
 	T                []int64   `json:"t"`
 	BulwarkRSS       []int64   `json:"bulwark_rss"`
