@@ -387,17 +387,25 @@ func TestIdleKeepAliveClosed(t *testing.T) {
 	}
 }
 
-func TestClientGoneCancelsRequest(t *testing.T) {
-	canceled := make(chan struct{})
-	started := make(chan struct{})
-	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// cancelWatcher is a handler that closes started when it runs and canceled
+// when its request's context is canceled, waiting at most 5 s for that. It
+// serves one request.
+func cancelWatcher() (h http.Handler, started, canceled chan struct{}) {
+	started, canceled = make(chan struct{}), make(chan struct{})
+	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(started)
 		select {
 		case <-r.Context().Done():
 			close(canceled)
 		case <-time.After(5 * time.Second):
 		}
-	}), true, nil)
+	})
+	return h, started, canceled
+}
+
+func TestClientGoneCancelsRequest(t *testing.T) {
+	h, started, canceled := cancelWatcher()
+	ts := start(t, h, true, nil)
 	c := ts.dial(t, true)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-started

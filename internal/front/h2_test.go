@@ -178,16 +178,8 @@ func TestH2Trailers(t *testing.T) {
 }
 
 func TestH2ClientResetCancelsHandler(t *testing.T) {
-	canceled := make(chan struct{})
-	started := make(chan struct{})
-	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(started)
-		select {
-		case <-r.Context().Done():
-			close(canceled)
-		case <-time.After(5 * time.Second):
-		}
-	}), true, nil)
+	h, started, canceled := cancelWatcher()
+	ts := start(t, h, true, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+ts.addr+"/", nil)
 	errc := make(chan error, 1)
