@@ -387,6 +387,18 @@ func TestIdleKeepAliveClosed(t *testing.T) {
 	}
 }
 
+// heldHandler is a handler that signals started as each request begins and
+// answers "done" once it receives on release.
+func heldHandler() (h http.Handler, started, release chan struct{}) {
+	started, release = make(chan struct{}, 1), make(chan struct{})
+	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		io.WriteString(w, "done")
+	})
+	return h, started, release
+}
+
 // cancelWatcher is a handler that closes started when it runs and canceled
 // when its request's context is canceled, waiting at most 5 s for that. It
 // serves one request.
@@ -494,13 +506,8 @@ func TestHandshakeFailuresCounted(t *testing.T) {
 }
 
 func TestShutdownLetsRequestsFinish(t *testing.T) {
-	release := make(chan struct{})
-	started := make(chan struct{}, 1)
-	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		started <- struct{}{}
-		<-release
-		io.WriteString(w, "done")
-	}), true, nil)
+	h, started, release := heldHandler()
+	ts := start(t, h, true, nil)
 	idle := ts.dial(t, true)
 	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-started

@@ -390,13 +390,8 @@ func TestH2EarlyHintsAndExpectContinue(t *testing.T) {
 }
 
 func TestH2ShutdownFinishesStreams(t *testing.T) {
-	release := make(chan struct{})
-	started := make(chan struct{}, 1)
-	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		started <- struct{}{}
-		<-release
-		io.WriteString(w, "done")
-	}), true, nil)
+	h, started, release := heldHandler()
+	ts := start(t, h, true, nil)
 	r := ts.dialH2(t)
 	r.headers(t, 1, true)
 	<-started

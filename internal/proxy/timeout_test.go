@@ -17,7 +17,7 @@ import (
 
 // rawApp is a loopback TCP server whose connections are handled by serve,
 // for apps that misbehave below HTTP.
-func rawApp(t *testing.T, serve func(c net.Conn)) string {
+func rawApp(t testing.TB, serve func(c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
