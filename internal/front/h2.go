@@ -502,6 +502,19 @@ func (c *h2Conn) processWindowUpdate(id uint32, p []byte) error {
 	return nil
 }
 
+// unpad strips the padding of a DATA or HEADERS payload p. It reports
+// false when the padding is as long as the payload or longer, which is a
+// connection error (RFC 9113 6.1, 6.2).
+func unpad(flags byte, p []byte) ([]byte, bool) {
+	if flags&flagPadded == 0 {
+		return p, true
+	}
+	if len(p) == 0 || int(p[0]) >= len(p) {
+		return nil, false
+	}
+	return p[1 : len(p)-int(p[0])], true
+}
+
 func (c *h2Conn) processData(flags byte, id uint32, p []byte) error {
 	if id == 0 {
 		return h2ConnError{errProtocol, "DATA on stream 0"}
@@ -509,12 +522,9 @@ func (c *h2Conn) processData(flags byte, id uint32, p []byte) error {
 	if id > c.maxID {
 		return h2ConnError{errProtocol, "DATA on an idle stream"}
 	}
-	data := p
-	if flags&flagPadded != 0 {
-		if len(p) == 0 || int(p[0]) >= len(p) {
-			return h2ConnError{errProtocol, "DATA padding"}
-		}
-		data = p[1 : len(p)-int(p[0])]
+	data, ok := unpad(flags, p)
+	if !ok {
+		return h2ConnError{errProtocol, "DATA padding"}
 	}
 	n := int64(len(p))
 	c.mu.Lock()
@@ -616,12 +626,9 @@ func (c *h2Conn) processHeaders(flags byte, id uint32, p []byte) error {
 	if id == 0 || id%2 == 0 {
 		return h2ConnError{errProtocol, "HEADERS on stream 0 or a server stream"}
 	}
-	frag := p
-	if flags&flagPadded != 0 {
-		if len(frag) == 0 || int(frag[0]) >= len(frag) {
-			return h2ConnError{errProtocol, "HEADERS padding"}
-		}
-		frag = frag[1 : len(frag)-int(frag[0])]
+	frag, ok := unpad(flags, p)
+	if !ok {
+		return h2ConnError{errProtocol, "HEADERS padding"}
 	}
 	selfDep := false
 	if flags&flagPriority != 0 {
