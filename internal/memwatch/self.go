@@ -207,7 +207,7 @@ func (s *Self) Pressure() bool {
 	if now.Sub(s.readAt) < pressureCache {
 		return s.pressure
 	}
-	metrics.Read(s.samples)
+	metrics.Read(s.samples[:2]) // total and released: all Pressure needs
 	var inUse int64
 	if s.samples[0].Value.Kind() == metrics.KindUint64 && s.samples[1].Value.Kind() == metrics.KindUint64 {
 		inUse = int64(s.samples[0].Value.Uint64() - s.samples[1].Value.Uint64())
