@@ -138,8 +138,9 @@ type Server struct {
 	h2     bool            // HTTP/2 is offered (ALPN h2)
 	h2work chan streamTask // to idle stream workers; unbuffered
 	// baseCtx carries http.ServerContextKey, as net/http's contexts do:
-	// httputil.ReverseProxy aborts a cut-off answer with a panic only when
-	// it is present, and an HTTP/1.1 answer must not end cleanly then.
+	// the proxy (as httputil.ReverseProxy) aborts a cut-off answer with a
+	// panic only when it is present, and an HTTP/1.1 answer must not end
+	// cleanly then.
 	baseCtx context.Context
 
 	mu        sync.Mutex

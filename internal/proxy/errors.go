@@ -84,8 +84,8 @@ func classify(r *http.Request, err error) (he *httperr.Error, kind string) {
 	return he, kind
 }
 
-// handleError is the ReverseProxy's ErrorHandler: one place where failures
-// become answers, log lines and metrics.
+// handleError is where failures become answers, log lines and metrics, for
+// relay and as ReverseProxy's ErrorHandler.
 func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	he, kind := classify(r, err)
 	p.timing(r).setReason(he.Reason)
@@ -99,7 +99,8 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // modifyResponse counts the app's answers and watches the body for a
-// failure of the app mid-answer.
+// failure of the app mid-answer, for relay and as ReverseProxy's
+// ModifyResponse.
 func (p *Proxy) modifyResponse(res *http.Response) error {
 	p.m.countStatus(res.StatusCode)
 	if res.StatusCode != http.StatusSwitchingProtocols && res.Body != nil && res.Body != http.NoBody {
@@ -109,7 +110,7 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 }
 
 // responseBody reports a read failure of the app's body once. The copy to
-// the client then fails and ReverseProxy aborts the client's connection.
+// the client then fails and the relay aborts the client's connection.
 type responseBody struct {
 	rc       io.ReadCloser
 	p        *Proxy

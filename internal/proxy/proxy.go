@@ -3,9 +3,11 @@
 // as nginx does, keeps a pool of HTTP/1.1 keep-alive connections to the app
 // (TCP or a unix socket) with its own HTTP/1.1 client in place of
 // net/http.Transport (upstream.go: the request is written and its answer
-// read on the handler's goroutine), applies nginx's connect/send/read
-// timeouts, and answers the failures it sees with Bulwark's own short
-// 413/502/504 through package httperr. Body spooling, admission and holding requests while the
+// read on the handler's goroutine), relays the answer with its own copy of
+// httputil.ReverseProxy's rules (relay.go; ReverseProxy itself serves only
+// protocol switches), applies nginx's connect/send/read timeouts, and
+// answers the failures it sees with Bulwark's own short 413/502/504 through
+// package httperr. Body spooling, admission and holding requests while the
 // app restarts are left to the handlers in front of it.
 package proxy
 
@@ -133,7 +135,8 @@ type Proxy struct {
 	log      *slog.Logger
 	target   atomic.Pointer[target]
 	upstream *upstream // HTTP/1.1 client to the app, with its connection pool
-	rp       *httputil.ReverseProxy
+	bufs     *bufferPool
+	rp       *httputil.ReverseProxy // for upgrades only: relay serves the rest
 	m        proxyMetrics
 }
 
@@ -150,13 +153,13 @@ func New(o Options) (*Proxy, error) {
 	p := &Proxy{log: o.Logger, m: newProxyMetrics(o.Metrics)}
 	p.opts.Store(&o)
 	p.target.Store(t)
-	bufs := newBufferPool()
-	p.upstream = newUpstream(p.dial, o.KeepAlive, o.IdleConnTimeout, bufs)
+	p.bufs = newBufferPool()
+	p.upstream = newUpstream(p.dial, o.KeepAlive, o.IdleConnTimeout, p.bufs)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      roundTripper{p},
 		FlushInterval:  0, // SSE and unknown-length answers are flushed at once anyway
-		BufferPool:     bufs,
+		BufferPool:     p.bufs,
 		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
 		ErrorHandler:   p.handleError,
 		ModifyResponse: p.modifyResponse,
@@ -167,7 +170,9 @@ func New(o Options) (*Proxy, error) {
 // ServeHTTP forwards r to the app and relays its answer. Failures are
 // answered with httperr.Write; a failure after the answer started aborts
 // the client connection with http.ErrAbortHandler, which the server
-// recovers.
+// recovers. A request to switch protocols (WebSocket) goes through
+// httputil.ReverseProxy, which hijacks the connection and copies both
+// ways; every other request takes relay.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.o().MaxBody > 0 && r.ContentLength > p.o().MaxBody {
 		p.timing(r).setReason(reasonBodyTooLarge)
@@ -178,7 +183,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if t := p.timing(r); t != nil {
 		defer func() { t.upstream.Store(int64(time.Since(start))) }()
 	}
-	p.rp.ServeHTTP(w, r)
+	if isUpgrade(r.Header) {
+		p.rp.ServeHTTP(w, r)
+		return
+	}
+	p.relay(w, r)
 }
 
 func (p *Proxy) timing(r *http.Request) *Timing {
@@ -273,7 +282,7 @@ func targetForDial(addr string) (network, address string, err error) {
 	return "tcp", addr, nil
 }
 
-// bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with.
+// bufferPool recycles the 32 KiB buffers answers are copied with.
 // It holds array pointers, which a slice converts back to without an
 // allocation: a pooled *[]byte would cost one on every Put.
 type bufferPool struct{ p sync.Pool }

@@ -1,11 +1,11 @@
 package proxy
 
-// Characterization tests of the answer the client gets, as
-// httputil.ReverseProxy relays it today. They pin the client-visible
-// behaviour a hand-written relay must keep: which headers cross in each
-// direction, trailers, 1xx answers, flushing, HEAD, an answer cut off
-// mid-body, a mismatched protocol switch, empty bodies, request targets
-// and repeated fields.
+// Tests of the answer the client gets through relay. They were written
+// against httputil.ReverseProxy, and passed on it, before relay replaced
+// it: they pin the client-visible behaviour relay keeps: which headers
+// cross in each direction, trailers, 1xx answers, flushing, HEAD, an answer
+// cut off mid-body, a mismatched protocol switch, empty bodies, request
+// targets and repeated fields.
 
 import (
 	"bufio"

@@ -11,24 +11,26 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// rewrite builds the request to the app from the client's, as the guide's
-// nginx block does: Host kept, X-Real-IP and X-Forwarded-* set, the query
-// passed as the client sent it, and never an h2c upgrade.
-// ReverseProxy has already removed hop-by-hop headers and the client's
-// Forwarded and X-Forwarded-* headers before calling it.
-func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+// rewrite is ReverseProxy's Rewrite hook, for the upgrades it serves.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) { p.rewriteOut(pr.In, pr.Out) }
+
+// rewriteOut builds the request to the app from the client's in, as the
+// guide's nginx block does: Host kept, X-Real-IP and X-Forwarded-* set, the
+// query passed as the client sent it, and never an h2c upgrade. Hop-by-hop
+// headers and the client's Forwarded and X-Forwarded-* headers are already
+// gone from out (by outgoing, or by ReverseProxy).
+func (p *Proxy) rewriteOut(in, out *http.Request) {
 	t := p.target.Load()
-	out := pr.Out
 	out.URL.Scheme = "http"
 	out.URL.Host = t.urlHost
 	// Bulwark does not interpret the query, so the app gets it verbatim
 	// (ReverseProxy would re-encode one containing ';').
-	out.URL.RawQuery = pr.In.URL.RawQuery
-	out.Host = pr.In.Host
+	out.URL.RawQuery = in.URL.RawQuery
+	out.Host = in.Host
 	if out.Host == "" && t.network == "unix" {
 		out.Host = "localhost" // never leak the pool key as Host
 	}
-	setForwarded(out.Header, pr.In, p.o().TrustedProxies)
+	setForwarded(out.Header, in, p.o().TrustedProxies)
 	stripH2C(out.Header)
 	p.wrapBody(out)
 }
@@ -156,9 +158,11 @@ func stripH2C(h http.Header) {
 }
 
 // wrapBody makes the outgoing body tell client read errors from the app's
-// and, for a body of unknown length, stop at MaxBody. GetBody, set by the
-// spool so the upstream client can replay the body on a fresh connection, is
-// wrapped the same way.
+// and, for a body of unknown length, stop at MaxBody. The upstream client
+// closes the body it was given, but the client's body belongs to the server
+// (ReverseProxy shields it the same way). GetBody, set by the spool so the
+// upstream client can replay the body on a fresh connection, is wrapped the
+// same way, and its bodies are closed.
 func (p *Proxy) wrapBody(out *http.Request) {
 	if out.Body == nil || out.Body == http.NoBody {
 		return
@@ -167,7 +171,7 @@ func (p *Proxy) wrapBody(out *http.Request) {
 	if p.o().MaxBody > 0 && out.ContentLength < 0 {
 		limit = p.o().MaxBody
 	}
-	out.Body = &bodyReader{rc: out.Body, limit: limit}
+	out.Body = &bodyReader{rc: out.Body, limit: limit, keepOpen: true}
 	if getBody := out.GetBody; getBody != nil {
 		out.GetBody = func() (io.ReadCloser, error) {
 			rc, err := getBody()
@@ -181,9 +185,10 @@ func (p *Proxy) wrapBody(out *http.Request) {
 
 // bodyReader reads the client's body on its way to the app.
 type bodyReader struct {
-	rc    io.ReadCloser
-	limit int64 // negative: none
-	n     int64
+	rc       io.ReadCloser
+	limit    int64 // negative: none
+	n        int64
+	keepOpen bool // Close leaves rc open: it is the client's
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
@@ -206,7 +211,12 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *bodyReader) Close() error { return b.rc.Close() }
+func (b *bodyReader) Close() error {
+	if b.keepOpen {
+		return nil
+	}
+	return b.rc.Close()
+}
 
 // clientBodyError is a failure to read the request body from the client,
 // which is not the app's fault.

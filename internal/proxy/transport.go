@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"sync/atomic"
 	"time"
 )
@@ -100,16 +102,31 @@ func (c *deadlineConn) write(b []byte) (int, error) {
 	return n, err
 }
 
-// roundTripper is the ReverseProxy's Transport: p.upstream plus the one
-// retry of a request the app never answered, and timing.
+// roundTripper is the ReverseProxy's Transport, for upgrades: p.roundTrip
+// with the 1xx answers going to the context's trace, where ReverseProxy
+// puts its forwarder.
 type roundTripper struct{ p *Proxy }
 
 func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	p := rt.p
+	return rt.p.roundTrip(req, got1xxOf(req))
+}
+
+// got1xxOf returns the Got1xxResponse hook of req's client trace, if any.
+func got1xxOf(req *http.Request) func(int, textproto.MIMEHeader) error {
+	if t := httptrace.ContextClientTrace(req.Context()); t != nil {
+		return t.Got1xxResponse
+	}
+	return nil
+}
+
+// roundTrip sends req to the app through p.upstream, retries once a
+// request the app never answered, and times it. Informational answers but
+// 100 Continue go to got1xx, when not nil.
+func (p *Proxy) roundTrip(req *http.Request, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
 	start := time.Now()
-	res, answered, err := p.roundTripOnce(req)
+	res, answered, err := p.roundTripOnce(req, got1xx)
 	if err != nil && !answered && p.shouldRetry(req, err) {
-		res, err = p.retry(req, err)
+		res, err = p.retry(req, err, got1xx)
 	}
 	d := time.Since(start)
 	if t := timingFrom(req.Context()); t != nil {
@@ -124,8 +141,8 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 // roundTripOnce sends req once (the upstream client itself may send it
 // again on a fresh connection when a pooled one had gone stale) and
 // reports whether any byte of an answer came back.
-func (p *Proxy) roundTripOnce(req *http.Request) (res *http.Response, answered bool, err error) {
-	return p.upstream.roundTrip(req)
+func (p *Proxy) roundTripOnce(req *http.Request, got1xx func(int, textproto.MIMEHeader) error) (res *http.Response, answered bool, err error) {
+	return p.upstream.roundTrip(req, got1xx)
 }
 
 // shouldRetry reports whether req, which failed with err before any
@@ -164,7 +181,7 @@ const refusedPause = 100 * time.Millisecond
 // again, a few times, after a short pause: right after a crash the
 // supervisor may still report the dead app as ready. On any failure before
 // the second attempt it returns the first error.
-func (p *Proxy) retry(req *http.Request, first error) (*http.Response, error) {
+func (p *Proxy) retry(req *http.Request, first error, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
 	p.m.retries.Inc()
 	var res *http.Response
 	err := first
@@ -190,7 +207,7 @@ func (p *Proxy) retry(req *http.Request, first error) (*http.Response, error) {
 			again.Body = body
 		}
 		p.log.Debug("retrying request the app never answered", "method", req.Method, "path", req.URL.Path, "err", err, "attempt", attempt+1)
-		res, _, err = p.roundTripOnce(again)
+		res, _, err = p.roundTripOnce(again, got1xx)
 		if err == nil || p.o().AwaitReady == nil || kindOf(err) != kindConnect {
 			return res, err
 		}

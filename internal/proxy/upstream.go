@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
+	"net/textproto"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,9 +67,10 @@ func newUpstream(dial func(context.Context, string) (*deadlineConn, error), keep
 var _ http.RoundTripper = (*upstream)(nil)
 
 // RoundTrip sends req to the app and returns its answer, as an
-// http.RoundTripper: ReverseProxy drives it through roundTripper.
+// http.RoundTripper, for tests; 1xx answers go to the context's client
+// trace.
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
-	res, _, err := u.roundTrip(req)
+	res, _, err := u.roundTrip(req, got1xxOf(req))
 	return res, err
 }
 
@@ -93,13 +94,12 @@ func (u *upstream) CloseIdleConnections() {
 // an answer came back. A request that failed on a reused connection before
 // it can have reached the app is sent once more on a fresh connection, as
 // net/http does: the app closing an idle connection is no failure.
-func (u *upstream) roundTrip(req *http.Request) (*http.Response, bool, error) {
+func (u *upstream) roundTrip(req *http.Request, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, bool, error) {
 	f, err := u.framingFor(req)
 	if err != nil {
 		closeRequestBody(req)
 		return nil, false, err
 	}
-	trace := httptrace.ContextClientTrace(req.Context())
 	out := req
 	for attempt := 0; ; attempt++ {
 		pc, err := u.get(req.Context(), req.URL.Host, attempt > 0)
@@ -107,7 +107,7 @@ func (u *upstream) roundTrip(req *http.Request) (*http.Response, bool, error) {
 			closeRequestBody(out)
 			return nil, false, err
 		}
-		r := pc.roundTrip(out, req, &f, trace)
+		r := pc.roundTrip(out, req, &f, got1xx)
 		if r.err == nil {
 			return r.res, true, nil
 		}
@@ -356,7 +356,7 @@ type tripResult struct {
 // roundTrip sends req over pc and reads the answer head. The answer's
 // Request is orig. On failure pc is closed; on success it belongs to the
 // answer's body, which pools or closes it at its end.
-func (pc *upConn) roundTrip(req, orig *http.Request, f *framing, trace *httptrace.ClientTrace) tripResult {
+func (pc *upConn) roundTrip(req, orig *http.Request, f *framing, got1xx func(int, textproto.MIMEHeader) error) tripResult {
 	if pc.reused && pc.c.stale() {
 		pc.close()
 		return tripResult{err: errStaleConn, untouched: true, nothingSent: true}
@@ -390,7 +390,7 @@ func (pc *upConn) roundTrip(req, orig *http.Request, f *framing, trace *httptrac
 			return tripResult{err: failure(ctx, "sending the request to the app", err), untouched: stale, nothingSent: stale}
 		}
 	}
-	res, answered, err := pc.readResponse(orig, trace)
+	res, answered, err := pc.readResponse(orig, got1xx)
 	if err != nil {
 		err = failure(ctx, "reading the app's answer", err)
 		if pc.body.Load() == bodyFailed && ctx.Err() == nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"net/http/httputil"
 	"net/textproto"
 	"strconv"
@@ -27,15 +26,12 @@ const keepHeadScratch = 16 << 10
 var errHeadTooLarge = errors.New("the app's response head is too large")
 
 // readResponse waits for the answer to req and reads its head: 100
-// Continue is skipped, other 1xx answers go to the trace's
-// Got1xxResponse (ReverseProxy forwards them), and reading goes on to the
-// final answer. It reports whether any byte of an answer arrived.
-func (pc *upConn) readResponse(req *http.Request, trace *httptrace.ClientTrace) (*http.Response, bool, error) {
+// Continue is skipped, other 1xx answers go to got1xx (which forwards
+// them), and reading goes on to the final answer. It reports whether any
+// byte of an answer arrived.
+func (pc *upConn) readResponse(req *http.Request, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, bool, error) {
 	if _, err := pc.br.Peek(1); err != nil {
 		return nil, false, err
-	}
-	if trace != nil && trace.GotFirstResponseByte != nil {
-		trace.GotFirstResponseByte()
 	}
 	limit := maxResponseHeaderBytes
 	for range maxInformational {
@@ -50,8 +46,8 @@ func (pc *upConn) readResponse(req *http.Request, trace *httptrace.ClientTrace) 
 			return res, true, nil
 		}
 		limit -= n
-		if code != http.StatusContinue && trace != nil && trace.Got1xxResponse != nil {
-			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(res.Header)); err != nil {
+		if code != http.StatusContinue && got1xx != nil {
+			if err := got1xx(code, textproto.MIMEHeader(res.Header)); err != nil {
 				return nil, true, err
 			}
 			limit = maxResponseHeaderBytes // delivered: the receiver bounds them
@@ -375,8 +371,8 @@ func frame(res *http.Response, method string) (bodyKind, int64, error) {
 }
 
 // declaredTrailer returns the trailer keys an answer announces in its
-// Trailer header, with nil values (ReverseProxy announces them to the
-// client before the body), and removes that header, as net/http does.
+// Trailer header, with nil values (the relay announces them to the client
+// before the body), and removes that header, as net/http does.
 func declaredTrailer(h http.Header) (http.Header, error) {
 	vv, ok := h["Trailer"]
 	if !ok {
