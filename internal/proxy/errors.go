@@ -3,10 +3,12 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 
 	"bulwark/internal/httperr"
@@ -100,11 +102,33 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 
 // modifyResponse counts the app's answers and watches the body for a
 // failure of the app mid-answer, for relay and as ReverseProxy's
-// ModifyResponse.
+// ModifyResponse. A switch to a protocol the client did not ask for is an
+// error, which both answer with a 502 after closing the switched
+// connection (ReverseProxy's own check, later, leaves it open).
 func (p *Proxy) modifyResponse(res *http.Response) error {
 	p.m.countStatus(res.StatusCode)
-	if res.StatusCode != http.StatusSwitchingProtocols && res.Body != nil && res.Body != http.NoBody {
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		return checkSwitch(res)
+	}
+	if res.Body != nil && res.Body != http.NoBody {
 		res.Body = &responseBody{rc: res.Body, p: p, req: res.Request}
+	}
+	return nil
+}
+
+// checkSwitch fails a 101 answer whose protocol is not the one its request
+// asked for.
+func checkSwitch(res *http.Response) error {
+	var asked string
+	if res.Request != nil && isUpgrade(res.Request.Header) {
+		asked = res.Request.Header.Get("Upgrade")
+	}
+	var got string
+	if isUpgrade(res.Header) {
+		got = res.Header.Get("Upgrade")
+	}
+	if asked == "" || !strings.EqualFold(asked, got) {
+		return fmt.Errorf("the app switched protocols to %q when %q was asked for", got, asked)
 	}
 	return nil
 }

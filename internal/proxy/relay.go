@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"net/textproto"
@@ -34,10 +33,9 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request) {
 		p.handleError(w, out, err)
 		return
 	}
-	_ = p.modifyResponse(res) // never fails; it counts the status and wraps the body
-	if res.StatusCode == http.StatusSwitchingProtocols {
-		res.Body.Close()
-		p.handleError(w, out, fmt.Errorf("the app switched protocols to %q, which the client did not ask for", res.Header.Get("Upgrade")))
+	if err := p.modifyResponse(res); err != nil {
+		res.Body.Close() // a 101 the client did not ask for
+		p.handleError(w, out, err)
 		return
 	}
 

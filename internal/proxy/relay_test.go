@@ -517,6 +517,7 @@ func TestSwitchingProtocolsMismatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var conns atomic.Int32
+			switchEnded := make(chan error, 1)
 			addr := trackedApp(t, func(c net.Conn) {
 				conns.Add(1)
 				br := bufio.NewReader(c)
@@ -527,7 +528,8 @@ func TestSwitchingProtocolsMismatch(t *testing.T) {
 					}
 					if req.URL.Path == "/switch" {
 						io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n")
-						io.Copy(io.Discard, br) // until the proxy or the cleanup closes it
+						_, err := io.Copy(io.Discard, br) // until the proxy closes it, or rawDeadline
+						switchEnded <- err
 						return
 					}
 					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -560,6 +562,11 @@ func TestSwitchingProtocolsMismatch(t *testing.T) {
 			}
 			if got := conns.Load(); got != 2 {
 				t.Errorf("the app saw %d connections, want 2: the switched one must not carry the next request", got)
+			}
+			// The switched connection is closed, not left to the app's own
+			// timeout (httputil.ReverseProxy left it open).
+			if err := waitOrTimeout(t, switchEnded, "the switched connection to end"); err != nil {
+				t.Errorf("the app's switched connection ended with %v, want closed by the proxy", err)
 			}
 		})
 	}
