@@ -1,5 +1,6 @@
 // Command bulwarkprof is bulwark with a pprof listener, for profiling in the
-// benchmark (bench/README.md) only: it serves net/http/pprof on
+// benchmark (bench/README.md) only: it serves net/http/pprof (profiles and
+// /debug/pprof/trace, the execution tracer) on
 // $BULWARKPROF_ADDR (default 127.0.0.1:6061, loopback only) and otherwise
 // runs exactly as `bulwark`. Bulwark itself has no pprof endpoint.
 package main
@@ -31,6 +32,7 @@ func main() {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
