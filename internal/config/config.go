@@ -90,8 +90,8 @@ type Config struct {
 	// "auto: cgroup v2 memory.max 768.0MiB < 1GiB" or "set in file".
 	ProfileReason string `toml:"-"`
 	// MachineMemory is the memory, in bytes, the profile was computed from:
-	// the smaller of this process's cgroup v2 memory.max and MemTotal. Zero
-	// when it could not be read.
+	// the smaller of this process's cgroup memory limit (v2 memory.max or
+	// v1 memory.limit_in_bytes) and MemTotal. Zero when it could not be read.
 	MachineMemory int64 `toml:"-"`
 	// Sources maps each key path ("upstream.address") to where its value
 	// came from.

@@ -157,6 +157,9 @@ func TestProfileSelection(t *testing.T) {
 		{"cgroupparent", "medium", 1536 << 20, "auto: cgroup v2 memory.max 1.5GiB, between 1GiB and 2GiB", 614 * MiB, false},
 		{"cgroupabove", "low", 1048000 << 10, "auto: MemTotal 1023.4MiB < 1GiB", 409 * MiB, false},
 		{"cgroupv1", "medium", 2 << 30, "auto: MemTotal 2.0GiB, between 1GiB and 2GiB", 819 * MiB, false},
+		{"cgroupv1limit", "low", 768 << 20, "auto: cgroup v1 memory.limit_in_bytes 768.0MiB < 1GiB", 307 * MiB, false},
+		{"cgroupv1container", "medium", 1536 << 20, "auto: cgroup v1 memory.limit_in_bytes 1.5GiB, between 1GiB and 2GiB", 614 * MiB, false},
+		{"cgroupv1hybrid", "low", 512 << 20, "auto: cgroup v1 memory.limit_in_bytes 512.0MiB < 1GiB", 204 * MiB, false},
 		{"nomeminfo", "medium", 0, "auto: machine memory unknown, medium assumed", 0, true},
 	}
 	for _, tt := range tests {

@@ -23,7 +23,8 @@ type LoadOptions struct {
 	Environ []string
 	// ProcRoot is where meminfo and self/cgroup are read; "" = "/proc".
 	ProcRoot string
-	// SysRoot is where fs/cgroup/<path>/memory.max is read; "" = "/sys".
+	// SysRoot is where fs/cgroup/<path>/memory.max (v2) and
+	// fs/cgroup/memory/<path>/memory.limit_in_bytes (v1) are read; "" = "/sys".
 	SysRoot string
 }
 

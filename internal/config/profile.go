@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,14 +118,15 @@ func (c *Config) AppEnv() map[string]string {
 }
 
 // machineMemory returns the memory available to this process: the smaller
-// of MemTotal and the cgroup v2 memory.max of its cgroup and the cgroup's
-// ancestors; with a description of where it came from.
+// of MemTotal and the memory limit of its cgroup and the cgroup's ancestors
+// (cgroup v2 memory.max, or cgroup v1 memory.limit_in_bytes); with a
+// description of where it came from.
 func machineMemory(procRoot, sysRoot string) (int64, string, error) {
 	total, errTotal := memTotal(filepath.Join(procRoot, "meminfo"))
-	limit := cgroupLimit(procRoot, sysRoot)
+	limit, from := cgroupLimit(procRoot, sysRoot)
 	switch {
 	case limit > 0 && (errTotal != nil || limit < total):
-		return limit, fmt.Sprintf("cgroup v2 memory.max %s", humanBytes(limit)), nil
+		return limit, fmt.Sprintf("%s %s", from, humanBytes(limit)), nil
 	case errTotal == nil:
 		return total, fmt.Sprintf("MemTotal %s", humanBytes(total)), nil
 	default:
@@ -160,29 +162,52 @@ func memTotal(path string) (int64, error) {
 	return 0, fmt.Errorf("reading machine memory: no MemTotal in %s", path)
 }
 
-// cgroupLimit returns the smallest memory.max of this process's cgroup v2
-// and its ancestors; 0 when there is none.
-func cgroupLimit(procRoot, sysRoot string) int64 {
+// cgroupLimit returns the smallest memory limit of this process's cgroup
+// and its ancestors, with the name of the file it came from; 0 when there
+// is none. It reads cgroup v2 (memory.max) and the cgroup v1 memory
+// controller (memory.limit_in_bytes), which older hosts and Docker on them
+// still use; a hybrid machine may have both.
+func cgroupLimit(procRoot, sysRoot string) (int64, string) {
 	data, err := os.ReadFile(filepath.Join(procRoot, "self", "cgroup"))
 	if err != nil {
-		return 0
-	}
-	var rel string
-	found := false
-	for line := range strings.Lines(string(data)) {
-		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok {
-			rel, found = p, true
-			break
-		}
-	}
-	if !found {
-		return 0 // cgroup v1 only
+		return 0, ""
 	}
 	root := filepath.Join(sysRoot, "fs", "cgroup")
+	var best int64
+	var from string
+	for line := range strings.Lines(string(data)) {
+		// hierarchy-ID:controllers:path; v2 is "0::path".
+		id, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		controllers, rel, ok2 := strings.Cut(rest, ":")
+		if !ok || !ok2 {
+			continue
+		}
+		var n int64
+		var name string
+		switch {
+		case id == "0" && controllers == "":
+			n, name = smallestLimit(root, rel, "memory.max", readMemoryMax), "cgroup v2 memory.max"
+		case slices.Contains(strings.Split(controllers, ","), "memory"):
+			n, name = smallestLimit(filepath.Join(root, "memory"), rel, "memory.limit_in_bytes", readLimitInBytes), "cgroup v1 memory.limit_in_bytes"
+		default:
+			continue
+		}
+		if n > 0 && (best == 0 || n < best) {
+			best, from = n, name
+		}
+	}
+	return best, from
+}
+
+// smallestLimit returns the smallest limit read from file in the cgroup
+// rel below root and in its ancestors up to root; 0 when none has one. A
+// container sees its own cgroup at root while rel names the host's path,
+// which is then missing: the walk up reaches root anyway.
+func smallestLimit(root, rel, file string, read func(path string) (int64, error)) int64 {
 	dir := filepath.Join(root, filepath.Clean("/"+rel))
 	var best int64
 	for range 64 { // bounded walk up to the root
-		if n, err := readMemoryMax(filepath.Join(dir, "memory.max")); err == nil && n > 0 && (best == 0 || n < best) {
+		if n, err := read(filepath.Join(dir, file)); err == nil && n > 0 && (best == 0 || n < best) {
 			best = n
 		}
 		if dir == root || len(dir) <= len(root) {
@@ -206,6 +231,23 @@ func readMemoryMax(path string) (int64, error) {
 		return 0, errNoLimit
 	}
 	return strconv.ParseInt(s, 10, 64)
+}
+
+// readLimitInBytes reads a cgroup v1 memory.limit_in_bytes file. Without a
+// limit it holds the kernel's page counter maximum, just under 2^63.
+func readLimitInBytes(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	if n >= 1<<62 {
+		return 0, errNoLimit
+	}
+	return n, nil
 }
 
 // resolveProfile picks the profile in force and applies it.
