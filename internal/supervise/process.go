@@ -26,6 +26,7 @@ type instance struct {
 	addr    string // where it listens: "host:port" or "unix:/path"
 	sockDir string // temp dir of a {socket} instance; removed after exit
 	cgroup  string // its cgroup directory, "" when none
+	ooms    int    // the kernel's OOM kills in its cgroup, read before removing it
 	started time.Time
 	stderr  *lines
 	done    chan struct{} // closed after the process exited and was reaped
@@ -286,6 +287,7 @@ func (s *Supervisor) cleanup(inst *instance) {
 		os.RemoveAll(inst.sockDir)
 	}
 	if inst.cgroup != "" {
+		inst.ooms = cgroupOOMKills(inst.cgroup)
 		removeCgroup(inst.cgroup)
 	}
 }

@@ -379,6 +379,34 @@ func TestMakeCgroup(t *testing.T) {
 	}
 }
 
+// TestOOMKillsReportedAfterCleanup: the exit report names the kernel's OOM
+// kills in the app's cgroup although cleanup removed the cgroup before the
+// report. A real cgroupfs lets rmdir take memory.events with the directory
+// (emulated here with RemoveAll), so a report that read the file itself
+// never saw one.
+func TestOOMKillsReportedAfterCleanup(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "bulwark-app-1")
+	mustWrite(t, filepath.Join(dir, "memory.events"), "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n")
+	app := exec.Command("sleep", "30")
+	app.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // cleanup kills its process group
+	if err := app.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = app.Process.Kill(); _ = app.Wait() })
+	logs := &recorder{}
+	s, err := New(Options{Command: []string{"true"}, Upstream: "127.0.0.1:1", Logger: slog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := &instance{pid: app.Process.Pid, cgroup: dir, stderr: &lines{max: stderrKeep}, started: time.Now()}
+	s.cleanup(inst)
+	os.RemoveAll(dir)
+	s.report(inst, "app exited")
+	if exits := logs.find("app exited"); len(exits) != 1 || exits[0].attrs["cgroup_oom_kills"] != "1" {
+		t.Errorf("exit reports = %v, want one with cgroup_oom_kills=1", exits)
+	}
+}
+
 func mustWrite(t *testing.T, path, s string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

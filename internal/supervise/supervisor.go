@@ -322,10 +322,8 @@ func (s *Supervisor) report(inst *instance, msg string) {
 	s.status.LastExit = exit
 	s.mu.Unlock()
 	attrs := []any{"pid", inst.pid, "exit", exit, "uptime", time.Since(inst.started).Round(time.Millisecond)}
-	if inst.cgroup != "" {
-		if n := cgroupOOMKills(inst.cgroup); n > 0 {
-			attrs = append(attrs, "cgroup_oom_kills", n)
-		}
+	if inst.ooms > 0 {
+		attrs = append(attrs, "cgroup_oom_kills", inst.ooms)
 	}
 	attrs = append(attrs, "stderr", inst.stderr.String())
 	s.log.Error(msg, attrs...)
