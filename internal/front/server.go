@@ -170,7 +170,6 @@ func New(opts Options) (*Server, error) {
 	s.baseCtx = context.WithValue(context.Background(), http.ServerContextKey, &http.Server{})
 	s.h2 = o.TLSConfig != nil && offersH2(o.TLSConfig)
 	s.h2work = make(chan streamTask)
-	s.h2work = make(chan streamTask)
 	return s, nil
 }
 
