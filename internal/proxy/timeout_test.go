@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -331,5 +332,31 @@ func TestUpdateTimeouts(t *testing.T) {
 	p.Update(o)
 	if got := get("/slow"); got != http.StatusGatewayTimeout {
 		t.Errorf("slow answer after the read timeout was lowered to 50 ms: got %d, want 504", got)
+	}
+}
+
+// TestDeadlineArmedOncePerSlack pins due: a deadline is armed at d plus
+// the slack, not armed again while the armed one still lies within the
+// slack after now+d, armed again once it does not (time passed, or a
+// reload shortened d), and never earlier than now+d.
+func TestDeadlineArmedOncePerSlack(t *testing.T) {
+	const d = 800 * time.Millisecond // slack: 100ms
+	var armed atomic.Int64
+	before := time.Now()
+	first, ok := due(&armed, d)
+	if !ok || first.Before(before.Add(d+100*time.Millisecond)) || first.After(time.Now().Add(d+100*time.Millisecond)) {
+		t.Fatalf("first due = %v, %v; want armed at now+%v+100ms", first, ok, d)
+	}
+	if _, ok := due(&armed, d); ok {
+		t.Errorf("due armed again at once; want the armed deadline kept")
+	}
+	// As if 150 ms had passed: the armed deadline is now short of now+d.
+	armed.Store(first.Add(-150 * time.Millisecond).UnixNano())
+	if next, ok := due(&armed, d); !ok || next.Before(time.Now().Add(d)) {
+		t.Errorf("due after the slack passed = %v, %v; want armed again, not before now+d", next, ok)
+	}
+	// A reload to a much shorter timeout must not wait for the long one.
+	if short, ok := due(&armed, 80*time.Millisecond); !ok || short.After(time.Now().Add(90*time.Millisecond)) {
+		t.Errorf("due with a shorter timeout = %v, %v; want armed again within 90ms", short, ok)
 	}
 }

@@ -33,8 +33,8 @@ func (e *dialError) Error() string { return "connecting to the app: " + e.err.Er
 func (e *dialError) Unwrap() error { return e.err }
 
 // deadlineConn gives nginx's meaning to the send and read timeouts: each
-// Write must progress within send and each Read within read, however long
-// the whole exchange takes. A write also restarts the read clock, so time
+// Write must progress within send and each Read within read (give or take
+// the slack of due), however long the whole exchange takes. A write also restarts the read clock, so time
 // spent sending the request does not count against waiting for the answer
 // (the answer is awaited while a body goroutine sends the body).
 //
@@ -54,14 +54,19 @@ type deadlineConn struct {
 	// reads.
 	afterRead atomic.Bool
 	peek      peeker // used by the one goroutine whose Swap of afterRead won
+	// readBy and writeBy are the deadlines last armed (Unix nanoseconds).
+	// Atomic for the same reason as afterRead.
+	readBy, writeBy atomic.Int64
 }
 
 // errStaleConn fails the first write to a connection the app has closed.
 var errStaleConn = errors.New("the app closed the idle connection")
 
 func (c *deadlineConn) Read(b []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.p.o().ReadTimeout)); err != nil {
-		return 0, err
+	if t, ok := due(&c.readBy, c.p.o().ReadTimeout); ok {
+		if err := c.Conn.SetReadDeadline(t); err != nil {
+			return 0, err
+		}
 	}
 	n, err := c.Conn.Read(b)
 	if n > 0 {
@@ -92,14 +97,36 @@ func (c *deadlineConn) stale() bool {
 
 // write writes b with the send timeout and restarts the read clock.
 func (c *deadlineConn) write(b []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.p.o().SendTimeout)); err != nil {
-		return 0, err
+	if t, ok := due(&c.writeBy, c.p.o().SendTimeout); ok {
+		if err := c.Conn.SetWriteDeadline(t); err != nil {
+			return 0, err
+		}
 	}
 	n, err := c.Conn.Write(b)
 	if n > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.p.o().ReadTimeout))
+		if t, ok := due(&c.readBy, c.p.o().ReadTimeout); ok {
+			_ = c.Conn.SetReadDeadline(t)
+		}
 	}
 	return n, err
+}
+
+// due returns the deadline to arm for an I/O that must progress within d,
+// and false when the one armed (armed, updated here) already falls within
+// slack after now+d: re-arming costs three clock reads and a timer update,
+// and a request makes several reads and writes. So a timeout fires between
+// d and d+slack after the last progress, never before, and a connection
+// re-arms about once per slack, not once per read.
+func due(armed *atomic.Int64, d time.Duration) (time.Time, bool) {
+	slack := min(d/8, time.Second)
+	now := time.Now()
+	want := now.Add(d).UnixNano()
+	if a := armed.Load(); a >= want && a <= want+int64(slack) {
+		return time.Time{}, false
+	}
+	t := now.Add(d + slack)
+	armed.Store(t.UnixNano())
+	return t, true
 }
 
 // roundTripper is the ReverseProxy's Transport, for upgrades: p.roundTrip
