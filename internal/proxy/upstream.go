@@ -301,6 +301,16 @@ type upConn struct {
 	reused bool          // it served a request before this one
 	abort  func()        // closes the socket: context.AfterFunc's callback
 
+	// The request's cancellation closes the socket (abort), but it is
+	// watched only once an exchange has lasted cancelDelay: registering
+	// context.AfterFunc for every request cost about 2 % of CPU, and most
+	// exchanges end well before anyone cancels them (the front notices a
+	// client gone after 100 ms).
+	cancelWait *time.Timer // calls watchCancel after cancelDelay; owned by the exchange
+	cancelMu   sync.Mutex
+	cancelCtx  context.Context // the exchange's context while it runs
+	cancelStop func() bool     // context.AfterFunc's stop, once registered
+
 	// State of the exchange in progress.
 	sent     atomic.Int32 // sendNothing, sendStarted or sendAbandoned
 	body     atomic.Int32 // bodyNone, bodyWriting, bodySent or bodyFailed
@@ -362,10 +372,7 @@ func (pc *upConn) roundTrip(req, orig *http.Request, f *framing, got1xx func(int
 		return tripResult{err: errStaleConn, untouched: true, nothingSent: true}
 	}
 	ctx := req.Context()
-	var stop func() bool
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, pc.abort)
-	}
+	pc.watch(ctx)
 	pc.sent.Store(sendNothing)
 	pc.gotHead.Store(false)
 	pc.reqClose = f.close || req.Close
@@ -374,7 +381,7 @@ func (pc *upConn) roundTrip(req, orig *http.Request, f *framing, got1xx func(int
 		// A body of unknown length may be a slow upload: the app gets the
 		// head now, as from net/http, not with the first piece of body.
 		if err := pc.bw.Flush(); err != nil {
-			pc.finish(stop, false)
+			pc.finish(false)
 			stale := errors.Is(err, errStaleConn)
 			return tripResult{err: failure(ctx, "sending the request to the app", err), untouched: stale, nothingSent: stale}
 		}
@@ -385,7 +392,7 @@ func (pc *upConn) roundTrip(req, orig *http.Request, f *framing, got1xx func(int
 	} else {
 		pc.body.Store(bodyNone)
 		if err := pc.bw.Flush(); err != nil {
-			pc.finish(stop, false)
+			pc.finish(false)
 			stale := errors.Is(err, errStaleConn)
 			return tripResult{err: failure(ctx, "sending the request to the app", err), untouched: stale, nothingSent: stale}
 		}
@@ -397,11 +404,11 @@ func (pc *upConn) roundTrip(req, orig *http.Request, f *framing, got1xx func(int
 			err = pc.bodyErr // the cause: sending failed, and closed the connection
 		}
 		nothing := !answered && (pc.sent.CompareAndSwap(sendNothing, sendAbandoned) || errors.Is(err, errStaleConn))
-		pc.finish(stop, false)
+		pc.finish(false)
 		return tripResult{err: err, answered: answered, nothingSent: nothing}
 	}
-	if err := pc.attachBody(res, ctx, stop); err != nil {
-		pc.finish(stop, false)
+	if err := pc.attachBody(res, ctx); err != nil {
+		pc.finish(false)
 		return tripResult{err: err, answered: true}
 	}
 	return tripResult{res: res, answered: true}
@@ -421,8 +428,8 @@ func failure(ctx context.Context, what string, err error) error {
 // nobody asked to close it and the request was not cancelled; otherwise it
 // is closed. An answer may end before its request body is sent: the body
 // goroutine then decides, when it is done.
-func (pc *upConn) finish(stop func() bool, clean bool) {
-	if stop != nil && !stop() {
+func (pc *upConn) finish(clean bool) {
+	if !pc.unwatch() {
 		clean = false // the cancellation closes, or closed, the socket
 	}
 	if clean && !pc.reqClose {
@@ -441,6 +448,48 @@ func (pc *upConn) finish(stop func() bool, clean bool) {
 		}
 	}
 	pc.close()
+}
+
+// cancelDelay is how long an exchange runs before its request's
+// cancellation is watched.
+const cancelDelay = 50 * time.Millisecond
+
+// watch starts the exchange of ctx: its cancellation closes the socket once
+// the exchange has lasted cancelDelay (at once, if it was cancelled by then).
+func (pc *upConn) watch(ctx context.Context) {
+	if ctx.Done() == nil {
+		return
+	}
+	pc.cancelMu.Lock()
+	pc.cancelCtx = ctx
+	pc.cancelMu.Unlock()
+	if pc.cancelWait == nil {
+		pc.cancelWait = time.AfterFunc(cancelDelay, pc.watchCancel)
+	} else {
+		pc.cancelWait.Reset(cancelDelay)
+	}
+}
+
+// watchCancel registers the abort on the running exchange's context.
+func (pc *upConn) watchCancel() {
+	pc.cancelMu.Lock()
+	if pc.cancelCtx != nil && pc.cancelStop == nil {
+		pc.cancelStop = context.AfterFunc(pc.cancelCtx, pc.abort)
+	}
+	pc.cancelMu.Unlock()
+}
+
+// unwatch ends the exchange's watch. It reports false when the
+// cancellation closes, or closed, the socket.
+func (pc *upConn) unwatch() bool {
+	if pc.cancelWait != nil {
+		pc.cancelWait.Stop()
+	}
+	pc.cancelMu.Lock()
+	stop := pc.cancelStop
+	pc.cancelCtx, pc.cancelStop = nil, nil
+	pc.cancelMu.Unlock()
+	return stop == nil || stop()
 }
 
 // close closes the connection and gives its buffers back, unless the body

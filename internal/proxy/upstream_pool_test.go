@@ -299,10 +299,14 @@ func TestUpstreamUnsolicitedBytes(t *testing.T) {
 func TestUpstreamCancel(t *testing.T) {
 	tests := []struct {
 		name  string
-		reply string // sent before the app stalls
+		reply string        // sent before the app stalls
+		after time.Duration // how long the exchange runs before the cancel
 	}{
-		{"waiting for the head", ""},
-		{"reading the body", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart"},
+		{"waiting for the head", "", 0},
+		{"reading the body", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart", 0},
+		// Past cancelDelay the cancellation is already being watched.
+		{"waiting for the head, cancelled late", "", 2 * cancelDelay},
+		{"reading the body, cancelled late", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart", 2 * cancelDelay},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -340,6 +344,7 @@ func TestUpstreamCancel(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("the request never reached the app")
 			}
+			time.Sleep(tt.after)
 			cancel()
 			select {
 			case err := <-done:

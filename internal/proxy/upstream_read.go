@@ -400,9 +400,9 @@ func declaredTrailer(h http.Header) (http.Header, error) {
 
 // attachBody gives res its Body, which owns pc from now on. A 101 answer's
 // body is the raw connection, which never returns to the pool.
-func (pc *upConn) attachBody(res *http.Response, ctx context.Context, stop func() bool) error {
+func (pc *upConn) attachBody(res *http.Response, ctx context.Context) error {
 	if res.StatusCode == http.StatusSwitchingProtocols {
-		if stop != nil && !stop() {
+		if !pc.unwatch() {
 			return fmt.Errorf("switching protocols: %w", context.Cause(ctx))
 		}
 		res.Body = &upgradeBody{br: pc.br, c: pc.c}
@@ -415,10 +415,10 @@ func (pc *upConn) attachBody(res *http.Response, ctx context.Context, stop func(
 	}
 	if kind == bodyEmpty {
 		res.Body = http.NoBody
-		pc.finish(stop, !res.Close)
+		pc.finish(!res.Close)
 		return nil
 	}
-	b := &respBody{pc: pc, res: res, ctx: ctx, stop: stop, kind: kind, left: n}
+	b := &respBody{pc: pc, res: res, ctx: ctx, kind: kind, left: n}
 	if kind == bodyChunked {
 		b.chunks = httputil.NewChunkedReader(pc.br)
 	}
@@ -433,7 +433,6 @@ type respBody struct {
 	pc     *upConn // nil once the exchange is over
 	res    *http.Response
 	ctx    context.Context
-	stop   func() bool
 	kind   bodyKind
 	left   int64     // bytes left of a Content-Length body
 	chunks io.Reader // decodes a chunked body
@@ -498,7 +497,7 @@ func (b *respBody) end(clean bool) {
 	}
 	pc := b.pc
 	b.pc, b.chunks = nil, nil
-	pc.finish(b.stop, clean && !b.res.Close)
+	pc.finish(clean && !b.res.Close)
 }
 
 // Close ends the body; before its end that closes the connection.
