@@ -34,9 +34,10 @@ func (e *dialError) Unwrap() error { return e.err }
 
 // deadlineConn gives nginx's meaning to the send and read timeouts: each
 // Write must progress within send and each Read within read (give or take
-// the slack of due), however long the whole exchange takes. A write also restarts the read clock, so time
-// spent sending the request does not count against waiting for the answer
-// (the answer is awaited while a body goroutine sends the body).
+// the slack of due), however long the whole exchange takes. A write also
+// restarts the read clock, so time spent sending the request does not count
+// against waiting for the answer (the answer is awaited while a body
+// goroutine sends the body).
 //
 // It also closes most of the keep-alive race: when the app closed a pooled
 // connection just before a request is written to it, the first write after
