@@ -279,3 +279,66 @@ func TestInvalidReloadKeepsOldConfig(t *testing.T) {
 	in.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, 10*time.Second, "the fixed config to apply", func() bool { return in.status(t).MaxConcurrency == 7 })
 }
+
+// TestLogrotateThenSIGHUPOrSIGUSR1 is logrotate's default ("create") with
+// a postrotate `kill -HUP` or `kill -USR1`: after the rename, lines go to
+// the renamed file until the reload or the reopen opens a fresh one at the
+// configured path. SIGUSR1 reopens even while the config file is broken.
+func TestLogrotateThenSIGHUPOrSIGUSR1(t *testing.T) {
+	up, _ := startUvicorn(t)
+	in := startBulwark(t, "[listen]\nhttps = \"%HTTPS%\"\n[admin]\nlisten = \"%ADMIN%\"\n[log]\naccess = \"%DIR%/access.log\"\n"+
+		"[upstream]\naddress = \""+up+"\"\n", nil)
+	path := filepath.Join(in.dir, "access.log")
+	c := in.client(false)
+	get := func() {
+		t.Helper()
+		res, err := c.Get(in.url("/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, res)
+	}
+	lines := func(p string) func() int {
+		return func() int {
+			b, _ := os.ReadFile(p)
+			return strings.Count(string(b), "\n")
+		}
+	}
+	waitLines := func(p string, n int) {
+		t.Helper()
+		waitFor(t, 10*time.Second, fmt.Sprintf("%d lines in %s", n, filepath.Base(p)), func() bool { return lines(p)() == n })
+	}
+
+	get()
+	waitLines(path, 1)
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	get()
+	waitLines(path+".1", 2)
+	in.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 10*time.Second, "the reload in the log", func() bool {
+		return strings.Contains(in.out.String(), "config reloaded")
+	})
+	get()
+	waitLines(path, 1)
+	if got := lines(path + ".1")(); got != 2 {
+		t.Errorf("the rotated file has %d lines, want 2: none after the reload", got)
+	}
+
+	cfgPath := filepath.Join(in.dir, "bulwark.toml")
+	good, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, append(good, "\n[limits]\nbogus_key = 1\n"...), 0o600)
+	if err := os.Rename(path, path+".2"); err != nil {
+		t.Fatal(err)
+	}
+	in.cmd.Process.Signal(syscall.SIGUSR1)
+	waitFor(t, 10*time.Second, "the reopen in the log", func() bool {
+		return strings.Contains(in.out.String(), "access log reopened")
+	})
+	get()
+	waitLines(path, 1)
+	if got := lines(path + ".2")(); got != 1 {
+		t.Errorf("the second rotated file has %d lines, want 1: none after the reopen", got)
+	}
+}

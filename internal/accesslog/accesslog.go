@@ -51,7 +51,8 @@ type Options struct {
 // Logger is an access-log middleware. It is safe for concurrent use.
 type Logger struct {
 	opts     Options
-	mu       sync.Mutex // serialises writes to opts.Writer
+	out      atomic.Pointer[output] // nil: no access log
+	mu       sync.Mutex             // serialises writes to out's writer
 	set      *metrics.Set
 	duration *metrics.Histogram
 	bytesIn  *metrics.Counter
@@ -109,6 +110,26 @@ func (s *latencies) take() (p50, p99 time.Duration) {
 	return sample[len(sample)*50/100], sample[min(len(sample)-1, len(sample)*99/100)]
 }
 
+// output is where the lines go and in which format.
+type output struct {
+	w      io.Writer
+	format Format
+}
+
+// SetOutput sends the lines of requests that finish from now on to w, in
+// format f; a nil w stops the access log (metrics are still counted). When
+// it returns, no line is being written to the previous writer any more, so
+// the caller may close that.
+func (l *Logger) SetOutput(w io.Writer, f Format) {
+	var o *output
+	if w != nil {
+		o = &output{w: w, format: f}
+	}
+	l.mu.Lock()
+	l.out.Store(o)
+	l.mu.Unlock()
+}
+
 // Requests reports how many requests were served since New.
 func (l *Logger) Requests() uint64 { return l.total.Load() }
 
@@ -120,13 +141,15 @@ func New(o Options) *Logger {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Logger{
+	l := &Logger{
 		opts:     o,
 		set:      o.Metrics,
 		duration: o.Metrics.GetOrCreateHistogram("bulwark_request_duration_seconds"),
 		bytesIn:  o.Metrics.GetOrCreateCounter("bulwark_request_bytes_total"),
 		bytesOut: o.Metrics.GetOrCreateCounter("bulwark_response_bytes_total"),
 	}
+	l.SetOutput(o.Writer, o.Format)
+	return l
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
@@ -188,7 +211,8 @@ func (l *Logger) record(r *http.Request, rec *recorder, start time.Time, in int6
 	l.duration.Update(d.Seconds())
 	l.bytesIn.Add(int(in))
 	l.bytesOut.Add(int(rec.bytes))
-	if l.opts.Writer == nil {
+	out := l.out.Load()
+	if out == nil {
 		return
 	}
 	var up time.Duration
@@ -200,14 +224,24 @@ func (l *Logger) record(r *http.Request, rec *recorder, start time.Time, in int6
 		client = host
 	}
 	bp := bufPool.Get().(*[]byte)
-	b := (*bp)[:0]
-	if l.opts.Format == JSON {
-		b = appendJSON(b, now, client, r, status, rec.bytes, in, d, up, rec.reason)
-	} else {
-		b = appendText(b, now, client, r, status, rec.bytes, d, up, rec.reason)
+	format := func(f Format) []byte {
+		if f == JSON {
+			return appendJSON((*bp)[:0], now, client, r, status, rec.bytes, in, d, up, rec.reason)
+		}
+		return appendText((*bp)[:0], now, client, r, status, rec.bytes, d, up, rec.reason)
 	}
+	b := format(out.format)
 	l.mu.Lock()
-	l.opts.Writer.Write(b)
+	// SetOutput may have run since the line was formatted: the line goes
+	// where the lines go now, in their format.
+	if cur := l.out.Load(); cur != out {
+		if out = cur; out != nil {
+			b = format(out.format)
+		}
+	}
+	if out != nil {
+		out.w.Write(b)
+	}
 	l.mu.Unlock()
 	*bp = b
 	bufPool.Put(bp)

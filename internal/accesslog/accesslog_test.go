@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,5 +101,101 @@ func TestLatencies(t *testing.T) {
 	}
 	if n := len(l.lat.sample); n != latencySample {
 		t.Errorf("sample holds %d durations, want at most %d", n, latencySample)
+	}
+}
+
+func TestSetOutputRedirectsLines(t *testing.T) {
+	var a, b bytes.Buffer
+	l := New(Options{Writer: &a, Now: fixedClock()})
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	serve := func() { h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil)) }
+	serve()
+	l.SetOutput(&b, JSON)
+	serve()
+	l.SetOutput(nil, Text)
+	serve()
+	if n := strings.Count(a.String(), "\n"); n != 1 || strings.HasPrefix(a.String(), "{") {
+		t.Errorf("first writer got %q, want one text line", a.String())
+	}
+	if n := strings.Count(b.String(), "\n"); n != 1 || !strings.HasPrefix(b.String(), "{") {
+		t.Errorf("second writer got %q, want one JSON line", b.String())
+	}
+	if got := l.Requests(); got != 3 {
+		t.Errorf("Requests() = %d, want 3: a request without an access log is still counted", got)
+	}
+}
+
+// closableWriter counts the lines it gets, checks their format, and
+// records a write after close.
+type closableWriter struct {
+	json        bool
+	mu          sync.Mutex
+	lines       int
+	closed      bool
+	afterClose  int
+	wrongFormat int
+}
+
+func (w *closableWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		w.afterClose++
+	}
+	if (len(p) > 0 && p[0] == '{') != w.json {
+		w.wrongFormat++
+	}
+	w.lines++
+	return len(p), nil
+}
+
+func (w *closableWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
+
+// TestSetOutputUnderLoad swaps writers, alternating the format, while
+// requests finish on other goroutines: no line is lost, none reaches a
+// writer after the swap away from it returned (the caller closes it then),
+// and every writer gets only lines in its own format.
+func TestSetOutputUnderLoad(t *testing.T) {
+	const workers, perWorker, swaps = 4, 500, 50
+	first := &closableWriter{}
+	writers := []*closableWriter{first}
+	l := New(Options{Writer: first})
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perWorker {
+				h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
+			}
+		}()
+	}
+	for i := range swaps {
+		next := &closableWriter{json: i%2 == 0}
+		f := Text
+		if next.json {
+			f = JSON
+		}
+		prev := writers[len(writers)-1]
+		l.SetOutput(next, f)
+		prev.close()
+		writers = append(writers, next)
+		time.Sleep(200 * time.Microsecond) // let requests finish on each writer
+	}
+	wg.Wait()
+	total := 0
+	for i, w := range writers {
+		total += w.lines
+		if w.afterClose > 0 || w.wrongFormat > 0 {
+			t.Errorf("writer %d: %d lines after close, %d in the other format", i, w.afterClose, w.wrongFormat)
+		}
+	}
+	if total != workers*perWorker {
+		t.Errorf("%d lines written, want %d (one per request)", total, workers*perWorker)
 	}
 }

@@ -48,6 +48,10 @@ const DefaultStopGrace = 30 * time.Second
 type Options struct {
 	// Logger is the process logger; nil discards.
 	Logger *slog.Logger
+	// LogLevel, when set, is the level Logger logs at; a reload sets it
+	// from log.level. Nil: a reload reports a changed log.level as needing
+	// a restart.
+	LogLevel *slog.LevelVar
 	// AccessLog receives access-log lines when the config says "stderr" or
 	// "stdout"; nil means os.Stderr.
 	Stderr, Stdout io.Writer

@@ -1,6 +1,9 @@
 package app
 
 import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,5 +86,87 @@ func TestNeedsUpgradeEmptyForReloadableChanges(t *testing.T) {
 	b.Listen.HTTPS = "127.0.0.1:1"
 	if got := needsUpgrade(a, &b); len(got) != 1 || got[0] != "listen.https" {
 		t.Errorf("needsUpgrade = %v, want [listen.https]", got)
+	}
+}
+
+// TestReloadReopensAccessLog is logrotate's "create" mode: the file is
+// renamed, and lines go to the renamed file until a reload opens a new one.
+// A reload whose log.access cannot be opened keeps the current file.
+func TestReloadReopensAccessLog(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	cfg := testConfig(t, "[log]\naccess = \""+path+"\"\n")
+	a, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.closeBuilt()
+	h := a.access.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	serve := func() { h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil)) }
+	lines := func(p string) int {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("read %s: %v", p, err)
+		}
+		return strings.Count(string(b), "\n")
+	}
+
+	serve()
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	serve() // still to the open, renamed file
+	next := *cfg
+	if err := a.Reload(&next); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	serve()
+	if got := lines(path + ".1"); got != 2 {
+		t.Errorf("rotated file has %d lines, want the 2 before the reload", got)
+	}
+	if got := lines(path); got != 1 {
+		t.Errorf("new file has %d lines, want the 1 after the reload", got)
+	}
+
+	bad := *cfg
+	bad.Log.Access = filepath.Join(dir, "missing", "access.log")
+	if err := a.Reload(&bad); err == nil || !strings.Contains(err.Error(), "log.access") {
+		t.Errorf("Reload to an unopenable access log = %v, want an error naming log.access", err)
+	}
+	serve()
+	if got := lines(path); got != 2 {
+		t.Errorf("after the failed reopen the file has %d lines, want 2: lines must keep going to it", got)
+	}
+}
+
+func TestReloadSetsLogLevel(t *testing.T) {
+	cfg := testConfig(t, "")
+	level := new(slog.LevelVar)
+	a, err := New(cfg, Options{LogLevel: level})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.closeBuilt()
+	next := *cfg
+	next.Log.Level = "debug"
+	if err := a.Reload(&next); err != nil {
+		t.Errorf("Reload of log.level: %v, want nil", err)
+	}
+	if got := level.Level(); got != slog.LevelDebug {
+		t.Errorf("level after reload = %v, want DEBUG", got)
+	}
+	again := next
+	again.Log.Format = "json"
+	if err := a.Reload(&again); err == nil || !strings.Contains(err.Error(), "log.format") {
+		t.Errorf("Reload of log.format = %v, want it to say log.format needs a restart", err)
+	}
+
+	fixed, err := New(cfg, Options{}) // no LevelVar to set
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fixed.closeBuilt()
+	if err := fixed.Reload(&next); err == nil || !strings.Contains(err.Error(), "log.level") {
+		t.Errorf("Reload of log.level without a LevelVar = %v, want it to say log.level needs a restart", err)
 	}
 }

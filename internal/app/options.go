@@ -163,7 +163,13 @@ func (a *App) secondInstanceFits() bool {
 
 // accessLogger opens the access log the config names.
 func (a *App) accessLogger(cfg *config.Config) (*accesslog.Logger, io.Closer, error) {
-	o := accesslog.Options{
+	w, closer, format, err := a.openAccessLog(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return accesslog.New(accesslog.Options{
+		Writer:  w,
+		Format:  format,
 		Metrics: a.set,
 		Begin: func(r *http.Request) (*http.Request, func() time.Duration) {
 			t := proxy.TimingOf(r.Context())
@@ -174,25 +180,46 @@ func (a *App) accessLogger(cfg *config.Config) (*accesslog.Logger, io.Closer, er
 			}
 			return r, t.Upstream
 		},
-	}
+	}), closer, nil
+}
+
+// openAccessLog opens where log.access says the lines go: a nil writer for
+// "off", and a closer when it is a file.
+func (a *App) openAccessLog(cfg *config.Config) (io.Writer, io.Closer, accesslog.Format, error) {
+	format := accesslog.Text
 	if strings.EqualFold(cfg.Log.AccessFormat, "json") {
-		o.Format = accesslog.JSON
+		format = accesslog.JSON
 	}
-	var closer io.Closer
 	switch cfg.Log.Access {
 	case "off":
+		return nil, nil, format, nil
 	case "", "stderr":
-		o.Writer = a.opts.Stderr
+		return a.opts.Stderr, nil, format, nil
 	case "stdout":
-		o.Writer = a.opts.Stdout
-	default:
-		f, err := os.OpenFile(cfg.Log.Access, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
-			return nil, nil, fmt.Errorf("open access log: %w", err)
-		}
-		o.Writer, closer = f, f
+		return a.opts.Stdout, nil, format, nil
 	}
-	return accesslog.New(o), closer, nil
+	f, err := os.OpenFile(cfg.Log.Access, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, nil, format, fmt.Errorf("open access log: %w", err)
+	}
+	return f, f, format, nil
+}
+
+// reopenAccessLog points the access log where cfg says, opening a file
+// afresh even when its name did not change, so that a reload after
+// logrotate moved the file writes to a new one. On failure the old
+// destination stays.
+func (a *App) reopenAccessLog(cfg *config.Config) error {
+	w, closer, format, err := a.openAccessLog(cfg)
+	if err != nil {
+		return err
+	}
+	a.access.SetOutput(w, format)
+	if a.accessW != nil {
+		a.accessW.Close()
+	}
+	a.accessW = closer
+	return nil
 }
 
 // listeners are the sockets Run serves.

@@ -27,15 +27,21 @@ func (a *App) reloadFromAdmin() error {
 
 // Reload applies a new, already validated config without closing a
 // connection: limits, timeouts, upstream, certificates and memory settings
-// take effect for new requests. A changed [app] restarts the app through the
-// supervisor's graceful path. Listener addresses cannot change without a
-// restart or an upgrade; a change there is reported and otherwise ignored.
+// take effect for new requests; the access log is reopened (after
+// logrotate moved the file, lines go to a new one) and log.level applies.
+// A changed [app] restarts the app through the supervisor's graceful path.
+// Listener addresses cannot change without a restart or an upgrade; a
+// change there is reported and otherwise ignored.
 func (a *App) Reload(cfg *config.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.cfg
 	var errs []error
-	if changed := needsUpgrade(old, cfg); len(changed) > 0 {
+	changed := needsUpgrade(old, cfg)
+	if a.opts.LogLevel == nil && old.Log.Level != cfg.Log.Level {
+		changed = append(changed, "log.level")
+	}
+	if len(changed) > 0 {
 		errs = append(errs, fmt.Errorf("%s changed: applied by 'bulwark upgrade' (no connection is refused) or a restart, not by a reload",
 			strings.Join(changed, ", ")))
 	}
@@ -51,6 +57,12 @@ func (a *App) Reload(cfg *config.Config) error {
 	a.proxy.Update(a.proxyOptions(cfg))
 	if err := a.spool.Update(a.spoolOptions(cfg)); err != nil {
 		errs = append(errs, fmt.Errorf("limits: %w", err))
+	}
+	if err := a.reopenAccessLog(cfg); err != nil {
+		errs = append(errs, fmt.Errorf("log.access: %w; lines still go where they went", err))
+	}
+	if a.opts.LogLevel != nil {
+		a.opts.LogLevel.Set(cfg.Log.SlogLevel())
 	}
 	a.self.Update(memwatch.SelfOptions{
 		Limit:           cfg.Memory.LimitBytes(),
@@ -74,9 +86,23 @@ func (a *App) Reload(cfg *config.Config) error {
 	return errors.Join(errs...)
 }
 
+// ReopenAccessLog opens the access-log file afresh under the name the
+// running config gives it, as nginx does on SIGUSR1: after logrotate moved
+// the file, lines go to a new one. Unlike a reload it does not read the
+// config file, so a half-edited config does not stand in its way.
+func (a *App) ReopenAccessLog() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.reopenAccessLog(a.cfg); err != nil {
+		return err
+	}
+	a.log.Info("access log reopened", "access", a.cfg.Log.Access)
+	return nil
+}
+
 // needsUpgrade lists the keys whose change a reload does not apply: they
-// shape listeners, the admin server, logging and the upstream pool, which
-// are built once per process. (An open HTTP/2 connection keeps the stream
+// shape listeners, the admin server, the process log's format and the
+// upstream pool, which are built once per process. (An open HTTP/2 connection keeps the stream
 // limit it announced; everything else in front applies at once.)
 func needsUpgrade(a, b *config.Config) []string {
 	var changed []string
@@ -92,7 +118,7 @@ func needsUpgrade(a, b *config.Config) []string {
 	check("upstream.keepalive", a.Upstream.Keepalive != b.Upstream.Keepalive)
 	check("admin", a.Admin != b.Admin)
 	check("observe.database", a.Observe != b.Observe)
-	check("log", a.Log != b.Log)
+	check("log.format", a.Log.Format != b.Log.Format)
 	check("limits.spool_dir", a.Limits.SpoolDir != b.Limits.SpoolDir)
 	return changed
 }

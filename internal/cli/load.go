@@ -55,20 +55,14 @@ func printConfigErrors(w io.Writer, err error) {
 // errReported is an error already printed in full.
 var errReported = errors.New("see above")
 
-// newLogger builds the process logger from [log].
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	switch strings.ToLower(cfg.Log.Level) {
-	case "debug":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	}
+// newLogger builds the process logger from [log]. Its level is the
+// returned LevelVar, which a reload sets.
+func newLogger(cfg *config.Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	level.Set(cfg.Log.SlogLevel())
 	o := &slog.HandlerOptions{Level: level}
 	if strings.EqualFold(cfg.Log.Format, "json") {
-		return slog.New(slog.NewJSONHandler(w, o))
+		return slog.New(slog.NewJSONHandler(w, o)), level
 	}
-	return slog.New(slog.NewTextHandler(w, o))
+	return slog.New(slog.NewTextHandler(w, o)), level
 }

@@ -22,8 +22,10 @@ command is given here or in [app] command, runs the app as a supervised child.
 With no config file: HTTPS on 127.0.0.1:8443 with a self-signed certificate for
 localhost, upstream 127.0.0.1:8002, admin on 127.0.0.1:9090.
 
-Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the configuration;
-SIGUSR2 starts the binary again and hands it the listening sockets (upgrade).
+Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the configuration
+(and reopens the access log); SIGUSR1 only reopens the access log, for
+logrotate; SIGUSR2 starts the binary again and hands it the listening sockets
+(upgrade).
 `
 
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -41,7 +43,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		printConfigErrors(stderr, err)
 		return errReported
 	}
-	log := newLogger(cfg, stderr)
+	log, level := newLogger(cfg, stderr)
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
@@ -57,7 +59,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer upg.Stop()
-	a, err := app.New(cfg, app.Options{Logger: log, Stderr: stderr, Stdout: stdout, Version: Version, Load: load, Upgrader: upg})
+	a, err := app.New(cfg, app.Options{Logger: log, LogLevel: level, Stderr: stderr, Stdout: stdout, Version: Version, Load: load, Upgrader: upg})
 	if err != nil {
 		return err
 	}
@@ -82,14 +84,20 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}()
 
 	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	signal.Notify(hup, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-hup:
+			case sig := <-hup:
+				if sig == syscall.SIGUSR1 {
+					if err := a.ReopenAccessLog(); err != nil {
+						log.Error("access log not reopened; lines still go where they went", "err", err)
+					}
+					continue
+				}
 				next, err := load()
 				if err != nil {
 					log.Error("reload refused: the configuration has problems; keeping the old one", "err", err)

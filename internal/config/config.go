@@ -11,7 +11,9 @@
 package config
 
 import (
+	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -325,6 +327,19 @@ type Log struct {
 	Access string `toml:"access"`
 	// AccessFormat is text or json.
 	AccessFormat string `toml:"access_format"`
+}
+
+// SlogLevel is Level as a log/slog level; info for anything else.
+func (l Log) SlogLevel() slog.Level {
+	switch strings.ToLower(l.Level) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
 }
 
 // Default returns a Config holding every default, with the medium
