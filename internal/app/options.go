@@ -102,7 +102,7 @@ func (a *App) spoolOptions(cfg *config.Config) spool.Options {
 
 func (a *App) proxyOptions(cfg *config.Config) proxy.Options {
 	o := proxy.Options{
-		Upstream:       cfg.Upstream.Address,
+		Upstreams:      cfg.Upstream.Address,
 		KeepAlive:      cfg.Upstream.Keepalive,
 		ConnectTimeout: cfg.Upstream.ConnectTimeout.D(),
 		SendTimeout:    cfg.Upstream.SendTimeout.D(),
@@ -133,7 +133,7 @@ func (a *App) superviseOptions(cfg *config.Config) supervise.Options {
 		Dir:          cfg.App.Dir,
 		Env:          cfg.App.Env,
 		DefaultEnv:   cfg.ProfileAppEnv(),
-		Upstream:     cfg.Upstream.Address,
+		Upstream:     cfg.Upstream.Address[0], // one address with [app] (config checks)
 		Health:       cfg.App.Health,
 		StartTimeout: cfg.App.StartTimeout.D(),
 		StopTimeout:  cfg.App.StopTimeout.D(),

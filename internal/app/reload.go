@@ -70,8 +70,8 @@ func (a *App) Reload(cfg *config.Config) error {
 		Metrics:         a.set,
 		Logger:          a.log,
 	})
-	if cfg.Upstream.Address != old.Upstream.Address && a.sup == nil {
-		if err := a.proxy.SetUpstream(cfg.Upstream.Address); err != nil {
+	if !slices.Equal(cfg.Upstream.Address, old.Upstream.Address) && a.sup == nil {
+		if err := a.proxy.SetUpstream(cfg.Upstream.Address...); err != nil {
 			errs = append(errs, fmt.Errorf("upstream.address: %w", err))
 		}
 	}
@@ -126,7 +126,7 @@ func needsUpgrade(a, b *config.Config) []string {
 func appChanged(a, b *config.Config) bool {
 	x, y := a.App, b.App
 	if !slices.Equal(x.Command, y.Command) || x.Dir != y.Dir || x.Health != y.Health || len(x.Env) != len(y.Env) ||
-		a.Upstream.Address != b.Upstream.Address {
+		!slices.Equal(a.Upstream.Address, b.Upstream.Address) {
 		return true
 	}
 	for k, v := range x.Env {

@@ -200,8 +200,9 @@ func (t TLS) Pairs() []CertPair {
 
 // Upstream is the [upstream] table: the app Bulwark proxies to.
 type Upstream struct {
-	// Address is "host:port" or "unix:/absolute/path".
-	Address string `toml:"address"`
+	// Address is "host:port" or "unix:/absolute/path"; several, when the
+	// app runs elsewhere on several addresses, share the requests.
+	Address Addresses `toml:"address"`
 	// Keepalive is the number of idle pooled connections, 0..10000.
 	Keepalive int `toml:"keepalive"`
 	// ConnectTimeout bounds connecting to the app.
@@ -217,6 +218,10 @@ type Upstream struct {
 	// QueueTimeout is how long a request waits for a slot before a 503.
 	QueueTimeout Duration `toml:"queue_timeout"`
 }
+
+// Addresses is the app's address, or several: in the file a string or an
+// array of strings, in the environment a comma-separated list.
+type Addresses []string
 
 // Limits is the [limits] table: body limits and spooling.
 type Limits struct {
@@ -363,7 +368,7 @@ func Default() *Config {
 			SessionTickets: true,
 		},
 		Upstream: Upstream{
-			Address:        DefaultUpstreamAddress,
+			Address:        Addresses{DefaultUpstreamAddress},
 			Keepalive:      DefaultUpstreamKeepalive,
 			ConnectTimeout: Duration(DefaultUpstreamTimeout),
 			SendTimeout:    Duration(DefaultUpstreamTimeout),

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,7 +129,7 @@ func TestDefaultIsValid(t *testing.T) {
 	if got, want := c.Listen.HTTPS, "127.0.0.1:8443"; got != want {
 		t.Errorf("Default().Listen.HTTPS = %q, want %q", got, want)
 	}
-	if got, want := c.Upstream.Address, "127.0.0.1:8002"; got != want {
+	if got, want := c.Upstream.Address, (Addresses{"127.0.0.1:8002"}); !slices.Equal(got, want) {
 		t.Errorf("Default().Upstream.Address = %q, want %q", got, want)
 	}
 	if got, want := c.Admin.Listen, "127.0.0.1:9090"; got != want {
@@ -290,7 +291,7 @@ func TestPrecedence(t *testing.T) {
 		want    any
 		wantSrc Source
 	}{
-		{"upstream.address", c.Upstream.Address, "127.0.0.1:9000", SourceEnv},             // env beats file
+		{"upstream.address", c.Upstream.Address, Addresses{"127.0.0.1:9000"}, SourceEnv},  // env beats file
 		{"upstream.keepalive", c.Upstream.Keepalive, 5, SourceFile},                       // file beats default
 		{"limits.max_body", c.Limits.MaxBody, 10 * MiB, SourceFile},                       // file beats profile
 		{"upstream.max_concurrency", c.Upstream.MaxConcurrency, 30, SourceProfile},        // profile beats default
@@ -407,7 +408,7 @@ func TestValidateAddresses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		c := Default()
-		c.Listen.HTTPS, c.Listen.HTTP, c.Admin.Listen, c.Admin.Token, c.Upstream.Address = tt.https, tt.http, tt.admin, tt.token, tt.upstream
+		c.Listen.HTTPS, c.Listen.HTTP, c.Admin.Listen, c.Admin.Token, c.Upstream.Address = tt.https, tt.http, tt.admin, tt.token, Addresses{tt.upstream}
 		err := c.Validate()
 		switch {
 		case tt.wantErr == "" && err != nil:
@@ -497,6 +498,62 @@ func TestSuggest(t *testing.T) {
 	for _, tt := range tests {
 		if got := suggest(tt.in, names); got != tt.want {
 			t.Errorf("suggest(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestUpstreamAddresses: upstream.address takes one address as a string or
+// several as an array, from the file or (comma-separated) the environment,
+// renders back to what it read, and is checked element by element.
+func TestUpstreamAddresses(t *testing.T) {
+	load := func(body string, env ...string) (*Config, error) {
+		o := machine("box1500mib")
+		o.Path = writeConfig(t, body)
+		o.Environ = env
+		return Load(o)
+	}
+	c, err := load("[upstream]\naddress = [\"10.0.0.2:8000\", \"unix:/run/app.sock\"]\n")
+	if err != nil {
+		t.Fatalf("Load(array) = %v", err)
+	}
+	if want := (Addresses{"10.0.0.2:8000", "unix:/run/app.sock"}); !slices.Equal(c.Upstream.Address, want) {
+		t.Errorf("address from an array = %q, want %q", c.Upstream.Address, want)
+	}
+	if r := c.Render(); !strings.Contains(r, `address = ["10.0.0.2:8000", "unix:/run/app.sock"]`) {
+		t.Errorf("Render of two addresses lacks the array:\n%s", r)
+	}
+	c, err = load("[upstream]\naddress = \"10.0.0.2:8000\"\n")
+	if err != nil {
+		t.Fatalf("Load(string) = %v", err)
+	}
+	if r := c.Render(); !strings.Contains(r, `address = "10.0.0.2:8000"`) {
+		t.Errorf("Render of one address is not a plain string:\n%s", r)
+	}
+	c, err = load("", "BULWARK_UPSTREAM_ADDRESS=10.0.0.2:8000, 10.0.0.3:8000,")
+	if err != nil {
+		t.Fatalf("Load(env list) = %v", err)
+	}
+	if want := (Addresses{"10.0.0.2:8000", "10.0.0.3:8000"}); !slices.Equal(c.Upstream.Address, want) {
+		t.Errorf("address from the environment = %q, want %q", c.Upstream.Address, want)
+	}
+
+	bad := []struct{ body, want string }{
+		{"[upstream]\naddress = [\"10.0.0.2:8000\", 7]\n", "upstream.address[1]: expected a string"},
+		{"[upstream]\naddress = 7\n", "a string, or an array of strings"},
+		{"[upstream]\naddress = []\n", "upstream.address: needs an address"},
+		{"[upstream]\naddress = [\"10.0.0.2:8000\", \"10.0.0.2:8000\"]\n", `upstream.address[1]: "10.0.0.2:8000" is named twice`},
+		{"[upstream]\naddress = [\"10.0.0.2:8000\", \"10.0.0.3:0\"]\n", "upstream.address[1]: port must be between 1 and 65535"},
+		{"[upstream]\naddress = [\"10.0.0.2:8000\", \"10.0.0.3:8000\"]\n[app]\ncommand = [\"uvicorn\", \"app:app\"]\n",
+			"upstream.address: names 2 addresses, but with [app]"},
+	}
+	for _, tt := range bad {
+		_, err := load(tt.body)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Load(%q) = %v, want an error containing %q", tt.body, err, tt.want)
+			continue
+		}
+		if fe, ok := errors.AsType[*FieldError](Errors(err)[0]); !ok || fe.Line == 0 {
+			t.Errorf("Load(%q): error %v does not name a line", tt.body, err)
 		}
 	}
 }

@@ -286,24 +286,21 @@ func (w *walker) setValue(f reflect.Value, path, leaf string, line int, val *uns
 			}
 			f.SetInt(int64(d))
 		}
+	case kindAddresses:
+		switch val.Kind {
+		case unstable.String:
+			f.Set(reflect.ValueOf(Addresses{string(val.Data)}))
+		case unstable.Array:
+			f.Set(reflect.ValueOf(Addresses(w.strings(line, path, val))))
+		default:
+			bad()
+		}
 	case kindStrings:
 		if val.Kind != unstable.Array {
 			bad()
 			return
 		}
-		// Elements of the wrong type are reported and left out; the rest are
-		// kept so that Validate can report their problems too.
-		out := []string{}
-		it := val.Children()
-		for i := 0; it.Next(); i++ {
-			el := it.Node()
-			if el.Kind != unstable.String {
-				w.fail(line, fmt.Sprintf("%s[%d]", path, i), "expected a string, got %s", kindName(el))
-				continue
-			}
-			out = append(out, string(el.Data))
-		}
-		f.Set(reflect.ValueOf(out))
+		f.Set(reflect.ValueOf(w.strings(line, path, val)))
 	case kindCertPairs:
 		if val.Kind != unstable.Array {
 			bad()
@@ -335,6 +332,23 @@ func (w *walker) setValue(f reflect.Value, path, leaf string, line int, val *uns
 }
 
 // inline applies the key/value pairs of an inline table to t.
+// strings returns the strings of array val. Elements of the wrong type are
+// reported and left out; the rest are kept so that Validate can report
+// their problems too.
+func (w *walker) strings(line int, path string, val *unstable.Node) []string {
+	out := []string{}
+	it := val.Children()
+	for i := 0; it.Next(); i++ {
+		el := it.Node()
+		if el.Kind != unstable.String {
+			w.fail(line, fmt.Sprintf("%s[%d]", path, i), "expected a string, got %s", kindName(el))
+			continue
+		}
+		out = append(out, string(el.Data))
+	}
+	return out
+}
+
 func (w *walker) inline(t target, tbl *unstable.Node) {
 	it := tbl.Children()
 	for it.Next() {

@@ -194,6 +194,14 @@ func (c *Config) setEnv(path, name, value string) error {
 			return fail(err)
 		}
 		f.SetInt(int64(d))
+	case kindAddresses:
+		list := Addresses{}
+		for _, s := range strings.Split(value, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				list = append(list, s)
+			}
+		}
+		f.Set(reflect.ValueOf(list))
 	case kindStrings:
 		var list []string
 		if path == "app.command" {

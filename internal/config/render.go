@@ -113,6 +113,15 @@ func renderValue(k keyInfo, f reflect.Value) string {
 		return quote(ByteSize(f.Int()).String())
 	case kindDuration:
 		return quote(Duration(f.Int()).String())
+	case kindAddresses:
+		if list := f.Interface().(Addresses); len(list) == 1 {
+			return quote(list[0])
+		}
+		var parts []string
+		for _, s := range f.Interface().(Addresses) {
+			parts = append(parts, quote(s))
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
 	case kindStrings:
 		var parts []string
 		for _, s := range f.Interface().([]string) {

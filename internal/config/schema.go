@@ -19,11 +19,13 @@ const (
 	kindStrings
 	kindCertPairs
 	kindStringMap
+	kindAddresses // a string, or an array of strings
 )
 
 var (
-	byteSizeType = reflect.TypeFor[ByteSize]()
-	durationType = reflect.TypeFor[Duration]()
+	byteSizeType  = reflect.TypeFor[ByteSize]()
+	durationType  = reflect.TypeFor[Duration]()
+	addressesType = reflect.TypeFor[Addresses]()
 )
 
 // keyInfo describes one leaf key of the schema.
@@ -107,6 +109,8 @@ func kindOf(t reflect.Type) kind {
 		return kindSize
 	case t == durationType:
 		return kindDuration
+	case t == addressesType:
+		return kindAddresses
 	case t.Kind() == reflect.String:
 		return kindString
 	case t.Kind() == reflect.Int:
@@ -164,6 +168,8 @@ func (k kind) expected() string {
 		return "an array of tables with cert and key"
 	case kindStringMap:
 		return "a table of strings"
+	case kindAddresses:
+		return "a string, or an array of strings"
 	}
 	return "a value"
 }

@@ -234,17 +234,24 @@ func (c *Config) validateTLS(v *validator) {
 
 func (c *Config) validateUpstream(v *validator) {
 	u := c.Upstream
-	if path, ok := strings.CutPrefix(u.Address, "unix:"); ok {
-		if !filepath.IsAbs(path) {
-			v.fail("upstream.address", fmt.Errorf(`unix socket path must be absolute, e.g. "unix:/run/app.sock", got %q`, u.Address))
+	switch {
+	case len(u.Address) == 0:
+		v.fail("upstream.address", errors.New(`needs an address, e.g. "127.0.0.1:8002"`))
+	case len(u.Address) > 1 && len(c.App.Command) > 0:
+		v.fail("upstream.address", fmt.Errorf("names %d addresses, but with [app] Bulwark runs one app at one address: "+
+			"name one, or leave [app] out to share requests among apps that run elsewhere", len(u.Address)))
+	}
+	seen := make(map[string]bool, len(u.Address))
+	for i, addr := range u.Address {
+		key := "upstream.address"
+		if len(u.Address) > 1 {
+			key = fmt.Sprintf("upstream.address[%d]", i)
 		}
-	} else if host, port, ok := v.listenAddr("upstream.address", u.Address); ok {
-		switch {
-		case host == "":
-			v.fail("upstream.address", fmt.Errorf(`needs a host, e.g. "127.0.0.1:8002", got %q`, u.Address))
-		case port == 0:
-			v.fail("upstream.address", fmt.Errorf("port must be between 1 and 65535, got %d", port))
+		if seen[addr] {
+			v.fail(key, fmt.Errorf("%q is named twice", addr))
 		}
+		seen[addr] = true
+		validateUpstreamAddress(v, key, addr)
 	}
 	v.intRange("upstream.keepalive", u.Keepalive, 0, 10000)
 	v.positive("upstream.connect_timeout", u.ConnectTimeout)
@@ -253,6 +260,21 @@ func (c *Config) validateUpstream(v *validator) {
 	v.intRange("upstream.max_concurrency", u.MaxConcurrency, 1, 100000)
 	v.intRange("upstream.queue", u.Queue, 0, 1000000)
 	v.positive("upstream.queue_timeout", u.QueueTimeout)
+}
+
+func validateUpstreamAddress(v *validator, key, addr string) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if !filepath.IsAbs(path) {
+			v.fail(key, fmt.Errorf(`unix socket path must be absolute, e.g. "unix:/run/app.sock", got %q`, addr))
+		}
+	} else if host, port, ok := v.listenAddr(key, addr); ok {
+		switch {
+		case host == "":
+			v.fail(key, fmt.Errorf(`needs a host, e.g. "127.0.0.1:8002", got %q`, addr))
+		case port == 0:
+			v.fail(key, fmt.Errorf("port must be between 1 and 65535, got %d", port))
+		}
+	}
 }
 
 func (c *Config) validateLimits(v *validator) {

@@ -10,6 +10,8 @@ type proxyMetrics struct {
 	errors       map[string]*metrics.Counter
 	headDuration *metrics.PrometheusHistogram
 	retries      *metrics.Counter
+	failovers    *metrics.Counter // requests sent to another address after a failed connect
+	downs        *metrics.Counter // addresses left out of turn after a failed connect
 }
 
 func newProxyMetrics(set *metrics.Set) proxyMetrics {
@@ -17,6 +19,8 @@ func newProxyMetrics(set *metrics.Set) proxyMetrics {
 		errors:       make(map[string]*metrics.Counter, len(errorKinds)),
 		headDuration: set.GetOrCreatePrometheusHistogramExt("bulwark_upstream_duration_seconds", durationBuckets),
 		retries:      set.GetOrCreateCounter("bulwark_upstream_retries_total"),
+		failovers:    set.GetOrCreateCounter("bulwark_upstream_failovers_total"),
+		downs:        set.GetOrCreateCounter("bulwark_upstream_down_total"),
 	}
 	for i, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx"} {
 		m.codeClass[i+1] = set.GetOrCreateCounter(`bulwark_upstream_requests_total{code_class="` + class + `"}`)

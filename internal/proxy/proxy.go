@@ -13,16 +13,12 @@ package proxy
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,9 +48,12 @@ const maxResponseHeaderBytes = 1 << 20
 
 // Options configures a Proxy.
 type Options struct {
-	// Upstream is the app's address: "host:port" ("127.0.0.1:8002",
-	// "[::1]:8002") or "unix:/absolute/path.sock". Required.
-	Upstream string
+	// Upstreams are the app's addresses: "host:port" ("127.0.0.1:8002",
+	// "[::1]:8002") or "unix:/absolute/path.sock". At least one. Requests
+	// take several in turn; one that fails to connect is left out for 10
+	// seconds, and a request that could not connect to it goes to the
+	// next.
+	Upstreams []string
 	// KeepAlive is the number of idle connections kept open to the app.
 	// Zero means DefaultKeepAlive; negative means no pooling (a new
 	// connection per request).
@@ -133,7 +132,8 @@ func (o Options) withDefaults() Options {
 type Proxy struct {
 	opts     atomic.Pointer[Options] // swapped whole by Update; read through o()
 	log      *slog.Logger
-	target   atomic.Pointer[target]
+	targets  atomic.Pointer[targets]
+	set      *metrics.Set
 	upstream *upstream // HTTP/1.1 client to the app, with its connection pool
 	bufs     *bufferPool
 	rp       *httputil.ReverseProxy // for upgrades only: relay serves the rest
@@ -142,17 +142,18 @@ type Proxy struct {
 
 var _ http.Handler = (*Proxy)(nil)
 
-// New returns a Proxy to o.Upstream. It connects to nothing yet; an
+// New returns a Proxy to o.Upstreams. It connects to nothing yet; an
 // invalid address is an error.
 func New(o Options) (*Proxy, error) {
 	o = o.withDefaults()
-	t, err := parseUpstream(o.Upstream)
+	ts, err := parseTargets(o.Upstreams)
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{log: o.Logger, m: newProxyMetrics(o.Metrics)}
+	p := &Proxy{log: o.Logger, set: o.Metrics, m: newProxyMetrics(o.Metrics)}
 	p.opts.Store(&o)
-	p.target.Store(t)
+	p.targets.Store(ts)
+	p.upGauges(nil, ts)
 	p.bufs = newBufferPool()
 	p.upstream = newUpstream(p.dial, o.KeepAlive, o.IdleConnTimeout, p.bufs)
 	p.rp = &httputil.ReverseProxy{
@@ -200,28 +201,29 @@ func (p *Proxy) o() *Options { return p.opts.Load() }
 // Update applies new timeouts, trusted proxies and body limit from a
 // configuration reload: to requests from now on, and the timeouts to every
 // read and write from now on, pooled connections included. The upstream
-// address changes with SetUpstream; the pool size, idle timeout,
+// addresses change with SetUpstream; the pool size, idle timeout,
 // AwaitReady, logger and metrics stay those given to New.
 func (p *Proxy) Update(o Options) {
 	cur := p.o()
-	o.Upstream, o.KeepAlive = cur.Upstream, cur.KeepAlive
+	o.Upstreams, o.KeepAlive = cur.Upstreams, cur.KeepAlive
 	o.AwaitReady, o.Logger, o.Metrics = cur.AwaitReady, cur.Logger, cur.Metrics
 	o = o.withDefaults()
 	o.IdleConnTimeout = cur.IdleConnTimeout // the pool keeps the one it was built with
 	p.opts.Store(&o)
 }
 
-// SetUpstream switches the app's address for requests that start from now
-// on, as when the supervisor restarts the app on a new port. Requests in
-// flight finish on the old address; idle connections to it are closed now,
+// SetUpstream switches the app's addresses for requests that start from
+// now on, as when the supervisor restarts the app on a new port. Requests
+// in flight finish on the old addresses; idle connections are closed now,
 // and those still busy are closed once idle (after IdleConnTimeout at the
 // latest).
-func (p *Proxy) SetUpstream(addr string) error {
-	t, err := parseUpstream(addr)
+func (p *Proxy) SetUpstream(addrs ...string) error {
+	ts, err := parseTargets(addrs)
 	if err != nil {
 		return err
 	}
-	p.target.Store(t)
+	old := p.targets.Swap(ts)
+	p.upGauges(old, ts)
 	p.upstream.CloseIdleConnections()
 	return nil
 }
@@ -229,57 +231,6 @@ func (p *Proxy) SetUpstream(addr string) error {
 // Close closes the idle connections to the app. The Proxy stays usable.
 func (p *Proxy) Close() {
 	p.upstream.CloseIdleConnections()
-}
-
-// target is where requests go. Its urlHost is the key of the connection
-// pool, so connections to different addresses are never mixed up.
-type target struct {
-	network string // "tcp" or "unix"
-	addr    string // host:port or socket path
-	urlHost string // host of the outgoing URL; decoded again by dial
-}
-
-// unixHostSuffix marks a URL host that carries a hex-encoded socket path.
-const unixHostSuffix = ".unix.bulwark.invalid"
-
-func parseUpstream(s string) (*target, error) {
-	if path, ok := strings.CutPrefix(s, "unix:"); ok {
-		if !strings.HasPrefix(path, "/") {
-			return nil, fmt.Errorf("upstream %q: unix socket path must be absolute", s)
-		}
-		return &target{network: "unix", addr: path, urlHost: hex.EncodeToString([]byte(path)) + unixHostSuffix}, nil
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return nil, fmt.Errorf("upstream %q: want host:port or unix:/path: %w", s, err)
-	}
-	if host == "" {
-		return nil, fmt.Errorf("upstream %q: missing host (use 127.0.0.1 or [::1] for this machine)", s)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return nil, fmt.Errorf("upstream %q: port must be a number from 1 to 65535", s)
-	}
-	return &target{network: "tcp", addr: s, urlHost: s}, nil
-}
-
-// targetForDial maps a pool key (a target's urlHost, with or without a
-// port) back to the address to dial.
-func targetForDial(addr string) (network, address string, err error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		if !strings.HasSuffix(addr, unixHostSuffix) {
-			return "", "", fmt.Errorf("splitting dial address %q: %w", addr, err)
-		}
-		host = addr // a unix target's key has no port
-	}
-	if enc, ok := strings.CutSuffix(host, unixHostSuffix); ok {
-		path, err := hex.DecodeString(enc)
-		if err != nil {
-			return "", "", fmt.Errorf("decoding socket path of %q: %w", addr, err)
-		}
-		return "unix", string(path), nil
-	}
-	return "tcp", addr, nil
 }
 
 // bufferPool recycles the 32 KiB buffers answers are copied with.

@@ -29,7 +29,7 @@ func quietLogger() *slog.Logger {
 func newTestProxy(t testing.TB, upstream string, mod func(*Options)) (*Proxy, *metrics.Set) {
 	t.Helper()
 	set := metrics.NewSet()
-	o := Options{Upstream: upstream, Metrics: set, Logger: quietLogger()}
+	o := Options{Upstreams: []string{upstream}, Metrics: set, Logger: quietLogger()}
 	if mod != nil {
 		mod(&o)
 	}
@@ -123,7 +123,7 @@ func TestParseUpstream(t *testing.T) {
 			t.Errorf("targetForDial(key of %q) = %s %s %v, want %s %s", tt.in, network, addr, err, tt.wantNetwork, tt.wantAddr)
 		}
 	}
-	if _, err := New(Options{Upstream: "nonsense"}); err == nil {
+	if _, err := New(Options{Upstreams: []string{"nonsense"}}); err == nil {
 		t.Errorf("New with upstream %q: got no error, want one", "nonsense")
 	}
 }

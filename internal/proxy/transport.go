@@ -21,6 +21,9 @@ func (p *Proxy) dial(ctx context.Context, addr string) (*deadlineConn, error) {
 	d := net.Dialer{Timeout: p.o().ConnectTimeout}
 	c, err := d.DialContext(ctx, network, address)
 	if err != nil {
+		if ctx.Err() == nil { // not the client giving up
+			p.markDown(addr, err)
+		}
 		return nil, &dialError{err: err}
 	}
 	return &deadlineConn{Conn: c, p: p}, nil
@@ -153,6 +156,9 @@ func got1xxOf(req *http.Request) func(int, textproto.MIMEHeader) error {
 func (p *Proxy) roundTrip(req *http.Request, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
 	start := time.Now()
 	res, answered, err := p.roundTripOnce(req, got1xx)
+	if err != nil && !answered && isDialError(err) {
+		res, answered, err = p.failover(req, err, got1xx)
+	}
 	if err != nil && !answered && p.shouldRetry(req, err) {
 		res, err = p.retry(req, err, got1xx)
 	}
