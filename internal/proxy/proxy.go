@@ -5,9 +5,10 @@
 // net/http.Transport (upstream.go: the request is written and its answer
 // read on the handler's goroutine), relays the answer with its own copy of
 // httputil.ReverseProxy's rules (relay.go; ReverseProxy itself serves only
-// protocol switches), applies nginx's connect/send/read timeouts, and
-// answers the failures it sees with Bulwark's own short 413/502/504 through
-// package httperr. Body spooling, admission and holding requests while the
+// protocol switches), applies nginx's connect/send/read timeouts, takes an
+// app that runs on several addresses in turn, leaving out one that fails to
+// connect (targets.go), and answers the failures it sees with Bulwark's own
+// short 413/502/504 through package httperr. Body spooling, admission and holding requests while the
 // app restarts are left to the handlers in front of it.
 package proxy
 
