@@ -39,13 +39,20 @@ type Options struct {
 	Format Format
 	// Begin, when set, is called before the handler with the request; it
 	// returns the request to serve (with, say, a timing record in its
-	// context) and a function reporting the time the request spent in the
-	// app, called after the handler returned. Nil logs no upstream time.
-	Begin func(r *http.Request) (*http.Request, func() time.Duration)
+	// context) and what reports the time the request spent in the app,
+	// asked after the handler returned. Nil logs no upstream time.
+	Begin func(r *http.Request) (*http.Request, UpstreamTimer)
 	// Metrics receives the request series; nil means a private set.
 	Metrics *metrics.Set
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// UpstreamTimer reports the time a request spent in the app. An interface
+// rather than a func: a method value made per request would be an
+// allocation.
+type UpstreamTimer interface {
+	Upstream() time.Duration
 }
 
 // Logger is an access-log middleware. It is safe for concurrent use.
@@ -59,6 +66,7 @@ type Logger struct {
 	bytesOut *metrics.Counter
 	total    atomic.Uint64
 	lat      latencies
+	byCode   [2][len(codeClasses)]atomic.Pointer[metrics.Counter] // [h1, h2][codeClass]
 }
 
 // Latencies reports the median and 99th percentile duration of the requests
@@ -158,7 +166,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }
 func (l *Logger) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := l.opts.Now()
-		var upstream func() time.Duration
+		var upstream UpstreamTimer
 		if l.opts.Begin != nil {
 			r, upstream = l.opts.Begin(r)
 		}
@@ -188,7 +196,7 @@ func (l *Logger) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-func (l *Logger) record(r *http.Request, rec *recorder, start time.Time, in int64, upstream func() time.Duration) {
+func (l *Logger) record(r *http.Request, rec *recorder, start time.Time, in int64, upstream UpstreamTimer) {
 	now := l.opts.Now()
 	d := now.Sub(start)
 	status := rec.status
@@ -198,11 +206,7 @@ func (l *Logger) record(r *http.Request, rec *recorder, start time.Time, in int6
 	if rec.hijacked {
 		status = http.StatusSwitchingProtocols
 	}
-	proto := "h1"
-	if r.ProtoMajor == 2 {
-		proto = "h2"
-	}
-	l.set.GetOrCreateCounter(`bulwark_requests_total{proto="` + proto + `",code="` + codeClass(status) + `"}`).Inc()
+	l.requests(r.ProtoMajor == 2, status).Inc()
 	if rec.reason != "" {
 		l.set.GetOrCreateCounter(`bulwark_refused_total{status="` + strconv.Itoa(status) + `",reason="` + rec.reason + `"}`).Inc()
 	}
@@ -217,7 +221,7 @@ func (l *Logger) record(r *http.Request, rec *recorder, start time.Time, in int6
 	}
 	var up time.Duration
 	if upstream != nil {
-		up = upstream()
+		up = upstream.Upstream()
 	}
 	client := r.RemoteAddr
 	if host, _, err := net.SplitHostPort(client); err == nil {
@@ -311,20 +315,42 @@ func appendJSON(b []byte, now time.Time, client string, r *http.Request, status 
 	return append(b, '\n')
 }
 
-func codeClass(status int) string {
+// requests returns the bulwark_requests_total series of a request, made
+// on first use and kept: a name built and looked up for every request cost
+// an allocation and the set's lock.
+func (l *Logger) requests(h2 bool, status int) *metrics.Counter {
+	i, j := 0, codeClass(status)
+	if h2 {
+		i = 1
+	}
+	if c := l.byCode[i][j].Load(); c != nil {
+		return c
+	}
+	proto := [2]string{"h1", "h2"}[i]
+	c := l.set.GetOrCreateCounter(`bulwark_requests_total{proto="` + proto + `",code="` + codeClasses[j] + `"}`)
+	l.byCode[i][j].Store(c)
+	return c
+}
+
+// codeClasses are the code labels of bulwark_requests_total: the class of
+// a status, and 499 (the client went away before an answer) on its own.
+var codeClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "499", "5xx"}
+
+// codeClass returns the index in codeClasses of status's label.
+func codeClass(status int) int {
 	switch {
 	case status == 499:
-		return "499"
+		return 4
 	case status < 200:
-		return "1xx"
+		return 0
 	case status < 300:
-		return "2xx"
+		return 1
 	case status < 400:
-		return "3xx"
+		return 2
 	case status < 500:
-		return "4xx"
+		return 3
 	default:
-		return "5xx"
+		return 5
 	}
 }
 

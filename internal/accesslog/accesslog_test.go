@@ -14,6 +14,11 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
+// fixedUpstream is an UpstreamTimer that always reports the same time.
+type fixedUpstream time.Duration
+
+func (d fixedUpstream) Upstream() time.Duration { return time.Duration(d) }
+
 func fixedClock() func() time.Time {
 	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	n := 0
@@ -24,8 +29,8 @@ func TestMiddlewareText(t *testing.T) {
 	var out bytes.Buffer
 	set := metrics.NewSet()
 	l := New(Options{Writer: &out, Metrics: set, Now: fixedClock(),
-		Begin: func(r *http.Request) (*http.Request, func() time.Duration) {
-			return r, func() time.Duration { return 100 * time.Millisecond }
+		Begin: func(r *http.Request) (*http.Request, UpstreamTimer) {
+			return r, fixedUpstream(100 * time.Millisecond)
 		}})
 	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.ReadAll(r.Body)
@@ -197,5 +202,36 @@ func TestSetOutputUnderLoad(t *testing.T) {
 	}
 	if total != workers*perWorker {
 		t.Errorf("%d lines written, want %d (one per request)", total, workers*perWorker)
+	}
+}
+
+func TestRequestsTotalByProtoAndCode(t *testing.T) {
+	set := metrics.NewSet()
+	l := New(Options{Metrics: set})
+	status := 200
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(status) }))
+	send := func(h2 bool, code int) {
+		status = code
+		r := httptest.NewRequest("GET", "/", nil)
+		if h2 {
+			r.ProtoMajor, r.ProtoMinor, r.Proto = 2, 0, "HTTP/2.0"
+		}
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	send(false, 200)
+	send(false, 204)
+	send(true, 200)
+	send(true, 499)
+	send(false, 302)
+	for name, want := range map[string]uint64{
+		`bulwark_requests_total{proto="h1",code="2xx"}`: 2,
+		`bulwark_requests_total{proto="h2",code="2xx"}`: 1,
+		`bulwark_requests_total{proto="h2",code="499"}`: 1,
+		`bulwark_requests_total{proto="h1",code="3xx"}`: 1,
+		`bulwark_requests_total{proto="h1",code="499"}`: 0,
+	} {
+		if got := set.GetOrCreateCounter(name).Get(); got != want {
+			t.Errorf("%s = %d, want %d", name, got, want)
+		}
 	}
 }

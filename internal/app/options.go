@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -171,14 +170,14 @@ func (a *App) accessLogger(cfg *config.Config) (*accesslog.Logger, io.Closer, er
 		Writer:  w,
 		Format:  format,
 		Metrics: a.set,
-		Begin: func(r *http.Request) (*http.Request, func() time.Duration) {
+		Begin: func(r *http.Request) (*http.Request, accesslog.UpstreamTimer) {
 			t := proxy.TimingOf(r.Context())
 			if t == nil { // a request the front door did not make (tests)
 				var ctx context.Context
 				ctx, t = proxy.WithTiming(r.Context())
 				r = r.WithContext(ctx)
 			}
-			return r, t.Upstream
+			return r, t
 		},
 	}), closer, nil
 }

@@ -20,8 +20,22 @@ type timingKey struct{}
 // WithTiming returns a context carrying a new Timing, which the Proxy
 // fills in for requests served under that context.
 func WithTiming(ctx context.Context) (context.Context, *Timing) {
-	t := new(Timing)
-	return context.WithValue(ctx, timingKey{}, t), t
+	c := &timingCtx{Context: ctx}
+	return c, &c.t
+}
+
+// timingCtx is a context carrying a Timing: one allocation where
+// context.WithValue and a separate Timing are two.
+type timingCtx struct {
+	context.Context
+	t Timing
+}
+
+func (c *timingCtx) Value(key any) any {
+	if key == (timingKey{}) {
+		return &c.t
+	}
+	return c.Context.Value(key)
 }
 
 // TimingOf returns the Timing WithTiming put in ctx, or nil.

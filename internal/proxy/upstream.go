@@ -456,10 +456,10 @@ const cancelDelay = 50 * time.Millisecond
 
 // watch starts the exchange of ctx: its cancellation closes the socket once
 // the exchange has lasted cancelDelay (at once, if it was cancelled by then).
+// It does not ask ctx for its Done channel: a cancelCtx makes that channel
+// on the first call, which would cost every request an allocation (and its
+// cancel a close) for the few exchanges that outlast cancelDelay.
 func (pc *upConn) watch(ctx context.Context) {
-	if ctx.Done() == nil {
-		return
-	}
 	pc.cancelMu.Lock()
 	pc.cancelCtx = ctx
 	pc.cancelMu.Unlock()
