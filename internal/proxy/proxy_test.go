@@ -204,6 +204,8 @@ func TestSetForwarded(t *testing.T) {
 		{"ipv6 trusted peer", "[::1]:5555", []string{"2001:db8::1"}, false, trusted, "2001:db8::1, ::1", "2001:db8::1", "http"},
 		{"ipv4-mapped peer", "[::ffff:10.1.1.1]:5555", []string{"198.51.100.9"}, false, trusted, "198.51.100.9, 10.1.1.1", "198.51.100.9", "http"},
 		{"trusted peer without xff", "10.1.1.1:5555", nil, false, trusted, "10.1.1.1", "10.1.1.1", "http"},
+		{"ipv6 peer spelled long", "[0:0::1]:5555", nil, false, nil, "::1", "::1", "http"},
+		{"ipv6 peer in capitals", "[2001:DB8::7]:5555", nil, false, nil, "2001:db8::7", "2001:db8::7", "http"},
 	}
 	for _, tt := range tests {
 		in := httptest.NewRequest("GET", "http://app.example/x", nil)
@@ -430,6 +432,16 @@ func BenchmarkProxyLoopback(b *testing.B) {
 		p.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 		if rec.Code != 200 {
 			b.Fatalf("status %d", rec.Code)
+		}
+	}
+}
+
+// TestClientIPNoAllocation: the usual peer address is taken as RemoteAddr
+// spells it, without formatting it again.
+func TestClientIPNoAllocation(t *testing.T) {
+	for _, remote := range []string{"203.0.113.7:5555", "[2001:db8::7]:443"} {
+		if n := testing.AllocsPerRun(100, func() { clientIP(remote) }); n != 0 {
+			t.Errorf("clientIP(%q): %v allocations, want 0", remote, n)
 		}
 	}
 }

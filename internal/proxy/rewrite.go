@@ -80,6 +80,15 @@ func setShared(h http.Header, key, v string, vals []string) []string {
 func clientIP(remoteAddr string) (string, netip.Addr) {
 	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil {
 		a := ap.Addr().Unmap()
+		// The address as RemoteAddr spells it, when that is how a.String()
+		// spells it (almost always: the kernel's address, printed by
+		// net), saves formatting it again: an allocation per request.
+		host := remoteAddr[:strings.LastIndexByte(remoteAddr, ':')]
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		var buf [64]byte
+		if string(a.AppendTo(buf[:0])) == host {
+			return host, a
+		}
 		return a.String(), a
 	}
 	host, _, err := net.SplitHostPort(remoteAddr)
