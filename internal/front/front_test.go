@@ -183,6 +183,46 @@ func TestKeepAliveReusesOneConnection(t *testing.T) {
 	}
 }
 
+// TestKeepAliveAnswersStartClean: the connection reuses its response and
+// header map from one request to the next; nothing of one answer (a field,
+// a status, a length, chunking) may show in the next.
+func TestKeepAliveAnswersStartClean(t *testing.T) {
+	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/first":
+			w.Header().Set("X-Only-First", "1")
+			w.Header().Set("Content-Length", "5")
+			w.WriteHeader(http.StatusTeapot)
+			io.WriteString(w, "first")
+		case "/big":
+			w.Header().Set("X-Only-Big", "1")
+			io.WriteString(w, strings.Repeat("b", 3*pendMax)) // chunked
+		default:
+			io.WriteString(w, "second")
+		}
+	}), true, nil)
+	c := ts.dial(t, true)
+	br := bufio.NewReader(c)
+	for i, path := range []string{"/first", "/second", "/big", "/second"} {
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d (%s): %v", i, path, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		if path != "/second" {
+			continue
+		}
+		if res.StatusCode != 200 || string(b) != "second" || res.ContentLength != 6 || len(res.TransferEncoding) != 0 {
+			t.Errorf("request %d: status %d, body %q, length %d, coding %v; want 200, \"second\", 6, none",
+				i, res.StatusCode, b, res.ContentLength, res.TransferEncoding)
+		}
+		if res.Header.Get("X-Only-First") != "" || res.Header.Get("X-Only-Big") != "" {
+			t.Errorf("request %d carries a field of an earlier answer: %v", i, res.Header)
+		}
+	}
+}
+
 func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
 	ts := start(t, echoHandler(), false, nil)
 	c := ts.dial(t, false)

@@ -47,6 +47,11 @@ type h1Conn struct {
 	// under load) and dropped when it goes quiet.
 	watch    *time.Timer
 	watching atomic.Pointer[requestBody] // the request watch is for, or nil
+
+	// resp is the last request's response and header map, cleared and
+	// reused by the next while the connection is busy (two allocations a
+	// request otherwise), dropped with watch when it goes quiet.
+	resp *response
 }
 
 // watchClient starts noticing a client that went away during a request
@@ -65,6 +70,21 @@ func (c *h1Conn) dropWatch() {
 		c.watch.Stop()
 		c.watch = nil
 	}
+	c.resp = nil
+}
+
+// newResponse returns the response for req, reusing the previous request's
+// struct and header map when the connection kept them.
+func (c *h1Conn) newResponse(req *http.Request, body *requestBody) *response {
+	w := c.resp
+	c.resp = nil
+	if w == nil {
+		return &response{c: c, req: req, body: body, header: make(http.Header, 8)}
+	}
+	h := w.header
+	clear(h)
+	*w = response{c: c, req: req, body: body, header: h}
+	return w
 }
 
 // serveH1 serves HTTP/1.1 on c until the client or the server ends it.
@@ -229,7 +249,7 @@ func (c *h1Conn) serveOne() (keep bool) {
 	c.rwc.SetReadDeadline(time.Time{})
 	c.cr.cancel = cancel
 	body := req.Body.(*requestBody)
-	w := &response{c: c, req: req, body: body, header: make(http.Header, 8)}
+	w := c.newResponse(req, body)
 	if c.tlsState != nil {
 		w.hsts = c.srv.hsts()
 	}
@@ -260,6 +280,9 @@ func (c *h1Conn) serveOne() (keep bool) {
 	c.releaseWriter()
 	if keep && c.br.Buffered() == 0 {
 		c.releaseReader(false)
+	}
+	if keep {
+		c.resp = w // the handler is done with it: the next request reuses it
 	}
 	return keep
 }
