@@ -8,8 +8,9 @@
 // protocol switches), applies nginx's connect/send/read timeouts, takes an
 // app that runs on several addresses in turn, leaving out one that fails to
 // connect (targets.go), and answers the failures it sees with Bulwark's own
-// short 413/502/504 through package httperr. Body spooling, admission and holding requests while the
-// app restarts are left to the handlers in front of it.
+// short 413/502/504 through package httperr. Body spooling, admission and
+// holding requests while the app restarts are left to the handlers in front
+// of it.
 package proxy
 
 import (

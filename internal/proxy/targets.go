@@ -23,6 +23,7 @@ const downFor = 10 * time.Second
 // connection pool, so connections to different addresses are never mixed
 // up.
 type target struct {
+	name    string // as configured: "host:port" or "unix:/path"
 	network string // "tcp" or "unix"
 	addr    string // host:port or socket path
 	urlHost string // host of the outgoing URL; decoded again by dial
@@ -99,15 +100,6 @@ func (ts *targets) byKey(key string) *target {
 	return nil
 }
 
-// addrs returns the addresses as configured.
-func (ts *targets) addrs() []string {
-	out := make([]string, len(ts.list))
-	for i, t := range ts.list {
-		out[i] = t.addr
-	}
-	return out
-}
-
 // markDown leaves the address with pool key key out of turn for downFor
 // after a failed connect. With one address there is nothing to turn to,
 // so nothing is marked.
@@ -123,7 +115,7 @@ func (p *Proxy) markDown(key string, err error) {
 	now := time.Now()
 	if t.downUntil.Swap(now.Add(downFor).UnixNano()) <= now.UnixNano() {
 		p.m.downs.Inc()
-		p.log.Warn("app address failed to connect: the other addresses take its requests", "address", t.addr, "for", downFor, "err", err)
+		p.log.Warn("app address failed to connect: the other addresses take its requests", "address", t.name, "for", downFor, "err", err)
 	}
 }
 
@@ -161,7 +153,7 @@ func (p *Proxy) failover(req *http.Request, err error, got1xx func(int, textprot
 			again.Body = body
 		}
 		p.m.failovers.Inc()
-		p.log.Debug("sending a request that failed to connect to another app address", "method", req.Method, "path", req.URL.Path, "address", t.addr, "err", err)
+		p.log.Debug("sending a request that failed to connect to another app address", "method", req.Method, "path", req.URL.Path, "address", t.name, "err", err)
 		res, answered, aerr := p.roundTripOnce(again, got1xx)
 		if aerr == nil || answered || !isDialError(aerr) {
 			return res, answered, aerr
@@ -179,7 +171,7 @@ func (p *Proxy) upGauges(old, cur *targets) {
 	if old != nil && len(old.list) > 1 {
 		for _, t := range old.list {
 			if len(cur.list) < 2 || cur.byKey(t.urlHost) == nil {
-				p.set.UnregisterMetric(name(t.addr))
+				p.set.UnregisterMetric(name(t.name))
 			}
 		}
 	}
@@ -188,7 +180,7 @@ func (p *Proxy) upGauges(old, cur *targets) {
 	}
 	for _, t := range cur.list {
 		key := t.urlHost
-		p.set.GetOrCreateGauge(name(t.addr), func() float64 {
+		p.set.GetOrCreateGauge(name(t.name), func() float64 {
 			if t := p.targets.Load().byKey(key); t != nil && t.up(time.Now().UnixNano()) {
 				return 1
 			}
@@ -205,7 +197,7 @@ func parseUpstream(s string) (*target, error) {
 		if !strings.HasPrefix(path, "/") {
 			return nil, fmt.Errorf("upstream %q: unix socket path must be absolute", s)
 		}
-		return &target{network: "unix", addr: path, urlHost: hex.EncodeToString([]byte(path)) + unixHostSuffix}, nil
+		return &target{name: s, network: "unix", addr: path, urlHost: hex.EncodeToString([]byte(path)) + unixHostSuffix}, nil
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
@@ -217,7 +209,7 @@ func parseUpstream(s string) (*target, error) {
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return nil, fmt.Errorf("upstream %q: port must be a number from 1 to 65535", s)
 	}
-	return &target{network: "tcp", addr: s, urlHost: s}, nil
+	return &target{name: s, network: "tcp", addr: s, urlHost: s}, nil
 }
 
 // targetForDial maps a pool key (a target's urlHost, with or without a

@@ -247,7 +247,7 @@ func TestUpGaugeOfAnOddSocketPath(t *testing.T) {
 	a := namedApp(t, "A")
 	odd := `/tmp/a "b"\c.sock`
 	_, set := newMultiProxy(t, hostOf(a), "unix:"+odd)
-	if v := gauge(set, `bulwark_upstream_up{address="/tmp/a \"b\"\\c.sock"}`); v != 1 {
+	if v := gauge(set, `bulwark_upstream_up{address="unix:/tmp/a \"b\"\\c.sock"}`); v != 1 {
 		t.Errorf("up gauge of %q = %v, want 1", odd, v)
 	}
 }
