@@ -132,8 +132,7 @@ func isDialError(err error) bool {
 // provided its body can be had again.
 func (p *Proxy) failover(req *http.Request, err error, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, bool, error) {
 	ts := p.targets.Load()
-	if len(ts.list) < 2 || req.Context().Err() != nil ||
-		(req.Body != nil && req.Body != http.NoBody && req.GetBody == nil) {
+	if len(ts.list) < 2 || req.Context().Err() != nil {
 		return nil, false, err
 	}
 	tried := []string{req.URL.Host}
@@ -143,15 +142,11 @@ func (p *Proxy) failover(req *http.Request, err error, got1xx func(int, textprot
 			break
 		}
 		tried = append(tried, t.urlHost)
-		again := req.Clone(req.Context())
-		again.URL.Host = t.urlHost
-		if req.Body != nil && req.Body != http.NoBody {
-			body, gerr := req.GetBody()
-			if gerr != nil {
-				return nil, false, err
-			}
-			again.Body = body
+		again, ok := resend(req)
+		if !ok {
+			return nil, false, err
 		}
+		again.URL.Host = t.urlHost
 		p.m.failovers.Inc()
 		p.log.Debug("sending a request that failed to connect to another app address", "method", req.Method, "path", req.URL.Path, "address", t.name, "err", err)
 		res, answered, aerr := p.roundTripOnce(again, got1xx)

@@ -202,6 +202,23 @@ func (p *Proxy) shouldRetry(req *http.Request, err error) bool {
 	return false
 }
 
+// resend returns a copy of req to send again, with its body had afresh
+// through GetBody; false when the body cannot be had again.
+func resend(req *http.Request) (*http.Request, bool) {
+	again := req.Clone(req.Context())
+	if req.Body != nil && req.Body != http.NoBody {
+		if req.GetBody == nil {
+			return nil, false
+		}
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, false
+		}
+		again.Body = body
+	}
+	return again, true
+}
+
 // maxRefusedRetries bounds the attempts at an app that refuses connections
 // while it restarts; each attempt first waits for AwaitReady.
 const maxRefusedRetries = 5
@@ -232,13 +249,9 @@ func (p *Proxy) retry(req *http.Request, first error, got1xx func(int, textproto
 				return nil, err
 			}
 		}
-		again := req.Clone(req.Context())
-		if req.Body != nil && req.Body != http.NoBody {
-			body, gerr := req.GetBody()
-			if gerr != nil {
-				return nil, err
-			}
-			again.Body = body
+		again, ok := resend(req)
+		if !ok {
+			return nil, err
 		}
 		p.log.Debug("retrying request the app never answered", "method", req.Method, "path", req.URL.Path, "err", err, "attempt", attempt+1)
 		res, _, err = p.roundTripOnce(again, got1xx)
