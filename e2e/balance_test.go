@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -56,5 +58,12 @@ func TestSeveralAppAddressesOneDies(t *testing.T) {
 	}
 	if v := m["bulwark_upstream_failovers_total"]; v < 1 {
 		t.Errorf("failovers_total = %v, want at least 1", v)
+	}
+	out, err := exec.Command(bulwarkBin, "status", "--admin", in.admin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bulwark status: %v\n%s", err, out)
+	}
+	if want := "UPSTREAM     " + up1 + " down · " + up2 + " up"; !strings.Contains(string(out), want) {
+		t.Errorf("bulwark status lacks %q:\n%s", want, out)
 	}
 }

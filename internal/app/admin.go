@@ -84,6 +84,9 @@ func (as *adminServer) snapshot() observe.Snapshot {
 		QueueCap:         ad.Queue,
 	}
 	s.LatencyP50, s.LatencyP99 = a.access.Latencies()
+	for _, u := range a.proxy.Upstreams() {
+		s.Upstreams = append(s.Upstreams, observe.UpstreamInfo{Address: u.Address, Up: u.Up})
+	}
 	metrics.Read(heapSample)
 	if heapSample[0].Value.Kind() == metrics.KindUint64 {
 		s.GoHeapBytes = int64(heapSample[0].Value.Uint64())

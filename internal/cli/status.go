@@ -131,6 +131,9 @@ func renderStatus(st *observe.Status, addr string, lay statusLayout) string {
 	} else {
 		line("%-12s none supervised", "APP")
 	}
+	if len(st.Upstreams) > 0 {
+		line("%-12s %s", "UPSTREAM", fmtUpstreams(st.Upstreams))
+	}
 	line("%-12s h1 %d · h2 %d · active %d · idle %d", "CONNECTIONS", st.ConnsH1, st.ConnsH2, st.ConnsActive, st.ConnsIdle)
 	line("%-12s %s/s · in flight %d/%d · queued %d/%d · p50 %s · p99 %s", "REQUESTS",
 		fmtRate(st.RequestsPerSecond), st.InFlight, st.MaxConcurrency, st.Queued, st.QueueCap,
@@ -154,6 +157,23 @@ func renderStatus(st *observe.Status, addr string, lay statusLayout) string {
 		}
 	}
 	return b.String()
+}
+
+// fmtUpstreams lists the app's addresses; with several, each says whether
+// it takes requests.
+func fmtUpstreams(us []observe.UpstreamInfo) string {
+	if len(us) == 1 {
+		return us[0].Address
+	}
+	parts := make([]string, len(us))
+	for i, u := range us {
+		state := "up"
+		if !u.Up {
+			state = "down"
+		}
+		parts[i] = u.Address + " " + state
+	}
+	return strings.Join(parts, " · ")
 }
 
 // restarts formats restart counts in a fixed order.

@@ -58,8 +58,10 @@ func adminSnapshot(procs int, withApp bool) func() observe.Snapshot {
 			LatencyP99:       230 * time.Millisecond,
 		}
 		if !withApp {
+			s.Upstreams = []observe.UpstreamInfo{{Address: "10.0.0.2:8000", Up: true}, {Address: "10.0.0.3:8000"}}
 			return s
 		}
+		s.Upstreams = []observe.UpstreamInfo{{Address: "127.0.0.1:8002", Up: true}}
 		app := &observe.AppInfo{State: "running", PID: 5000, Since: start.Add(30 * time.Minute),
 			Restarts: map[string]int{"crash": 1, "memory": 2}, LastExit: "signal: killed (memory 412.0 MiB > 400.0 MiB)",
 			MaxMemory: 400 << 20}

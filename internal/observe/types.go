@@ -37,6 +37,16 @@ type Snapshot struct {
 	// latency_p50_seconds and latency_p99_seconds.
 	LatencyP50 time.Duration `json:"-"`
 	LatencyP99 time.Duration `json:"-"`
+	// Upstreams are the app's addresses, in the order configured, and
+	// whether each takes requests: one that failed to connect is left out
+	// for a while when there are several.
+	Upstreams []UpstreamInfo `json:"upstreams"`
+}
+
+// UpstreamInfo is one address of the app.
+type UpstreamInfo struct {
+	Address string `json:"address"`
+	Up      bool   `json:"up"`
 }
 
 // ProcInfo describes one process.

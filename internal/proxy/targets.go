@@ -100,6 +100,25 @@ func (ts *targets) byKey(key string) *target {
 	return nil
 }
 
+// UpstreamState is one of the app's addresses, as configured, and whether
+// requests take it.
+type UpstreamState struct {
+	Address string
+	Up      bool
+}
+
+// Upstreams reports the app's addresses in the order configured. With one
+// address it is always up: there is nothing to leave it out for.
+func (p *Proxy) Upstreams() []UpstreamState {
+	ts := p.targets.Load()
+	now := time.Now().UnixNano()
+	out := make([]UpstreamState, len(ts.list))
+	for i, t := range ts.list {
+		out[i] = UpstreamState{Address: t.name, Up: t.up(now)}
+	}
+	return out
+}
+
 // markDown leaves the address with pool key key out of turn for downFor
 // after a failed connect. With one address there is nothing to turn to,
 // so nothing is marked.
