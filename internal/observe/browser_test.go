@@ -46,6 +46,7 @@ func changingSnapshot() func() Snapshot {
 		s.RequestsTotal = uint64(i * i)
 		s.LatencyP50 = time.Duration(10+i%5) * time.Millisecond
 		s.InFlight = int(i % 4)
+		s.Upstreams = []UpstreamInfo{{Address: "10.0.0.2:8000", Up: true}, {Address: "10.0.0.3:8000"}}
 		return s
 	}
 }
@@ -197,6 +198,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	stored, err := chromedp.Run(ctx, chromedp.Evaluate[string](`sessionStorage.getItem('bulwark-admin-token')`))
 	if err != nil || stored != "tok-123" {
 		t.Errorf("sessionStorage token = %q, %v; want the one entered", stored, err)
+	}
+	cards, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("cards")))
+	if err != nil {
+		t.Fatalf("reading the cards: %v", err)
+	}
+	if !strings.Contains(cards, "1 / 2 up") || !strings.Contains(cards, "down: 10.0.0.3:8000") {
+		t.Errorf("cards = %q, want the app addresses card: 1 / 2 up, down: 10.0.0.3:8000", cards)
 	}
 	events, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("events")))
 	if err != nil {
