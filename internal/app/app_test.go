@@ -73,6 +73,7 @@ func TestNeedsUpgradeEmptyForReloadableChanges(t *testing.T) {
 	a := testConfig(t, "")
 	b := *a
 	b.Upstream.MaxConcurrency++
+	b.Upstream.Keepalive = 7
 	b.Limits.MaxBody *= 2
 	b.Memory.ReleaseInterval = config.Duration(1e9)
 	if got := needsUpgrade(a, &b); len(got) != 0 {

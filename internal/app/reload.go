@@ -102,7 +102,7 @@ func (a *App) ReopenAccessLog() error {
 
 // needsUpgrade lists the keys whose change a reload does not apply: they
 // shape listeners, the admin server, the process log's format and the
-// upstream pool, which are built once per process. (An open HTTP/2 connection keeps the stream
+// spool, which are built once per process. (An open HTTP/2 connection keeps the stream
 // limit it announced; everything else in front applies at once.)
 func needsUpgrade(a, b *config.Config) []string {
 	var changed []string
@@ -115,7 +115,6 @@ func needsUpgrade(a, b *config.Config) []string {
 	check("listen.https", la.HTTPS != lb.HTTPS)
 	check("listen.http", la.HTTP != lb.HTTP)
 	check("listen.backlog", la.Backlog != lb.Backlog)
-	check("upstream.keepalive", a.Upstream.Keepalive != b.Upstream.Keepalive)
 	check("admin", a.Admin != b.Admin)
 	check("observe.database", a.Observe != b.Observe)
 	check("log.format", a.Log.Format != b.Log.Format)

@@ -200,18 +200,20 @@ func (p *Proxy) timing(r *http.Request) *Timing {
 // o returns the options in force.
 func (p *Proxy) o() *Options { return p.opts.Load() }
 
-// Update applies new timeouts, trusted proxies and body limit from a
-// configuration reload: to requests from now on, and the timeouts to every
-// read and write from now on, pooled connections included. The upstream
-// addresses change with SetUpstream; the pool size, idle timeout,
-// AwaitReady, logger and metrics stay those given to New.
+// Update applies new timeouts, trusted proxies, body limit and pool size
+// from a configuration reload: to requests from now on, and the timeouts to
+// every read and write from now on, pooled connections included; a smaller
+// pool closes its oldest idle connections at once. The upstream addresses
+// change with SetUpstream; the idle timeout, AwaitReady, logger and metrics
+// stay those given to New.
 func (p *Proxy) Update(o Options) {
 	cur := p.o()
-	o.Upstreams, o.KeepAlive = cur.Upstreams, cur.KeepAlive
+	o.Upstreams = cur.Upstreams
 	o.AwaitReady, o.Logger, o.Metrics = cur.AwaitReady, cur.Logger, cur.Metrics
 	o = o.withDefaults()
 	o.IdleConnTimeout = cur.IdleConnTimeout // the pool keeps the one it was built with
 	p.opts.Store(&o)
+	p.upstream.setMaxIdle(o.KeepAlive)
 }
 
 // SetUpstream switches the app's addresses for requests that start from

@@ -142,9 +142,9 @@ func TestUpstreamSettings(t *testing.T) {
 	for _, tt := range tests {
 		p, _ := newTestProxy(t, "127.0.0.1:1", func(o *Options) { o.KeepAlive, o.IdleConnTimeout = tt.keepAlive, tt.idleTimeout })
 		u := p.upstream
-		if u.maxIdle != tt.wantIdle || u.idleTimeout != tt.wantTimeout {
+		if int(u.maxIdle.Load()) != tt.wantIdle || u.idleTimeout != tt.wantTimeout {
 			t.Errorf("KeepAlive %d, IdleConnTimeout %v: pool of %d idle, closed after %v; want %d, %v",
-				tt.keepAlive, tt.idleTimeout, u.maxIdle, u.idleTimeout, tt.wantIdle, tt.wantTimeout)
+				tt.keepAlive, tt.idleTimeout, u.maxIdle.Load(), u.idleTimeout, tt.wantIdle, tt.wantTimeout)
 		}
 		if rt, ok := p.rp.Transport.(roundTripper); !ok || rt.p != p {
 			t.Errorf("ReverseProxy.Transport = %T, want the Proxy's own roundTripper", p.rp.Transport)

@@ -31,7 +31,7 @@ import (
 // them per host; one timer closes those unused for idleTimeout.
 type upstream struct {
 	dial        func(ctx context.Context, addr string) (*deadlineConn, error)
-	maxIdle     int           // idle connections kept per host; 0: none, a fresh connection per request
+	maxIdle     atomic.Int64  // idle connections kept per host; 0: none, a fresh connection per request
 	idleTimeout time.Duration // an idle connection is closed after this long unused
 	copyBufs    *bufferPool   // 32 KiB buffers request bodies are sent with
 	readers     sync.Pool     // *bufio.Reader of upBufSize
@@ -54,11 +54,11 @@ const maxInformational = 32
 func newUpstream(dial func(context.Context, string) (*deadlineConn, error), keepAlive int, idleTimeout time.Duration, bufs *bufferPool) *upstream {
 	u := &upstream{
 		dial:        dial,
-		maxIdle:     max(keepAlive, 0),
 		idleTimeout: idleTimeout,
 		copyBufs:    bufs,
 		idle:        make(map[string][]*upConn),
 	}
+	u.maxIdle.Store(int64(max(keepAlive, 0)))
 	u.readers.New = func() any { return bufio.NewReaderSize(nil, upBufSize) }
 	u.writers.New = func() any { return bufio.NewWriterSize(nil, upBufSize) }
 	return u
@@ -72,6 +72,25 @@ var _ http.RoundTripper = (*upstream)(nil)
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, _, err := u.roundTrip(req, got1xxOf(req))
 	return res, err
+}
+
+// setMaxIdle changes how many idle connections are kept per host (0 or
+// less: none), closing the oldest ones beyond the new bound now.
+func (u *upstream) setMaxIdle(n int) {
+	n = max(n, 0)
+	u.maxIdle.Store(int64(n))
+	var drop []*upConn
+	u.mu.Lock()
+	for key, list := range u.idle {
+		if extra := len(list) - n; extra > 0 {
+			drop = append(drop, list[:extra]...)
+			u.idle[key] = append(list[:0:0], list[extra:]...)
+		}
+	}
+	u.mu.Unlock()
+	for _, pc := range drop {
+		pc.close()
+	}
 }
 
 // CloseIdleConnections closes the connections now idle in the pool. Those
@@ -187,7 +206,7 @@ func closeRequestBody(req *http.Request) {
 // get returns an idle connection to key, newest first, or a new one; fresh
 // forces a new one.
 func (u *upstream) get(ctx context.Context, key string, fresh bool) (*upConn, error) {
-	if !fresh && u.maxIdle > 0 {
+	if !fresh && u.maxIdle.Load() > 0 {
 		u.mu.Lock()
 		if list := u.idle[key]; len(list) > 0 {
 			pc := list[len(list)-1]
@@ -215,14 +234,15 @@ func (u *upstream) get(ctx context.Context, key string, fresh bool) (*upConn, er
 // put pools pc, or closes it when pooling is off or the app sent more than
 // its answer. A full pool drops its oldest connection.
 func (u *upstream) put(pc *upConn) {
-	if u.maxIdle <= 0 || pc.br.Buffered() > 0 { // bytes past the answer: nobody asked for them
+	maxIdle := int(u.maxIdle.Load())
+	if maxIdle <= 0 || pc.br.Buffered() > 0 { // bytes past the answer: nobody asked for them
 		pc.close()
 		return
 	}
 	var evicted *upConn
 	u.mu.Lock()
 	list := u.idle[pc.key]
-	if len(list) >= u.maxIdle {
+	if len(list) >= maxIdle {
 		evicted = list[0]
 		n := copy(list, list[1:])
 		list[n] = nil
@@ -556,7 +576,7 @@ func (u *upstream) framingFor(req *http.Request) (framing, error) {
 	method := req.Method
 	f.sendLength = f.length > 0 || (f.length == 0 && (method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch))
 	hasClose := httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close")
-	f.close = !hasClose && (req.Close || (u.maxIdle <= 0 && !isUpgrade(req.Header)))
+	f.close = !hasClose && (req.Close || (u.maxIdle.Load() <= 0 && !isUpgrade(req.Header)))
 	if f.chunked && len(req.Trailer) > 0 {
 		keys := make([]string, 0, len(req.Trailer))
 		for k := range req.Trailer {

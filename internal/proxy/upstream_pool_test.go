@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -363,5 +365,87 @@ func TestUpstreamCancel(t *testing.T) {
 				t.Errorf("%d idle connections after a cancel, want 0", got)
 			}
 		})
+	}
+}
+
+// TestUpdateResizesPool: a reload's keepalive applies to the running pool:
+// a smaller bound closes the oldest idle connections at once, no pooling
+// sends Connection: close, and a larger bound keeps more.
+func TestUpdateResizesPool(t *testing.T) {
+	var mu sync.Mutex
+	arrived, closes := 0, 0
+	release := make(chan struct{})
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived++
+		if r.Close {
+			closes++
+		}
+		mu.Unlock()
+		if r.URL.Path == "/wait" {
+			<-release
+		}
+	}))
+	t.Cleanup(app.Close)
+	p, _ := newTestProxy(t, hostOf(app), func(o *Options) { o.KeepAlive = 4 })
+	key := p.targets.Load().list[0].urlHost
+	// n requests at once, so that n connections are open, then pooled.
+	burst := func(n int) {
+		t.Helper()
+		mu.Lock()
+		arrived = 0
+		mu.Unlock()
+		release = make(chan struct{})
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "http://site.example/wait", nil))
+			}()
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			mu.Lock()
+			in := arrived
+			mu.Unlock()
+			if in == n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d requests reached the app", in, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		close(release)
+		wg.Wait()
+	}
+
+	burst(4)
+	if got := p.upstream.idleCount(key); got != 4 {
+		t.Fatalf("after 4 requests at once: %d idle, want 4", got)
+	}
+	o := *p.o()
+	o.KeepAlive = 1
+	p.Update(o)
+	if got := p.upstream.idleCount(key); got != 1 {
+		t.Errorf("after Update to keepalive 1: %d idle, want 1", got)
+	}
+	o.KeepAlive = 8
+	p.Update(o)
+	burst(8)
+	if got := p.upstream.idleCount(key); got != 8 {
+		t.Errorf("after Update to keepalive 8 and 8 requests at once: %d idle, want 8", got)
+	}
+	o.KeepAlive = -1
+	p.Update(o)
+	if got := p.upstream.idleCount(key); got != 0 {
+		t.Errorf("after Update to no pooling: %d idle, want 0", got)
+	}
+	p.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "http://site.example/", nil))
+	mu.Lock()
+	defer mu.Unlock()
+	if closes != 1 {
+		t.Errorf("without pooling the request carried Connection: close %d times, want 1", closes)
 	}
 }
