@@ -309,36 +309,32 @@ func TestLogrotateThenSIGHUPOrSIGUSR1(t *testing.T) {
 		waitFor(t, 10*time.Second, fmt.Sprintf("%d lines in %s", n, filepath.Base(p)), func() bool { return lines(p)() == n })
 	}
 
+	// rotate renames the log to path+suffix, sends sig, waits for logged,
+	// and checks that the lines after it go to a fresh file at path while
+	// the renamed one keeps the rotated lines plus the one sent between.
+	rotate := func(suffix string, sig syscall.Signal, logged string) {
+		t.Helper()
+		before := lines(path)()
+		if err := os.Rename(path, path+suffix); err != nil {
+			t.Fatal(err)
+		}
+		get() // still to the open, renamed file
+		waitLines(path+suffix, before+1)
+		in.cmd.Process.Signal(sig)
+		waitFor(t, 10*time.Second, logged+" in the log", func() bool { return strings.Contains(in.out.String(), logged) })
+		get()
+		waitLines(path, 1)
+		if got := lines(path + suffix)(); got != before+1 {
+			t.Errorf("%s: the rotated file has %d lines, want %d: none after the signal", sig, got, before+1)
+		}
+	}
+
 	get()
 	waitLines(path, 1)
-	if err := os.Rename(path, path+".1"); err != nil {
-		t.Fatal(err)
-	}
-	get()
-	waitLines(path+".1", 2)
-	in.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the reload in the log", func() bool {
-		return strings.Contains(in.out.String(), "config reloaded")
-	})
-	get()
-	waitLines(path, 1)
-	if got := lines(path + ".1")(); got != 2 {
-		t.Errorf("the rotated file has %d lines, want 2: none after the reload", got)
-	}
+	rotate(".1", syscall.SIGHUP, "config reloaded")
 
 	cfgPath := filepath.Join(in.dir, "bulwark.toml")
 	good, _ := os.ReadFile(cfgPath)
 	os.WriteFile(cfgPath, append(good, "\n[limits]\nbogus_key = 1\n"...), 0o600)
-	if err := os.Rename(path, path+".2"); err != nil {
-		t.Fatal(err)
-	}
-	in.cmd.Process.Signal(syscall.SIGUSR1)
-	waitFor(t, 10*time.Second, "the reopen in the log", func() bool {
-		return strings.Contains(in.out.String(), "access log reopened")
-	})
-	get()
-	waitLines(path, 1)
-	if got := lines(path + ".2")(); got != 1 {
-		t.Errorf("the second rotated file has %d lines, want 1: none after the reopen", got)
-	}
+	rotate(".2", syscall.SIGUSR1, "access log reopened")
 }

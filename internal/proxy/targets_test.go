@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,18 +22,6 @@ func namedApp(t *testing.T, name string) *httptest.Server {
 	}))
 	t.Cleanup(s.Close)
 	return s
-}
-
-// refusingAddr returns a loopback address nothing listens on.
-func refusingAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func newMultiProxy(t *testing.T, addrs ...string) (*Proxy, *metrics.Set) {
@@ -94,7 +80,7 @@ func TestSeveralAddressesTakeTurns(t *testing.T) {
 // downFor has passed, when a request tries it again.
 func TestFailedAddressLeftOutAndRequestsFailOver(t *testing.T) {
 	a, c := namedApp(t, "A"), namedApp(t, "C")
-	dead := refusingAddr(t)
+	dead := closedPort(t)
 	p, set := newMultiProxy(t, hostOf(a), dead, hostOf(c))
 	for i := range 12 {
 		method, body := "GET", ""
@@ -132,7 +118,7 @@ func TestFailedAddressLeftOutAndRequestsFailOver(t *testing.T) {
 }
 
 func TestAllAddressesRefusing502(t *testing.T) {
-	p, set := newMultiProxy(t, refusingAddr(t), refusingAddr(t))
+	p, set := newMultiProxy(t, closedPort(t), closedPort(t))
 	for range 3 {
 		if code, _ := serve(p, "GET", ""); code != http.StatusBadGateway {
 			t.Errorf("status %d, want 502 when no address connects", code)
@@ -148,7 +134,7 @@ func TestAllAddressesRefusing502(t *testing.T) {
 // 502 of the failed connect.
 func TestFailoverNeedsReplayableBody(t *testing.T) {
 	a := namedApp(t, "A")
-	dead := refusingAddr(t)
+	dead := closedPort(t)
 	p, _ := newMultiProxy(t, dead, hostOf(a))
 	r := httptest.NewRequest("POST", "http://site.example/", strings.NewReader("once"))
 	rec := httptest.NewRecorder()
@@ -193,41 +179,9 @@ func TestSetUpstreamSeveralAndBack(t *testing.T) {
 	}
 }
 
-// silentAddr returns a loopback address whose accept queue is full, so a
-// connect to it hangs (the kernel drops the SYN) until the dialer times out.
-func silentAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-	// Fill the queue: these connections complete but are never accepted.
-	for i := 0; i < 4; i++ {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err != nil {
-			return addr // full already
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Skip("could not fill a listen queue on this machine: connects never hang")
-	return ""
-}
-
 func TestConnectTimeoutFailsOver(t *testing.T) {
 	a := namedApp(t, "A")
-	silent := silentAddr(t)
+	silent := blackholeAddr(t)
 	p, set := newTestProxy(t, silent, func(o *Options) {
 		o.Upstreams = []string{silent, hostOf(a)}
 		o.ConnectTimeout = 200 * time.Millisecond
