@@ -135,11 +135,12 @@ type h2Conn struct {
 	streams     []*h2Stream
 	running     int // streams whose handler has not returned
 	idleSince   time.Time
-	sendWindow  int64 // connection send window
-	peerWindow  int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
-	recvWindow  int64 // connection bytes the client may still send
-	recvUnacked int64 // connection bytes read but not yet granted again
-	draining    bool  // GOAWAY sent: no new streams
+	sendWindow  int64     // connection send window
+	peerWindow  int64     // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	recvWindow  int64     // connection bytes the client may still send
+	recvUnacked int64     // connection bytes read but not yet granted again
+	draining    bool      // GOAWAY sent: no new streams
+	drainBy     time.Time // an idle draining connection is read until then
 	lastID      uint32
 	closed      bool
 	reset       [h2RecentResets]uint32 // streams this side reset lately
@@ -275,7 +276,7 @@ func (c *h2Conn) readFrame() (typ, flags byte, id uint32, payload *[]byte, err e
 			return 0, 0, 0, nil, rerr
 		}
 		c.mu.Lock()
-		idle := c.running == 0
+		idle := c.running == 0 && !c.draining
 		c.mu.Unlock()
 		if idle && !c.handedOff && !c.srv.closing.Load() {
 			c.handedOff = true
@@ -321,8 +322,12 @@ func (c *h2Conn) armIdleDeadline() error {
 	if c.running > 0 {
 		return nil
 	}
-	if c.draining || c.closed {
+	if c.closed || (c.draining && !time.Now().Before(c.drainBy)) {
 		return errDrained
+	}
+	if c.draining {
+		c.rwc.SetReadDeadline(c.drainBy)
+		return nil
 	}
 	timeout := c.srv.o().IdleTimeout
 	if c.srv.closing.Load() {
@@ -794,6 +799,9 @@ func (c *h2Conn) noteResetLocked(id uint32) {
 // be served, with code.
 func (c *h2Conn) goAway(code uint32, reason string) {
 	c.mu.Lock()
+	if !c.draining {
+		c.drainBy = time.Now().Add(h2DrainLinger)
+	}
 	c.draining = true
 	last := c.maxID
 	c.lastID = last
@@ -808,8 +816,16 @@ func (c *h2Conn) goAway(code uint32, reason string) {
 	})
 }
 
+// h2DrainLinger is how long a connection is still read after its GOAWAY,
+// when no stream runs: a request the client sent before the GOAWAY reached
+// it is then ignored (the GOAWAY tells the client to send it again
+// elsewhere) instead of meeting a closed socket, whose reset the client
+// would see as a failed request. net/http waits a second; this is the
+// grace HTTP/1.1 gets.
+const h2DrainLinger = shutdownIdleGrace
+
 // shutdown starts a graceful close: GOAWAY now, the connection closes
-// when its last stream ends (or at once when it has none).
+// when its last stream ends (or, with none, after h2DrainLinger).
 func (c *h2Conn) shutdown() {
 	c.goAway(errNo, "")
 	c.mu.Lock()

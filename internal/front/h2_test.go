@@ -424,6 +424,53 @@ func TestH2ShutdownFinishesStreams(t *testing.T) {
 	}
 }
 
+// TestH2ShutdownLingersForStreamsInFlight: a request the client sends
+// after the server's GOAWAY left, but before it arrived, must not meet a
+// closed socket. The client reads the GOAWAY (and so knows to send the
+// request again elsewhere) instead of a connection reset.
+func TestH2ShutdownLingersForStreamsInFlight(t *testing.T) {
+	ts := start(t, echoHandler(), true, nil)
+	r := ts.dialH2(t)
+	r.headers(t, 1, true)
+	for { // the first answer, whole
+		if d, ok := r.next(t).(*http2.DataFrame); ok && d.StreamEnded() {
+			break
+		}
+	}
+	errc := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		errc <- ts.srv.Shutdown(ctx)
+	}()
+	// The client has not read the GOAWAY yet: it sends a request with a
+	// body, as a client does that opened a stream just then.
+	time.Sleep(20 * time.Millisecond)
+	r.headers(t, 3, false)
+	if err := r.fr.WriteData(3, true, []byte(strings.Repeat("x", 4096))); err != nil {
+		t.Fatalf("writing the body: %v", err)
+	}
+	time.Sleep(50 * time.Millisecond) // an immediate close would have reset the connection by now
+	for i := 0; ; i++ {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading after shutdown: %v; want the GOAWAY first", err)
+		}
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			if ga.LastStreamID != 1 || ga.ErrCode != http2.ErrCodeNo {
+				t.Errorf("GOAWAY last stream %d, code %v; want 1, NO_ERROR", ga.LastStreamID, ga.ErrCode)
+			}
+			break
+		}
+		if i > 100 {
+			t.Fatal("no GOAWAY in 100 frames")
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
 // TestH2Spec runs the h2spec conformance suite (RFC 7540/9113 and HPACK)
 // against the server, strict cases included. scripts/test.sh installs it;
 // outside CI the test skips when h2spec is missing.
