@@ -66,19 +66,15 @@ func (ts *targets) pick() *target {
 	if len(ts.list) == 1 {
 		return ts.list[0]
 	}
-	n := uint64(len(ts.list))
-	start := ts.next.Add(1)
-	now := time.Now().UnixNano()
-	for i := range n {
-		if t := ts.list[(start+i)%n]; t.up(now) {
-			return t
-		}
+	if t := ts.nextUp(nil); t != nil {
+		return t
 	}
-	return ts.list[start%n]
+	return ts.list[ts.next.Add(1)%uint64(len(ts.list))]
 }
 
-// failover returns the next address that is up and not among tried, or nil.
-func (ts *targets) failover(tried []string) *target {
+// nextUp returns the next address in turn that is up and not among tried,
+// or nil.
+func (ts *targets) nextUp(tried []string) *target {
 	n := uint64(len(ts.list))
 	start := ts.next.Add(1)
 	now := time.Now().UnixNano()
@@ -156,7 +152,7 @@ func (p *Proxy) failover(req *http.Request, err error, got1xx func(int, textprot
 	}
 	tried := []string{req.URL.Host}
 	for range len(ts.list) - 1 {
-		t := ts.failover(tried)
+		t := ts.nextUp(tried)
 		if t == nil {
 			break
 		}
