@@ -42,6 +42,13 @@ type h1Conn struct {
 	idle     atomic.Bool // waiting for the next request; Shutdown may wake it
 	hijacked bool
 
+	// headDeadline is when the request head now arriving must be complete:
+	// set once when its wait starts (a new connection) or when its first
+	// byte came (keep-alive), and never pushed back by later reads, so a
+	// client trickling bytes gets ReadHeaderTimeout in all (slowloris).
+	// Zero means from when serveOne starts reading it (a pipelined head).
+	headDeadline time.Time
+
 	// watch runs watchClient clientGoneDelay into a request. It is kept
 	// while the connection is busy (a timer per request cost 2 % of the CPU
 	// under load) and dropped when it goes quiet.
@@ -149,6 +156,7 @@ func (c *h1Conn) waitBriefly() briefResult {
 	n, err := c.rwc.Read(c.cr.byteBuf[:])
 	if n == 1 {
 		c.cr.hasByte = true
+		c.headDeadline = time.Now().Add(c.srv.o().ReadHeaderTimeout)
 		return briefArrived
 	}
 	var ne net.Error
@@ -175,23 +183,30 @@ func (c *h1Conn) close() {
 }
 
 // waitForRequest blocks until the first byte of the next request arrives,
-// holding no buffer meanwhile. It reports false when the connection should
-// close. While the server shuts down, a request that is already on its way
-// still gets served (with Connection: close) if it arrives within
-// shutdownIdleGrace; closing at once would drop it, since a client cannot
-// tell that close from a failure.
+// holding no buffer meanwhile, and sets the head's deadline. It reports
+// false when the connection should close. While the server shuts down, a
+// request that is already on its way still gets served (with Connection:
+// close) if it arrives within shutdownIdleGrace; closing at once would drop
+// it, since a client cannot tell that close from a failure.
+//
+// A new connection's first head must be complete ReadHeaderTimeout after
+// the wait began, first byte included, as nginx's client_header_timeout
+// counts from the connection; a keep-alive connection waits IdleTimeout
+// for the first byte and then has ReadHeaderTimeout for the rest.
 func (c *h1Conn) waitForRequest(first bool) bool {
 	if c.br != nil || c.cr.hasByte {
 		return true // a pipelined request is already here
 	}
+	now := time.Now()
 	timeout := c.srv.o().IdleTimeout
 	if first {
 		timeout = c.srv.o().ReadHeaderTimeout
+		c.headDeadline = now.Add(timeout)
 	}
 	if c.srv.closing.Load() {
 		timeout = min(timeout, shutdownIdleGrace)
 	}
-	c.rwc.SetReadDeadline(time.Now().Add(timeout))
+	c.rwc.SetReadDeadline(now.Add(timeout))
 	if c.srv.closing.Load() {
 		// Shutdown may have woken us between the check and the deadline.
 		c.rwc.SetReadDeadline(time.Now().Add(min(timeout, shutdownIdleGrace)))
@@ -201,6 +216,9 @@ func (c *h1Conn) waitForRequest(first bool) bool {
 		return false
 	}
 	c.cr.hasByte = true
+	if !first {
+		c.headDeadline = time.Now().Add(c.srv.o().ReadHeaderTimeout)
+	}
 	return true
 }
 
@@ -238,7 +256,12 @@ func (c *h1Conn) serveOne() (keep bool) {
 		c.br = readerPool.Get().(*bufio.Reader)
 		c.br.Reset(&c.cr)
 	}
-	c.rwc.SetReadDeadline(time.Now().Add(c.srv.o().ReadHeaderTimeout))
+	dl := c.headDeadline
+	if dl.IsZero() {
+		dl = time.Now().Add(c.srv.o().ReadHeaderTimeout)
+	}
+	c.headDeadline = time.Time{}
+	c.rwc.SetReadDeadline(dl)
 	ctx, cancel := c.srv.requestContext()
 	defer cancel()
 	req, err := c.readRequest(ctx)
