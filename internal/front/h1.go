@@ -41,6 +41,10 @@ type h1Conn struct {
 
 	idle     atomic.Bool // waiting for the next request; Shutdown may wake it
 	hijacked bool
+	// linger: the connection closes after an early answer while the client
+	// may still be sending the request, so close lingers (h1_linger.go).
+	linger bool
+	werr   bool // a write to the client failed: nothing more reaches it
 
 	// headDeadline is when the request head now arriving must be complete:
 	// set once when its wait starts (a new connection) or when its first
@@ -169,6 +173,10 @@ func (c *h1Conn) waitBriefly() briefResult {
 // close ends the connection and its accounting.
 func (c *h1Conn) close() {
 	c.dropWatch()
+	c.releaseReader(true)
+	if c.linger && !c.werr && !c.hijacked {
+		c.lingerClose()
+	}
 	s := c.srv
 	if c.idle.Load() {
 		s.m.h1Idle.Dec()
@@ -179,7 +187,6 @@ func (c *h1Conn) close() {
 	if !c.hijacked {
 		c.rwc.Close()
 	}
-	c.releaseReader(true)
 }
 
 // waitForRequest blocks until the first byte of the next request arrives,
@@ -300,6 +307,12 @@ func (c *h1Conn) serveOne() (keep bool) {
 	} else {
 		body.close()
 	}
+	if !keep && !c.cr.sawEOF {
+		// An answer before the end of the body (413, 429, 503...), or
+		// with the next request already coming: the client is still
+		// sending.
+		c.linger = body.unfinished() || c.cr.hasByte || c.br.Buffered() > 0
+	}
 	c.releaseWriter()
 	if keep && c.br.Buffered() == 0 {
 		c.releaseReader(false)
@@ -389,6 +402,9 @@ func (c *h1Conn) answerBadRequest(err error) {
 	bw.WriteString(body)
 	bw.Flush()
 	c.releaseWriter()
+	// The rest of the request (a head over the limit, a body) may still
+	// be coming.
+	c.linger = true
 }
 
 // deadlineWriter writes to the connection with WriteTimeout as the bound on
@@ -397,7 +413,11 @@ type deadlineWriter struct{ c *h1Conn }
 
 func (d deadlineWriter) Write(p []byte) (int, error) {
 	d.c.rwc.SetWriteDeadline(time.Now().Add(d.c.srv.o().WriteTimeout))
-	return d.c.rwc.Write(p)
+	n, err := d.c.rwc.Write(p)
+	if err != nil {
+		d.c.werr = true
+	}
+	return n, err
 }
 
 // connReader is the io.Reader under the connection's bufio.Reader. It first
