@@ -26,8 +26,11 @@ func errBodyTooLarge(limit int64) *httperr.Error {
 // Transfer-Encoding, no Expect and a GetBody that replays it. Requests
 // without a body pass straight through. A body past MaxBody is answered 413
 // (before reading when its Content-Length says so); a body that would pass
-// the disk cap, or that cannot be written, 507; a client that gives up
-// mid-upload never reaches next. The spool is freed when next returns.
+// the disk cap, or that cannot be written, 507; a body that must spill but
+// finds no temp file free within FileWait, 503; a body from an address
+// that has BodiesPerIP bodies arriving already, 429 before it is read; a
+// client that gives up mid-upload never reaches next. The spool is freed
+// when next returns.
 //
 // Without BufferRequests the body passes through, but MaxBody is still
 // enforced: the body's reader fails with an *httperr.Error (413) once the
