@@ -83,6 +83,7 @@ type Config struct {
 	Admin    Admin    `toml:"admin"`
 	Observe  Observe  `toml:"observe"`
 	Log      Log      `toml:"log"`
+	Acme     Acme     `toml:"acme"`
 
 	// File is the file Load read, "" when none.
 	File string `toml:"-"`
@@ -351,6 +352,35 @@ func (l Log) SlogLevel() slog.Level {
 	return slog.LevelInfo
 }
 
+// ACME challenge types [acme] challenges may list.
+const (
+	ChallengeHTTP01    = "http-01"
+	ChallengeTLSALPN01 = "tls-alpn-01"
+)
+
+// Acme is the [acme] table: certificates obtained and renewed by ACME.
+type Acme struct {
+	// Domains are the names to obtain certificates for; empty = ACME off.
+	Domains []string `toml:"domains"`
+	// Email is the ACME account's contact; "" = none.
+	Email string `toml:"email"`
+	// CA is the ACME directory URL; "" = Let's Encrypt production, or its
+	// staging directory when Staging is set.
+	CA      string `toml:"ca"`
+	Staging bool   `toml:"staging"`
+	// CARoot is a PEM bundle trusted for the ACME server's own TLS (a
+	// private or test CA); "" = the system roots.
+	CARoot string `toml:"ca_root"`
+	// Challenges are the challenge types offered: http-01, tls-alpn-01.
+	Challenges []string `toml:"challenges"`
+	// Storage is the directory certificates, keys and locks are kept in;
+	// "" = <state dir>/acme (the acme package resolves it).
+	Storage string `toml:"storage"`
+}
+
+// Enabled reports whether ACME manages any name.
+func (a Acme) Enabled() bool { return len(a.Domains) > 0 }
+
 // Default returns a Config holding every default, with the medium
 // profile's values in the profile keys but no profile applied: Resolved is
 // empty and every key's source is "default".
@@ -410,6 +440,10 @@ func Default() *Config {
 			Format:       DefaultLogFormat,
 			Access:       DefaultLogAccess,
 			AccessFormat: DefaultLogFormat,
+		},
+		Acme: Acme{
+			Domains:    []string{},
+			Challenges: []string{ChallengeHTTP01, ChallengeTLSALPN01},
 		},
 		Sources: map[string]Source{},
 		locs:    map[string]location{},
