@@ -4,7 +4,8 @@
 # uvicorn and FastAPI for the end-to-end tests against a real app, Chromium for
 # the dashboard test, MariaDB and PostgreSQL for the database probe, iproute2
 # for ss, nginx, HAProxy and Caddy to validate the benchmark's peer configs;
-# and h2spec, the HTTP/2 conformance suite, built through the Go module proxy.
+# h2spec, the HTTP/2 conformance suite, and Pebble, Let's Encrypt's test CA,
+# built through the Go module proxy.
 #
 #   scripts/test.sh            vet, race tests, benchmarks compiled and run briefly
 #   scripts/test.sh -short     skips the slowest end-to-end tests
@@ -49,6 +50,19 @@ if [ ! -x "$H2SPEC" ]; then
   go install "github.com/summerwind/h2spec/cmd/h2spec@$h2spec_version"
 fi
 export H2SPEC
+
+# Pebble, Let's Encrypt's test CA, and pebble-challtestsrv, its DNS server:
+# Go programs too, at a pinned version. e2e's TestACME* obtain certificates
+# from them over real http-01 and tls-alpn-01 validation, offline.
+pebble_version=v2.10.3
+PEBBLE="$(go env GOPATH)/bin/pebble"
+PEBBLE_CHALLTESTSRV="$(go env GOPATH)/bin/pebble-challtestsrv"
+if [ ! -x "$PEBBLE" ] || [ ! -x "$PEBBLE_CHALLTESTSRV" ]; then
+  echo "installing: pebble $pebble_version (go install)"
+  go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$pebble_version" \
+    "github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@$pebble_version"
+fi
+export PEBBLE PEBBLE_CHALLTESTSRV
 
 echo "== gofmt"
 bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

@@ -87,6 +87,7 @@ func (as *adminServer) snapshot() observe.Snapshot {
 	for _, u := range a.proxy.Upstreams() {
 		s.Upstreams = append(s.Upstreams, observe.UpstreamInfo{Address: u.Address, Up: u.Up})
 	}
+	s.Certs = a.certStatus()
 	metrics.Read(heapSample)
 	if heapSample[0].Value.Kind() == metrics.KindUint64 {
 		s.GoHeapBytes = int64(heapSample[0].Value.Uint64())

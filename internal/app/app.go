@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"bulwark/internal/accesslog"
+	"bulwark/internal/acme"
 	"bulwark/internal/admit"
 	"bulwark/internal/config"
 	"bulwark/internal/front"
@@ -79,6 +80,7 @@ type App struct {
 	set  *metrics.Set
 
 	certs    *tlsconf.Store
+	acme     *acme.Manager // nil without [acme]
 	proxy    *proxy.Proxy
 	admit    *admit.Limiter
 	spool    *spool.Spool
@@ -122,6 +124,10 @@ func New(cfg *config.Config, o Options) (*App, error) {
 	}
 	var err error
 
+	if cfg.Acme.Enabled() {
+		a.acme, err = acme.New(a.acmeOptions(cfg))
+		add("acme", err)
+	}
 	a.certs, err = tlsconf.New(a.tlsOptions(cfg))
 	add("tls", err)
 
@@ -286,6 +292,10 @@ func (a *App) Run(ctx context.Context) error {
 	bgCtx, bgCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer bgCancel()
 	bg, bgCtx := errgroup.WithContext(bgCtx)
+	if err := a.startACME(bgCtx, lns); err != nil {
+		lns.close()
+		return err
+	}
 	bg.Go(func() error { return a.certs.Run(bgCtx) })
 	bg.Go(func() error { return a.self.Run(bgCtx) })
 	upg := a.opts.Upgrader

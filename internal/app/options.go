@@ -38,6 +38,7 @@ func (a *App) tlsOptions(cfg *config.Config) tlsconf.Options {
 		MinVersion:     minVersion,
 		SessionTickets: cfg.TLS.SessionTickets,
 		TicketKeyFile:  cfg.TLS.TicketKeyFile,
+		Managed:        a.managed(),
 		Logger:         a.log,
 		Metrics:        a.set,
 	}
@@ -67,7 +68,7 @@ func withTiming(ctx context.Context) context.Context {
 
 func (a *App) redirectOptions(cfg *config.Config) front.Options {
 	return front.Options{
-		Handler:           front.RedirectHandler(cfg.Listen.HTTPS),
+		Handler:           a.acmeHTTP(front.RedirectHandler(cfg.Listen.HTTPS)),
 		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
 		IdleTimeout:       cfg.Listen.KeepaliveTimeout.D(),
 		MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),

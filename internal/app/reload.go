@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -119,6 +120,7 @@ func needsUpgrade(a, b *config.Config) []string {
 	check("observe.database", a.Observe != b.Observe)
 	check("log.format", a.Log.Format != b.Log.Format)
 	check("limits.spool_dir", a.Limits.SpoolDir != b.Limits.SpoolDir)
+	check("acme", !reflect.DeepEqual(a.Acme, b.Acme))
 	return changed
 }
 

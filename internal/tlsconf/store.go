@@ -88,6 +88,32 @@ type Options struct {
 	// Now is the clock used to judge certificate validity and expiry. If
 	// nil, time.Now is used.
 	Now func() time.Time
+	// Managed, when set, serves the names it manages that no certificate
+	// file covers (ACME), and answers tls-alpn-01 challenges: the ALPN list
+	// then offers acme-tls/1 too.
+	Managed Managed
+}
+
+// Managed is a source of certificates besides the files: internal/acme.
+type Managed interface {
+	// Manages reports whether it serves name (lower case, no trailing dot).
+	Manages(name string) bool
+	// GetCertificate answers a handshake for a name it manages, or a
+	// tls-alpn-01 challenge. An error makes the handshake fall back to the
+	// files' default certificate.
+	GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
+}
+
+// acmeTLS1 is the ALPN protocol of the tls-alpn-01 challenge (RFC 8737).
+const acmeTLS1 = "acme-tls/1"
+
+// alpn is the ALPN list for o: acme-tls/1 last, only with a Managed source,
+// so that a browser never negotiates it.
+func alpn(o Options) []string {
+	if o.Managed == nil {
+		return nextProtos
+	}
+	return append(slices.Clip(nextProtos), acmeTLS1)
 }
 
 func (o Options) withDefaults() Options {
@@ -132,6 +158,11 @@ func (o Options) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// DefaultStateDir is Bulwark's state directory, where the development
+// certificate and, by default, ACME storage are kept: $XDG_STATE_HOME/bulwark,
+// else $HOME/.local/state/bulwark, else "" when neither is set.
+func DefaultStateDir() string { return defaultDevCertDir() }
 
 // defaultDevCertDir is $XDG_STATE_HOME/bulwark, else
 // $HOME/.local/state/bulwark, else "" (EnsureDevCert then fails).
@@ -241,7 +272,7 @@ func New(o Options) (*Store, error) {
 	s.base = &tls.Config{
 		MinVersion:             o.MinVersion,
 		CipherSuites:           cipherSuites,
-		NextProtos:             nextProtos,
+		NextProtos:             alpn(o),
 		SessionTicketsDisabled: !o.SessionTickets,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return s.cur.Load().cfg, nil
@@ -358,7 +389,7 @@ func (s *Store) build(o Options) (*snapshot, error) {
 	snap.cfg = &tls.Config{
 		MinVersion:             o.MinVersion,
 		CipherSuites:           cipherSuites,
-		NextProtos:             nextProtos,
+		NextProtos:             alpn(o),
 		GetCertificate:         snap.getCertificate,
 		SessionTicketsDisabled: !o.SessionTickets,
 	}
@@ -492,10 +523,26 @@ func (sn *snapshot) index() {
 }
 
 // getCertificate picks the certificate for a handshake: by exact server
-// name, then by a wildcard one label deep, else the first pair's; among
-// those, the first the client supports.
+// name, then by a wildcard one label deep; then, for a name no file covers,
+// the Managed source's; else the first pair's. Among a name's file
+// certificates, the first the client supports.
 func (sn *snapshot) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	cands := sn.candidates(hello.ServerName)
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	cands := sn.match(name)
+	if m := sn.opts.Managed; m != nil {
+		// A tls-alpn-01 validation offers acme-tls/1 alone (RFC 8737 §3).
+		if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmeTLS1 {
+			return m.GetCertificate(hello)
+		}
+		if len(cands) == 0 && m.Manages(name) {
+			if c, err := m.GetCertificate(hello); err == nil && c != nil {
+				return c, nil
+			}
+		}
+	}
+	if len(cands) == 0 {
+		cands = sn.fallback
+	}
 	for _, c := range cands {
 		if hello.SupportsCertificate(c.cert) == nil {
 			return c.cert, nil
@@ -506,17 +553,19 @@ func (sn *snapshot) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 	return cands[0].cert, nil
 }
 
-func (sn *snapshot) candidates(serverName string) []*loadedCert {
-	name := strings.ToLower(strings.TrimSuffix(serverName, "."))
-	if name != "" {
-		if c := sn.byName[name]; len(c) > 0 {
+// match returns the file certificates covering name, exactly or by a
+// wildcard one label deep; nil when none does.
+func (sn *snapshot) match(name string) []*loadedCert {
+	if name == "" {
+		return nil
+	}
+	if c := sn.byName[name]; len(c) > 0 {
+		return c
+	}
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		if c := sn.byName["*"+name[i:]]; len(c) > 0 {
 			return c
 		}
-		if i := strings.IndexByte(name, '.'); i > 0 {
-			if c := sn.byName["*"+name[i:]]; len(c) > 0 {
-				return c
-			}
-		}
 	}
-	return sn.fallback
+	return nil
 }

@@ -1,0 +1,106 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+
+	"bulwark/internal/acme"
+	"bulwark/internal/config"
+	"bulwark/internal/observe"
+	"bulwark/internal/tlsconf"
+)
+
+// acmeOptions turns [acme] into the manager's options; storage defaults to
+// <state dir>/acme, beside the development certificate.
+func (a *App) acmeOptions(cfg *config.Config) acme.Options {
+	storage := cfg.Acme.Storage
+	if storage == "" {
+		dir := cfg.TLS.CertDir
+		if dir == "" {
+			dir = tlsconf.DefaultStateDir()
+		}
+		if dir != "" {
+			storage = filepath.Join(dir, acme.StorageDirName)
+		}
+	}
+	return acme.Options{
+		Domains:    cfg.Acme.Domains,
+		Email:      cfg.Acme.Email,
+		CA:         cfg.Acme.CA,
+		Staging:    cfg.Acme.Staging,
+		CARoot:     cfg.Acme.CARoot,
+		Challenges: cfg.Acme.Challenges,
+		Storage:    storage,
+		Logger:     a.log,
+		Metrics:    a.set,
+	}
+}
+
+// managed is the ACME manager as tlsconf's second source, nil without
+// [acme] (an interface holding a nil *Manager would not be nil).
+func (a *App) managed() tlsconf.Managed {
+	if a.acme == nil {
+		return nil
+	}
+	return a.acme
+}
+
+// acmeHTTP lets the plain listener answer http-01 challenges before its
+// redirect to HTTPS.
+func (a *App) acmeHTTP(h http.Handler) http.Handler {
+	if a.acme == nil {
+		return h
+	}
+	return a.acme.HTTPHandler(h)
+}
+
+// startACME begins obtaining and renewing certificates once the listeners
+// the CA validates against are bound.
+func (a *App) startACME(ctx context.Context, lns *listeners) error {
+	if a.acme == nil {
+		return nil
+	}
+	httpAddr := ""
+	if lns.http != nil {
+		httpAddr = lns.http.Addr().String()
+	}
+	if err := a.acme.Start(ctx, lns.https.Addr().String(), httpAddr); err != nil {
+		return fmt.Errorf("acme: %w", err)
+	}
+	return nil
+}
+
+// certStatus is [acme]'s per-name state for /status.
+func (a *App) certStatus() []observe.CertStatus {
+	if a.acme == nil {
+		return nil
+	}
+	var out []observe.CertStatus
+	for _, s := range a.acme.Status() {
+		out = append(out, observe.CertStatus{
+			Name:        s.Name,
+			NotAfter:    s.NotAfter,
+			RenewAfter:  s.RenewAfter,
+			LastAttempt: s.Attempt,
+			LastRenewal: s.LastRenewal,
+			LastError:   s.LastError,
+			LastErrorAt: s.LastErrorAt,
+		})
+	}
+	return out
+}
+
+// close closes every listener opened.
+func (l *listeners) close() error {
+	var errs []error
+	for _, ln := range []net.Listener{l.https, l.http, l.admin} {
+		if ln != nil {
+			errs = append(errs, ln.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
