@@ -58,7 +58,9 @@ type pebbleCA struct {
 	workDir string
 }
 
-func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleCA {
+// startPebble runs Pebble validating on httpPort and tlsPort; validity,
+// when not zero, is the lifetime of the certificates it issues.
+func startPebble(t *testing.T, httpPort, tlsPort int, validity time.Duration) *pebbleCA {
 	t.Helper()
 	pebbleBin, challBin := requirePebble(t)
 	dir := t.TempDir()
@@ -84,6 +86,11 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleCA {
 		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
 		"keyAlgorithm":                   "ecdsa",
 	}}
+	if validity > 0 {
+		cfg["pebble"].(map[string]any)["profiles"] = map[string]any{
+			"default": map[string]any{"description": "short-lived, for renewal tests", "validityPeriod": int(validity.Seconds())},
+		}
+	}
 	b, _ := json.Marshal(cfg)
 	cfgFile := filepath.Join(dir, "pebble.json")
 	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
@@ -194,7 +201,7 @@ func readACMEStatus(t *testing.T, admin string) acmeStatus {
 // a binary upgrade orders again.
 func TestACMEObtainServeReloadUpgrade(t *testing.T) {
 	httpsPort, httpPort := freePort(t), freePort(t)
-	ca := startPebble(t, httpPort, httpsPort)
+	ca := startPebble(t, httpPort, httpsPort, 0)
 	dir := t.TempDir()
 	https := fmt.Sprintf("127.0.0.1:%d", httpsPort)
 	plain := fmt.Sprintf("127.0.0.1:%d", httpPort)
@@ -333,5 +340,90 @@ storage = %q
 	}
 	if n := ca.orders(); n != 2 {
 		t.Errorf("pebble accepted %d orders after the reload and the upgrade, want still 2", n)
+	}
+}
+
+// TestACMERenewalAndFailures: a failed challenge is reported in /status
+// and the log; a certificate made to expire soon (Pebble issues 40-minute
+// certificates, inside the engine's renewal margin) is renewed by the next
+// process, which then serves the new one; and with Pebble down at renewal
+// time the old certificate keeps being served while the failure is shown.
+func TestACMERenewalAndFailures(t *testing.T) {
+	httpsPort, httpPort, deadPort := freePort(t), freePort(t), freePort(t)
+	// Pebble validates http-01 on a port nobody listens on: http-01 fails.
+	ca := startPebble(t, deadPort, httpsPort, 40*time.Minute)
+	dir := t.TempDir()
+	https := fmt.Sprintf("127.0.0.1:%d", httpsPort)
+	plain := fmt.Sprintf("127.0.0.1:%d", httpPort)
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	config := func(challenges string) string {
+		return fmt.Sprintf(`[listen]
+https = %q
+http = %q
+[admin]
+listen = %q
+[log]
+access = "off"
+[acme]
+domains = ["a.test"]
+ca = %q
+ca_root = %q
+challenges = %s
+storage = %q
+`, https, plain, admin, ca.dir, ca.caRoot, challenges, filepath.Join(dir, "acme"))
+	}
+	lastError := func() string {
+		s := readACMEStatus(t, admin)
+		if len(s.Certs) != 1 {
+			t.Fatalf("/status certs = %+v, want a.test", s.Certs)
+		}
+		return s.Certs[0].LastError
+	}
+
+	// 1. A failed challenge: shown in /status and logged at error level.
+	in := startBulwarkAt(t, dir, https, plain, admin, config(`["http-01"]`))
+	waitFor(t, 60*time.Second, "the failed http-01 challenge in /status", func() bool { return lastError() != "" })
+	t.Logf("last_error after the failed challenge: %s", lastError())
+	if !strings.Contains(in.out.String(), `level=ERROR msg="acme: obtaining a certificate failed`) {
+		t.Errorf("the failure is not logged at error level:\n%s", tail(in.out.String(), 20))
+	}
+	in.stop(syscall.SIGTERM, 15*time.Second)
+
+	// 2. Obtained over tls-alpn-01; the error clears.
+	in = startBulwarkAt(t, dir, https, plain, admin, config(`["tls-alpn-01"]`))
+	first := waitServed(t, in, "a.test", ca.roots)
+	waitFor(t, 10*time.Second, "last_error to clear", func() bool { return lastError() == "" })
+	in.stop(syscall.SIGTERM, 15*time.Second)
+	orders := ca.orders()
+
+	// 3. The stored certificate expires within the renewal margin: the
+	// next process renews it and serves the new one.
+	in = startBulwarkAt(t, dir, https, plain, admin, config(`["tls-alpn-01"]`))
+	var renewed *x509.Certificate
+	waitFor(t, 60*time.Second, "the renewed certificate to be served", func() bool {
+		leaf, err := servedLeaf(https, "a.test", ca.roots)
+		if err == nil && !leaf.Equal(first) {
+			renewed = leaf
+		}
+		return renewed != nil
+	})
+	if n := ca.orders(); n != orders+1 {
+		t.Errorf("pebble accepted %d orders, want %d (one renewal)", n, orders+1)
+	}
+	if !strings.Contains(in.out.String(), `msg="acme: certificate obtained" name=a.test renewal=true`) {
+		t.Errorf("the renewal is not logged:\n%s", tail(in.out.String(), 20))
+	}
+	in.stop(syscall.SIGTERM, 15*time.Second)
+
+	// 4. Pebble is down at renewal time: the old certificate is still
+	// served, and the failure is in /status and the log.
+	ca.stop(syscall.SIGTERM, 15*time.Second)
+	in = startBulwarkAt(t, dir, https, plain, admin, config(`["tls-alpn-01"]`))
+	waitFor(t, 60*time.Second, "the failed renewal in /status", func() bool { return lastError() != "" })
+	if leaf, err := servedLeaf(https, "a.test", ca.roots); err != nil || !leaf.Equal(renewed) {
+		t.Errorf("a.test with the CA down: %v; want the current certificate still served", err)
+	}
+	if !strings.Contains(in.out.String(), `msg="acme: obtaining a certificate failed; retrying with backoff" name=a.test renewal=true`) {
+		t.Errorf("the failed renewal is not logged:\n%s", tail(in.out.String(), 20))
 	}
 }
