@@ -19,11 +19,7 @@ import (
 func (a *App) acmeOptions(cfg *config.Config) acme.Options {
 	storage := cfg.Acme.Storage
 	if storage == "" {
-		dir := cfg.TLS.CertDir
-		if dir == "" {
-			dir = tlsconf.DefaultStateDir()
-		}
-		if dir != "" {
+		if dir := tlsconf.StateDir(cfg.TLS.CertDir); dir != "" {
 			storage = filepath.Join(dir, acme.StorageDirName)
 		}
 	}

@@ -159,10 +159,17 @@ func (o Options) validate() error {
 	return errors.Join(errs...)
 }
 
-// DefaultStateDir is Bulwark's state directory, where the development
-// certificate and, by default, ACME storage are kept: $XDG_STATE_HOME/bulwark,
-// else $HOME/.local/state/bulwark, else "" when neither is set.
-func DefaultStateDir() string { return defaultDevCertDir() }
+// StateDir returns Bulwark's state directory: dir when set (tls.cert_dir),
+// else the default directory of the development certificate. Other state
+// that must survive restarts, such as the generated admin token, is kept
+// there too, so one directory holds everything a user must back up or
+// protect.
+func StateDir(dir string) string {
+	if dir != "" {
+		return dir
+	}
+	return defaultDevCertDir()
+}
 
 // defaultDevCertDir is $XDG_STATE_HOME/bulwark, else
 // $HOME/.local/state/bulwark, else "" (EnsureDevCert then fails).
