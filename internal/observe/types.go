@@ -17,6 +17,8 @@ type Snapshot struct {
 	App *AppInfo `json:"app"`
 	// Machine is the machine's (or the cgroup's) memory.
 	Machine MachineInfo `json:"machine"`
+	// Certs are the names [acme] manages; absent without it.
+	Certs []CertStatus `json:"certs,omitempty"`
 	// ConnsH1 and ConnsH2 count open client connections by protocol;
 	// ConnsActive and ConnsIdle count them by state.
 	ConnsH1     int64 `json:"conns_h1"`
@@ -41,26 +43,6 @@ type Snapshot struct {
 	// whether each takes requests: one that failed to connect is left out
 	// for a while when there are several.
 	Upstreams []UpstreamInfo `json:"upstreams"`
-	// Certs are the names [acme] manages; absent without it.
-	Certs []CertStatus `json:"certs,omitempty"`
-}
-
-// CertStatus is one name whose certificate ACME obtains and renews. Times
-// are absent (zero) when they have not happened.
-type CertStatus struct {
-	Name string `json:"name"`
-	// NotAfter is when the certificate served expires.
-	NotAfter time.Time `json:"not_after,omitzero"`
-	// RenewAfter is when renewal is due by the renewal window.
-	RenewAfter time.Time `json:"renew_after,omitzero"`
-	// LastAttempt is when this process last started an order for it.
-	LastAttempt time.Time `json:"last_attempt,omitzero"`
-	// LastRenewal is when this process last obtained or renewed it.
-	LastRenewal time.Time `json:"last_renewal,omitzero"`
-	// LastError is the last failure ("" after a success), at LastErrorAt;
-	// the old certificate keeps being served and the order is retried.
-	LastError   string    `json:"last_error,omitempty"`
-	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 // UpstreamInfo is one address of the app.
@@ -105,6 +87,24 @@ type AppInfo struct {
 type MachineInfo struct {
 	MemTotal     int64 `json:"mem_total_bytes"`
 	MemAvailable int64 `json:"mem_available_bytes"`
+}
+
+// CertStatus is one name whose certificate ACME obtains and renews. Times
+// are absent (zero) when they have not happened.
+type CertStatus struct {
+	Name string `json:"name"`
+	// NotAfter is when the certificate served expires.
+	NotAfter time.Time `json:"not_after,omitzero"`
+	// RenewAfter is when renewal is due by the renewal window.
+	RenewAfter time.Time `json:"renew_after,omitzero"`
+	// LastAttempt is when this process last started an order for it.
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	// LastRenewal is when this process last obtained or renewed it.
+	LastRenewal time.Time `json:"last_renewal,omitzero"`
+	// LastError is the last failure ("" after a success), at LastErrorAt;
+	// the old certificate keeps being served and the order is retried.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 // Event is something worth a marker on the dashboard's charts.
