@@ -744,10 +744,8 @@ func (c *h2Conn) endTrailers(b *headerBlock) error {
 	if st.declared >= 0 && st.received != st.declared {
 		return h2StreamError{b.id, errProtocol, "body length differs from content-length"}
 	}
-	if st.trailer != nil {
-		for k, vs := range b.header {
-			st.trailer[k] = vs
-		}
+	if st.trailerNames != nil && !st.bodyClosed {
+		st.keepTrailerLocked(b.header)
 	}
 	st.remoteClosed = true
 	if st.bodyErr == nil {

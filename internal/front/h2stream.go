@@ -194,14 +194,7 @@ func (c *h2Conn) newRequest(ctx context.Context, b *headerBlock) (*http.Request,
 		req.ContentLength = cl
 	}
 	if vs := h["Trailer"]; len(vs) > 0 && !b.endStream {
-		req.Trailer = make(http.Header)
-		for _, v := range vs {
-			for _, k := range strings.Split(v, ",") {
-				if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
-					req.Trailer[k] = nil
-				}
-			}
-		}
+		req.Trailer = declaredTrailer(vs)
 	}
 	return req, nil, nil
 }
@@ -226,7 +219,9 @@ type h2Stream struct {
 	recvWindow   int64
 	recvUnacked  int64
 	sendWindow   int64
-	trailer      http.Header
+	trailer      http.Header // req.Trailer: written only by the body's reader
+	trailerNames http.Header // a copy of its names, for the reader goroutine
+	gotTrailer   http.Header // the declared trailer fields received
 }
 
 // endLocked ends the stream: its reads and writes fail from now on.
@@ -253,7 +248,9 @@ func (c *h2Conn) startStream(req *http.Request, cancel context.CancelFunc, b *he
 		st.bodyErr = io.EOF
 	} else {
 		st.declared = req.ContentLength
-		st.trailer = req.Trailer
+		if req.Trailer != nil {
+			st.trailer, st.trailerNames = req.Trailer, req.Trailer.Clone()
+		}
 		req.Body = &h2Body{st: st, expectContinue: strings.EqualFold(req.Header.Get("Expect"), "100-continue")}
 	}
 	c.mu.Lock()
@@ -440,6 +437,9 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	}
 	if st.bodyOff == len(st.body) {
 		err := st.bodyErr
+		if err == io.EOF && st.gotTrailer != nil {
+			st.fillTrailerLocked()
+		}
 		c.mu.Unlock()
 		return 0, err
 	}
