@@ -866,6 +866,20 @@ func (c *h2Conn) write(deadline time.Time, build func(b []byte) []byte) error {
 	return c.writeLocked(deadline, build)
 }
 
+// writeStream is write for the frames of stream st. It writes nothing, and
+// returns errStreamReset, once the stream is over: after a RST_STREAM, in
+// either direction, no HEADERS or DATA may follow on it (RFC 9113 5.1).
+// The check is under wmu, so a reset racing with this write either comes
+// first, and the write is dropped, or is written after it.
+func (c *h2Conn) writeStream(st *h2Stream, deadline time.Time, build func(b []byte) []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if st.over.Load() {
+		return errStreamReset
+	}
+	return c.writeLocked(deadline, build)
+}
+
 func (c *h2Conn) writeLocked(deadline time.Time, build func(b []byte) []byte) error {
 	if c.werr != nil {
 		return c.werr

@@ -159,12 +159,23 @@ func (c *h2Conn) newRequest(ctx context.Context, b *headerBlock) (*http.Request,
 	if b.path[0] != '/' && (b.path != "*" || b.method != http.MethodOptions) {
 		return nil, nil, errors.New("invalid :path")
 	}
+	if !validH2Path(b.path) {
+		return nil, nil, errors.New("invalid :path: a byte outside VCHAR")
+	}
 	u, err := url.ParseRequestURI(b.path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("invalid :path: %w", err)
 	}
 	req.URL = u
+	// As HTTP/1.1's Host: the app sees the authority in X-Forwarded-Host
+	// and in the request line Bulwark sends it.
+	if !httpguts.ValidHostHeader(b.authority) {
+		return nil, nil, errors.New("invalid :authority")
+	}
 	if hosts, ok := h["Host"]; ok {
+		if len(hosts) == 1 && !httpguts.ValidHostHeader(hosts[0]) {
+			return nil, nil, errors.New("invalid host")
+		}
 		if req.Host == "" && len(hosts) == 1 {
 			req.Host = hosts[0]
 		} else if len(hosts) != 1 || hosts[0] != req.Host {
@@ -197,6 +208,18 @@ func (c *h2Conn) newRequest(ctx context.Context, b *headerBlock) (*http.Request,
 		req.Trailer = declaredTrailer(vs)
 	}
 	return req, nil, nil
+}
+
+// validH2Path reports whether p has only visible ASCII (VCHAR): what an
+// HTTP/1.1 request target may hold. A space would let the path forge the
+// rest of the request line Bulwark sends the app.
+func validH2Path(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if p[i] <= ' ' || p[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // h2Stream is one request/response exchange on a connection. Fields after
@@ -408,7 +431,7 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	if b.expectContinue && !b.sentContinue && len(st.body) == 0 && st.bodyErr == nil {
 		b.sentContinue = true
 		c.mu.Unlock()
-		err := c.write(time.Time{}, func(buf []byte) []byte {
+		err := c.writeStream(st, time.Time{}, func(buf []byte) []byte {
 			return c.appendHeaders(buf, st.id, false, func(enc *hpack.Encoder) {
 				enc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
 			})
@@ -541,7 +564,7 @@ func (w *h2Response) WriteHeader(code int) {
 // writeInformational sends a 1xx answer (such as 103 Early Hints) at once.
 func (w *h2Response) writeInformational(code int) {
 	c := w.st.c
-	_ = c.write(w.writeDeadline(), func(b []byte) []byte {
+	_ = c.writeStream(w.st, w.writeDeadline(), func(b []byte) []byte {
 		return c.appendHeaders(b, w.st.id, false, func(enc *hpack.Encoder) {
 			enc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(code)})
 			encodeFields(enc, w.header)
@@ -715,7 +738,7 @@ func (w *h2Response) send(data []byte, end bool) error {
 		chunk := data[:n]
 		data = data[n:]
 		last := end && len(data) == 0
-		err := c.write(deadline, func(b []byte) []byte {
+		err := c.writeStream(st, deadline, func(b []byte) []byte {
 			if last {
 				// This write ends the stream: from now on the client's
 				// frames on it meet a closed stream (RFC 9113 5.1).
