@@ -124,11 +124,12 @@ type h2Conn struct {
 	hdrN      int // bytes of hdr read so far
 	dec       *hpack.Decoder
 	blk       headerBlock
-	contID    uint32 // stream whose header block awaits CONTINUATION; 0 for none
-	maxID     uint32 // highest stream ID the client opened
-	settled   bool   // the client's first SETTINGS arrived
-	peerGone  bool   // the client sent GOAWAY
-	handedOff bool   // this idle period already moved to a fresh goroutine
+	contID    uint32    // stream whose header block awaits CONTINUATION; 0 for none
+	maxID     uint32    // highest stream ID the client opened
+	settled   bool      // the client's first SETTINGS arrived
+	handedOff bool      // this idle period already moved to a fresh goroutine
+	resets    int       // charges for reset or refused streams (chargeReset)
+	resetsAt  time.Time // when resets was last refilled
 
 	mu          sync.Mutex
 	cond        sync.Cond // on mu: send window, body data, stream end
@@ -385,10 +386,17 @@ func (c *h2Conn) processFrame(typ, flags byte, id uint32, p []byte) error {
 			return h2ConnError{errProtocol, "RST_STREAM on an idle stream"}
 		}
 		c.mu.Lock()
-		if st := c.stream(id); st != nil {
+		st := c.stream(id)
+		// A stream reset before its answer was complete may have cost a
+		// handler, and a request to the app, for nothing.
+		early := st != nil && !st.over.Load()
+		if st != nil {
 			st.endLocked(errStreamReset)
 		}
 		c.mu.Unlock()
+		if early {
+			return c.chargeReset(time.Now())
+		}
 		return nil
 	case frameSettings:
 		return c.processSettings(flags, id, p)
@@ -712,9 +720,9 @@ func (c *h2Conn) endBlock() error {
 		c.mu.Unlock()
 		return nil // after our GOAWAY: the client retries elsewhere
 	}
-	if c.running >= c.srv.o().MaxConcurrentStreams {
+	if c.openLocked() >= c.srv.o().MaxConcurrentStreams {
 		c.mu.Unlock()
-		return h2StreamError{id, errRefusedStream, "too many concurrent streams"}
+		return c.refuseStream(id, reasonStreamsPerConn, "too many concurrent streams")
 	}
 	c.mu.Unlock()
 	ctx, cancel := c.srv.requestContext()
@@ -753,6 +761,20 @@ func (c *h2Conn) endTrailers(b *headerBlock) error {
 	}
 	c.cond.Broadcast()
 	return nil
+}
+
+// openLocked counts the streams open as the client sees them, the ones
+// SETTINGS_MAX_CONCURRENT_STREAMS bounds: a stream it reset no longer
+// counts, even while its handler is still returning. Those handlers are
+// bounded by chargeReset instead. c.mu must be held.
+func (c *h2Conn) openLocked() int {
+	n := 0
+	for _, st := range c.streams {
+		if !st.done {
+			n++
+		}
+	}
+	return n
 }
 
 // stream returns the open stream id, or nil. c.mu must be held.

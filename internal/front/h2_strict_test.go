@@ -79,8 +79,9 @@ func TestH2PathAndAuthorityChecked(t *testing.T) {
 // longer than its content-length), the handler's answer is dropped, not
 // sent as a HEADERS frame after the RST_STREAM (issue 14 §5).
 func TestH2NoHeadersAfterReset(t *testing.T) {
-	release, answered := make(chan struct{}), make(chan struct{})
+	started, release, answered := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
 		<-release
 		w.WriteHeader(http.StatusBadRequest)
 		w.Write([]byte("too long"))
@@ -89,6 +90,7 @@ func TestH2NoHeadersAfterReset(t *testing.T) {
 	}), true, nil)
 	r := ts.dialH2(t)
 	r.headers(t, 1, false, "content-length", "5")
+	<-started // a stream reset before its handler starts never runs it
 	if err := r.fr.WriteData(1, true, []byte("0123456789")); err != nil {
 		t.Fatal(err)
 	}

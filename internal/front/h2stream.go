@@ -330,6 +330,12 @@ func (s *Server) streamWorker(t streamTask) {
 
 // runStream runs the handler for one stream and completes its answer.
 func (c *h2Conn) runStream(st *h2Stream, req *http.Request, refuse *headError) {
+	if st.over.Load() {
+		// Reset before its handler started (a rapid reset): the app is
+		// not asked for an answer no one will read.
+		c.streamDone(st)
+		return
+	}
 	w := &h2Response{st: st, req: req, header: make(http.Header, 8), hsts: c.srv.hsts()}
 	if refuse != nil {
 		c.srv.m.refused(refuse.status, refuse.reason).Inc()
