@@ -720,9 +720,14 @@ func (c *h2Conn) endBlock() error {
 		c.mu.Unlock()
 		return nil // after our GOAWAY: the client retries elsewhere
 	}
-	if c.openLocked() >= c.srv.o().MaxConcurrentStreams {
+	open, bodies := c.openLocked()
+	if open >= c.srv.o().MaxConcurrentStreams {
 		c.mu.Unlock()
 		return c.refuseStream(id, reasonStreamsPerConn, "too many concurrent streams")
+	}
+	if !b.endStream && bodies >= h2MaxBodies {
+		c.mu.Unlock()
+		return c.refuseStream(id, reasonBodiesPerConn, "too many request bodies in flight")
 	}
 	c.mu.Unlock()
 	ctx, cancel := c.srv.requestContext()
@@ -764,17 +769,20 @@ func (c *h2Conn) endTrailers(b *headerBlock) error {
 }
 
 // openLocked counts the streams open as the client sees them, the ones
-// SETTINGS_MAX_CONCURRENT_STREAMS bounds: a stream it reset no longer
-// counts, even while its handler is still returning. Those handlers are
+// SETTINGS_MAX_CONCURRENT_STREAMS bounds, and among them those whose body
+// is still arriving (h2MaxBodies). A stream the client reset no longer
+// counts, even while its handler is still returning: those handlers are
 // bounded by chargeReset instead. c.mu must be held.
-func (c *h2Conn) openLocked() int {
-	n := 0
+func (c *h2Conn) openLocked() (open, bodies int) {
 	for _, st := range c.streams {
 		if !st.done {
-			n++
+			open++
+			if !st.remoteClosed {
+				bodies++
+			}
 		}
 	}
-	return n
+	return open, bodies
 }
 
 // stream returns the open stream id, or nil. c.mu must be held.

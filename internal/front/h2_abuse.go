@@ -26,6 +26,16 @@ const (
 	h2ResetRefill = 100 * time.Millisecond
 )
 
+// h2MaxBodies caps the streams of one connection whose request body is
+// still arriving. Each may hold a handler, a request to the app and a body
+// buffer while the client trickles bytes; without this cap 100 such streams
+// a connection let one client take hundreds of MB. 32 is far above what a
+// browser uploads at once: upload libraries are tuned for HTTP/1.1's six
+// connections per origin and default to 3 to 6 parallel uploads; and even a
+// burst of 50 that the browser retries after REFUSED_STREAM stays within
+// the reset allowance. Streams without a body are not capped by it.
+const h2MaxBodies = 32
+
 // Refusal reasons counted in bulwark_refused_total. No HTTP answer goes
 // with these; the status label is the closest HTTP equivalent.
 const (

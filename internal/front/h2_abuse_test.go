@@ -3,6 +3,7 @@ package front
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -130,5 +131,48 @@ func TestH2SomeResetsAllowed(t *testing.T) {
 		if f.Header().StreamID == id {
 			return // the handler is running: no GOAWAY came first
 		}
+	}
+}
+
+// TestH2BodiesInFlightCapped: one connection may have at most h2MaxBodies
+// streams whose request body is still arriving; a stream with a body past
+// that is refused, one without a body is served, and a body that ends
+// makes room (issue 14 §2: 100 trickled bodies a connection took hundreds
+// of MB).
+func TestH2BodiesInFlightCapped(t *testing.T) {
+	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}), true, nil)
+	r := ts.dialH2(t)
+	for i := 0; i < h2MaxBodies; i++ {
+		r.headers(t, uint32(2*i+1), false)
+		if err := r.fr.WriteData(uint32(2*i+1), false, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	over := uint32(2*h2MaxBodies + 1)
+	r.headers(t, over, false)
+	f := r.next(t)
+	if rst, ok := f.(*http2.RSTStreamFrame); !ok || rst.StreamID != over || rst.ErrCode != http2.ErrCodeRefusedStream {
+		t.Fatalf("stream %d with a body past %d: got %v, want RST_STREAM REFUSED_STREAM", over, h2MaxBodies, f)
+	}
+	if got := ts.set.GetOrCreateCounter(`bulwark_refused_total{status="503",reason="h2_bodies_per_conn"}`).Get(); got != 1 {
+		t.Errorf("h2_bodies_per_conn counted %d times, want 1", got)
+	}
+	// A request without a body is still served.
+	r.headers(t, over+2, true)
+	if h := r.answerOn(t, over+2); h.PseudoValue("status") != "200" {
+		t.Errorf("request without a body: status %s, want 200", h.PseudoValue("status"))
+	}
+	// One body ends: a new one fits.
+	if err := r.fr.WriteData(1, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.headers(t, over+4, false)
+	if err := r.fr.WriteData(over+4, true, []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	if h := r.answerOn(t, over+4); h.PseudoValue("status") != "200" {
+		t.Errorf("body after one ended: status %s, want 200", h.PseudoValue("status"))
 	}
 }
