@@ -1,6 +1,7 @@
 package limit
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -222,6 +223,27 @@ type conn struct {
 	c      *Conns
 	key    netip.Addr
 	closed atomic.Bool
+}
+
+// NetConn returns the accepted connection, as tls.Conn's NetConn does, for
+// code that needs the *net.TCPConn.
+func (cn *conn) NetConn() net.Conn { return cn.Conn }
+
+// CloseWrite shuts the sending side down (a lingering close) when the
+// accepted connection can.
+func (cn *conn) CloseWrite() error {
+	if cw, ok := cn.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// SetLinger sets SO_LINGER when the accepted connection can.
+func (cn *conn) SetLinger(sec int) error {
+	if l, ok := cn.Conn.(interface{ SetLinger(int) error }); ok {
+		return l.SetLinger(sec)
+	}
+	return errors.ErrUnsupported
 }
 
 // Close closes the connection and, the first time, releases its place.

@@ -224,3 +224,38 @@ func TestRejectedSeriesNames(t *testing.T) {
 		}
 	}
 }
+
+// TestConnKeepsTCPMethods: code that shuts a TCP connection's sending side
+// (a lingering close) or sets SO_LINGER still can through the wrapper.
+func TestConnKeepsTCPMethods(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewConns(noFDs(ConnsOptions{}))
+	nc, _ := c.Accept(raw)
+	defer nc.Close()
+	if _, ok := nc.(interface{ NetConn() net.Conn }).NetConn().(*net.TCPConn); !ok {
+		t.Error("NetConn does not return the *net.TCPConn")
+	}
+	if err := nc.(interface{ SetLinger(int) error }).SetLinger(5); err != nil {
+		t.Errorf("SetLinger: %v", err)
+	}
+	if err := nc.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite: %v", err)
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := client.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("client read after CloseWrite: %d, %v; want EOF", n, err)
+	}
+}
