@@ -177,7 +177,10 @@ func startBulwark(t testing.TB, config string, env []string, args ...string) *in
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env = append([]string{"XDG_STATE_HOME=" + filepath.Join(dir, "state")}, env...)
+	// The tests' load comes from 127.0.0.1 at hundreds of requests a
+	// second: rate_per_ip is off unless a test's env turns it on (a later
+	// value wins).
+	env = append([]string{"XDG_STATE_HOME=" + filepath.Join(dir, "state"), "BULWARK_LIMITS_RATE_PER_IP=off"}, env...)
 	in.proc = startProc(t, dir, env, bulwarkBin, append([]string{"run", "--config", cfgPath}, args...)...)
 	waitListening(t, in.proc, in.https)
 	in.roots = certPool(t, filepath.Join(dir, "state", "bulwark"), dir)
