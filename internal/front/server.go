@@ -14,8 +14,10 @@
 // frames, with no hand-off between goroutines.
 //
 // The package leaves everything after the request head to the handler:
-// limits, admission, spooling and proxying. It does not know about
-// certificate files either: callers pass a *tls.Config.
+// request limits, admission, spooling and proxying. Connection caps are
+// the exception: they are checked at accept, before the TLS handshake, by
+// the limit.Conns the caller passes. It does not know about certificate
+// files either: callers pass a *tls.Config.
 package front
 
 import (
