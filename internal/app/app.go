@@ -6,7 +6,8 @@
 //
 // The chain a request takes:
 //
-//	front (TLS, HTTP/1.1 loop, HTTP/2) → accesslog → spool.Responses →
+//	front (connection caps, TLS, HTTP/1.1 loop, HTTP/2) → accesslog →
+//	limit.Rates (rate_per_ip: 429 before the body is read) → spool.Responses →
 //	spool.Requests (body limit, request spool) → admit (slot, queue) →
 //	supervise.Gate (hold while the app restarts) → proxy → app
 //
@@ -33,6 +34,7 @@ import (
 	"bulwark/internal/admit"
 	"bulwark/internal/config"
 	"bulwark/internal/front"
+	"bulwark/internal/limit"
 	"bulwark/internal/memwatch"
 	"bulwark/internal/proxy"
 	"bulwark/internal/spool"
@@ -79,6 +81,8 @@ type App struct {
 	set  *metrics.Set
 
 	certs    *tlsconf.Store
+	conns    *limit.Conns // shared by the HTTPS and HTTP listeners
+	rates    *limit.Rates
 	proxy    *proxy.Proxy
 	admit    *admit.Limiter
 	spool    *spool.Spool
@@ -170,6 +174,8 @@ func New(cfg *config.Config, o Options) (*App, error) {
 		return nil, errors.Join(errs...)
 	}
 
+	a.conns = limit.NewConns(a.connsOptions(cfg))
+	a.rates = limit.NewRates(a.rateOptions(cfg))
 	fo := a.frontOptions(cfg)
 	fo.Handler = a.handler()
 	a.front, err = front.New(fo)
@@ -219,6 +225,7 @@ func (a *App) handler() http.Handler {
 	h = a.admit.Middleware(h)
 	h = a.spool.Requests(h)
 	h = a.spool.Responses(h)
+	h = a.rates.Middleware(h)
 	return a.access.Middleware(h)
 }
 

@@ -50,6 +50,8 @@ func (a *App) Reload(cfg *config.Config) error {
 		return errors.Join(errs...) // the old certificates keep serving; apply nothing else
 	}
 	a.admit.SetLimits(cfg.Upstream.MaxConcurrency, cfg.Upstream.Queue, cfg.Upstream.QueueTimeout.D())
+	a.conns.Update(a.connsOptions(cfg))
+	a.rates.Update(a.rateOptions(cfg))
 	a.front.Update(a.frontOptions(cfg))
 	if a.redirect != nil {
 		a.redirect.Update(a.redirectOptions(cfg))

@@ -131,6 +131,13 @@ type Listen struct {
 	MaxHeaderBytes ByteSize `toml:"max_header_bytes"`
 	// TrustedProxies are CIDRs or bare IPs whose X-Forwarded-For is believed.
 	TrustedProxies []string `toml:"trusted_proxies"`
+	// MaxConns caps open client connections, all clients together
+	// (profile; 0 = the profile's value, -1 = no cap).
+	MaxConns int `toml:"max_conns"`
+	// MaxConnsPerIP caps the open connections of one client address, an
+	// IPv6 client's /64 (nginx limit_conn; profile; 0 = the profile's
+	// value, -1 = no cap). Trusted proxies are exempt.
+	MaxConnsPerIP int `toml:"max_conns_per_ip"`
 	// UnderscoresInHeaders passes request header names that contain "_" on
 	// to the app (nginx underscores_in_headers); off, they are dropped. A
 	// name that reads as one Bulwark sets (X_Real_IP) is dropped either way.
@@ -246,6 +253,11 @@ type Limits struct {
 	SpoolDisk ByteSize `toml:"spool_disk"`
 	// StreamPaths are path prefixes whose responses are never buffered.
 	StreamPaths []string `toml:"stream_paths"`
+	// RatePerIP is the request rate one client address may keep up, such
+	// as "20/s burst 40" or "600/m" (nginx limit_req; see ParseRate);
+	// beyond it the answer is 429 with Retry-After. "" = the profile's
+	// value, "off" = no limit.
+	RatePerIP string `toml:"rate_per_ip"`
 }
 
 // App is the [app] table: the supervised application.
@@ -366,6 +378,8 @@ func Default() *Config {
 			ReadHeaderTimeout: Duration(DefaultReadHeaderTimeout),
 			MaxHeaderBytes:    DefaultMaxHeaderBytes,
 			TrustedProxies:    []string{},
+			MaxConns:          med.maxConns,
+			MaxConnsPerIP:     med.maxConnsPerIP,
 		},
 		TLS: TLS{
 			MinVersion:     DefaultMinVersion,
@@ -389,6 +403,7 @@ func Default() *Config {
 			SpoolMemory:     med.spoolMemory,
 			SpoolDisk:       DefaultSpoolDisk,
 			StreamPaths:     []string{},
+			RatePerIP:       med.ratePerIP,
 		},
 		App: App{
 			Command:       []string{},

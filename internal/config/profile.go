@@ -21,6 +21,26 @@ type profileValues struct {
 	spoolMemory     ByteSize
 	dbPool          int   // DB_POOL_SIZE and DB_MAX_OVERFLOW
 	appMemoryPct    int64 // app.max_memory as a percentage of machine memory
+
+	// Per-client limits (issue 14). max_conns keeps the memory of idle
+	// connections below the point where Bulwark sheds load (90 % of
+	// memory.limit "auto": 43.2, 86.4 and 172.8 MiB). Measured on the low
+	// profile: 6.0 MiB of Go memory at rest, 35.5 MiB with 2000 idle
+	// HTTP/1.1 TLS connections, so 15 KB each (bench/RESULTS.md: 11–13 KB
+	// RSS for h1, 12.6–14.2 for h2). With spool_memory full as well:
+	//   low    43.2 − 6 − 8  = 29.2 MiB / 15 KB = 1990 → 1900
+	//   medium 86.4 − 6 − 16 = 64.4 MiB / 15 KB = 4390 → 4300
+	//   high  172.8 − 6 − 32 = 134.8 MiB / 15 KB = 9200 → 9000
+	// max_conns_per_ip is about an eighth of it (a power of two): eight
+	// addresses are needed to fill the box, and an office behind one NAT
+	// address (40 browsers × 6 HTTP/1.1 connections) still fits.
+	// rate_per_ip lets one address keep up max_concurrency requests a
+	// second, about a tenth of what the app's slots serve at 50–100 ms a
+	// request, with a burst of four seconds' worth for a cold page load
+	// (~70–100 requests).
+	maxConns      int
+	maxConnsPerIP int
+	ratePerIP     string
 }
 
 // profileFor returns the table row of DESIGN.md for a profile; unknown
@@ -28,11 +48,11 @@ type profileValues struct {
 func profileFor(name string) profileValues {
 	switch name {
 	case ProfileLow:
-		return profileValues{20 * MiB, 30, 60 * time.Second, 8 * MiB, 3, 40}
+		return profileValues{20 * MiB, 30, 60 * time.Second, 8 * MiB, 3, 40, 1900, 256, "30/s burst 120"}
 	case ProfileHigh:
-		return profileValues{100 * MiB, 100, 0, 32 * MiB, 10, 50}
+		return profileValues{100 * MiB, 100, 0, 32 * MiB, 10, 50, 9000, 1024, "100/s burst 400"}
 	default:
-		return profileValues{50 * MiB, 50, 90 * time.Second, 16 * MiB, 5, 40}
+		return profileValues{50 * MiB, 50, 90 * time.Second, 16 * MiB, 5, 40, 4300, 512, "50/s burst 200"}
 	}
 }
 
@@ -82,6 +102,18 @@ func ApplyProfile(c *Config, name string) {
 	set("limits.spool_memory", func() { c.Limits.SpoolMemory = p.spoolMemory })
 	set("upstream.max_concurrency", func() { c.Upstream.MaxConcurrency = p.maxConcurrency })
 	set("memory.release_interval", func() { c.Memory.ReleaseInterval = Duration(p.releaseInterval) })
+	// For these keys the file's 0 (or "") names the profile's value too.
+	setUnless := func(key string, isProfile bool, apply func()) {
+		if isProfile {
+			apply()
+			c.Sources[key] = SourceProfile
+			return
+		}
+		set(key, apply)
+	}
+	setUnless("listen.max_conns", c.Listen.MaxConns == 0, func() { c.Listen.MaxConns = p.maxConns })
+	setUnless("listen.max_conns_per_ip", c.Listen.MaxConnsPerIP == 0, func() { c.Listen.MaxConnsPerIP = p.maxConnsPerIP })
+	setUnless("limits.rate_per_ip", c.Limits.RatePerIP == "", func() { c.Limits.RatePerIP = p.ratePerIP })
 	if c.MachineMemory > 0 {
 		set("app.max_memory", func() {
 			c.App.MaxMemory = ByteSize(c.MachineMemory * p.appMemoryPct / 100 / mibRounder * mibRounder)
