@@ -9,7 +9,7 @@ import (
 	"bulwark/internal/app"
 )
 
-const checkUsage = `Usage: bulwark check [--config FILE] [-- APP COMMAND ...]
+const checkUsage = `Usage: bulwark check [--config FILE] [-q] [-- APP COMMAND ...]
 
 Validates the configuration and builds everything 'run' builds (certificates
 loaded, transport and spool directory checked) short of binding sockets. Prints
@@ -26,7 +26,7 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*path, fs.Args())
+	cfg, err := loadConfig(findConfig(*path), fs.Args())
 	if err != nil {
 		printConfigErrors(stderr, err)
 		return errReported

@@ -7,14 +7,46 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"bulwark/internal/config"
 )
 
-// configFlag registers --config on fs; its default comes from BULWARK_CONFIG.
+// defaultConfigFile is the file used, when it exists, with neither
+// --config nor $BULWARK_CONFIG: nginx's habit of one well-known name.
+const defaultConfigFile = "bulwark.toml"
+
+// configFlagUsage is the help of --config, the same for every command.
+const configFlagUsage = "configuration `file` (TOML); default: $BULWARK_CONFIG, else ./" + defaultConfigFile + " if present, else none"
+
+// configFlag registers --config on fs. Its value goes through findConfig.
 func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("config", os.Getenv("BULWARK_CONFIG"), "configuration `file` (TOML); default: none, or $BULWARK_CONFIG")
+	return fs.String("config", "", configFlagUsage)
+}
+
+// findConfig returns the configuration file to use: the --config value,
+// else $BULWARK_CONFIG, else ./bulwark.toml when it exists; "" means none
+// (defaults, environment and profile only).
+func findConfig(flagValue string) string {
+	return findConfigIn(flagValue, os.Getenv("BULWARK_CONFIG"), ".")
+}
+
+func findConfigIn(flagValue, envValue, dir string) string {
+	switch {
+	case flagValue != "":
+		return flagValue
+	case envValue != "":
+		return envValue
+	}
+	p := filepath.Join(dir, defaultConfigFile)
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs // the log and reloads name it, whatever the cwd later
+		}
+		return p
+	}
+	return ""
 }
 
 // loadConfig loads the configuration the way run, check and reload all do:

@@ -15,11 +15,11 @@ import (
 	"bulwark/internal/observe"
 )
 
-const statusUsage = `Usage: bulwark status [--admin ADDR] [--token T] [--json]
+const statusUsage = `Usage: bulwark status [--config FILE] [--admin ADDR] [--token T] [--json]
 
 Show one screen about a running Bulwark: memory of Bulwark and of each app
 process, client connections, requests, queue, restarts and the memory budget.
-The token is read from --token or $BULWARK_ADMIN_TOKEN.
+` + adminFindText + `
 
 Flags:
 `
@@ -60,7 +60,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseAdminCmdFlags(fs, statusUsage, args, stderr); err != nil {
 		return err
 	}
-	c := af.client()
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
 	st, raw, err := c.status(ctx, false)
 	if err != nil {
 		return err

@@ -222,7 +222,7 @@ func TestStatusErrors(t *testing.T) {
 	}
 	closed := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	t.Setenv("BULWARK_ADMIN_TOKEN", "")
+	isolateAdminEnv(t)
 
 	tests := []struct {
 		name string
@@ -231,8 +231,8 @@ func TestStatusErrors(t *testing.T) {
 	}{
 		{"nothing running", []string{"--admin", closed},
 			"no bulwark admin server at " + closed + ": connection refused — is bulwark running? (see [admin] listen)"},
-		{"no token", []string{"--admin", addr}, "needs a token: pass --token or set BULWARK_ADMIN_TOKEN"},
-		{"wrong token", []string{"--admin", addr, "--token", "nope"}, "refused the token (401)"},
+		{"no token", []string{"--admin", addr}, "needs a token: pass --config (its [admin] token), --token or $BULWARK_ADMIN_TOKEN"},
+		{"wrong token", []string{"--admin", addr, "--token", "nope"}, "refused the token from --token (401)"},
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer
