@@ -29,15 +29,18 @@ type adminServer struct {
 func newAdminServer(a *App, cfg *config.Config) (*adminServer, error) {
 	as := &adminServer{a: a, lastRestarts: map[string]int{}}
 	srv, err := observe.New(observe.Options{
-		Listen:       cfg.Admin.Listen,
-		Token:        cfg.Admin.Token,
-		Metrics:      a.set,
-		Snapshot:     as.snapshot,
-		OnReload:     a.reloadFromAdmin,
-		OnRestartApp: as.restartApp(),
-		Version:      a.opts.Version,
-		Logger:       a.log,
-		Database:     cfg.Observe.Database,
+		Listen: cfg.Admin.Listen,
+		Token:  cfg.Admin.Token,
+		// A generated token guards the actions; reads stay open on loopback
+		// so the dashboard and a local Prometheus need no setup.
+		LoopbackReads: cfg.Sources["admin.token"] == config.SourceGenerated,
+		Metrics:       a.set,
+		Snapshot:      as.snapshot,
+		OnReload:      a.reloadFromAdmin,
+		OnRestartApp:  as.restartApp(),
+		Version:       a.opts.Version,
+		Logger:        a.log,
+		Database:      cfg.Observe.Database,
 	})
 	if err != nil {
 		return nil, err

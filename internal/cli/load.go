@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"bulwark/internal/config"
+	"bulwark/internal/observe"
+	"bulwark/internal/tlsconf"
 )
 
 // defaultConfigFile is the file used, when it exists, with neither
@@ -65,6 +67,24 @@ func loadConfig(path string, appCmd []string) (*config.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// useGeneratedToken gives a config with an admin server but no
+// admin.token the token generated in the state directory, creating it on
+// first use, so that on a shared host another local user cannot restart
+// the app or reload through the loopback admin port. It returns the
+// token file's path, "" when nothing was done.
+func useGeneratedToken(cfg *config.Config) (string, error) {
+	if cfg.Admin.Listen == "" || cfg.Admin.Token != "" {
+		return "", nil
+	}
+	tok, path, err := observe.EnsureToken(tlsconf.StateDir(cfg.TLS.CertDir))
+	if err != nil {
+		return "", fmt.Errorf("admin.token is not set and generating one failed (set admin.token, or admin.listen = \"\"): %w", err)
+	}
+	cfg.Admin.Token = tok
+	cfg.Sources["admin.token"] = config.SourceGenerated
+	return path, nil
 }
 
 // printConfigErrors writes every configuration problem, one per line.

@@ -40,6 +40,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	appCmd := fs.Args()
+	// Before anything is started: the app must not get what we inherited.
+	fdErr := markInheritedCloseOnExec("/proc")
 	*path = findConfig(*path)
 	cfg, err := loadConfig(*path, appCmd)
 	if err != nil {
@@ -55,7 +57,25 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
-	load := func() (*config.Config, error) { return loadConfig(*path, appCmd) }
+	if fdErr != nil {
+		log.Warn("descriptors inherited by bulwark may reach the app", "err", fdErr)
+	}
+	tokenFile, err := useGeneratedToken(cfg)
+	if err != nil {
+		return err
+	}
+	if tokenFile != "" {
+		log.Info("admin API actions need the token generated in "+tokenFile+
+			" (bulwark reload and restart-app read it; reads from loopback stay open)", "admin", cfg.Admin.Listen)
+	}
+	load := func() (*config.Config, error) {
+		next, err := loadConfig(*path, appCmd)
+		if err != nil {
+			return next, err
+		}
+		_, err = useGeneratedToken(next)
+		return next, err
+	}
 	if *pidFile != "" {
 		if err := os.MkdirAll(filepath.Dir(*pidFile), 0o700); err != nil {
 			return fmt.Errorf("pid file directory: %w", err)

@@ -236,7 +236,7 @@ func TestAppEnv(t *testing.T) {
 	got := c.AppEnv()
 	want := map[string]string{
 		"DB_POOL_SIZE": "9", "DEBUG": "1", "DB_MAX_OVERFLOW": "3", "DB_POOL_TIMEOUT": "30",
-		"DB_POOL_RECYCLE": "280", "PYTHONUNBUFFERED": "1",
+		"DB_POOL_RECYCLE": "280", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("AppEnv() = %v, want %v", got, want)
@@ -459,6 +459,9 @@ func TestRenderRoundTrip(t *testing.T) {
 	first.Admin.Token = "" // rendered redacted; compare the rest
 	first.Admin.Listen = "127.0.0.1:9090"
 	first.Observe.Database = ""
+	for k := range first.App.Env {
+		first.App.Env[k] = "<redacted>" // rendered redacted: the keys must survive
+	}
 	o.Path = writeConfig(t, first.Render())
 	second, err := Load(o)
 	if err != nil {
@@ -477,12 +480,21 @@ func TestRenderRedacts(t *testing.T) {
 	c := Default()
 	c.Admin.Token = "hunter2"
 	c.Observe.Database = "postgres://app:hunter2@127.0.0.1/app"
+	c.App.Command = []string{"uvicorn", "app:app"}
+	c.App.Env = map[string]string{"SECRET_KEY": "hunter2"}
+	c.environ = []string{"BULWARK_ADMIN_TOKEN=hunter2"}
 	out := c.Render()
 	if strings.Contains(out, "hunter2") {
 		t.Errorf("Render() shows a secret:\n%s", out)
 	}
 	if !strings.Contains(out, `token = "<redacted>"`) {
 		t.Errorf("Render() does not show token = \"<redacted>\":\n%s", out)
+	}
+	for _, want := range []string{`env = { SECRET_KEY = "<redacted>" }`, "#   SECRET_KEY=<redacted>  (app.env)",
+		"#   BULWARK_ADMIN_TOKEN=  (cleared", "#   PYTHONDONTWRITEBYTECODE=1  (profile"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Render() lacks %q:\n%s", want, out)
+		}
 	}
 }
 
@@ -555,5 +567,39 @@ func TestUpstreamAddresses(t *testing.T) {
 		if fe, ok := errors.AsType[*FieldError](Errors(err)[0]); !ok || fe.Line == 0 {
 			t.Errorf("Load(%q): error %v does not name a line", tt.body, err)
 		}
+	}
+}
+
+// TestAppEnviron checks what the app's environment becomes: BULWARK_*
+// variables (the admin token among them) are cleared unless [app].env names
+// them, the profile fills what neither [app].env nor Bulwark's environment
+// sets, and [app].env wins.
+func TestAppEnviron(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "b.toml")
+	if err := os.WriteFile(path, []byte("profile = \"low\"\n[app]\ncommand = [\"app\"]\nenv = { BULWARK_FEATURE = \"on\", SECRET = \"s\" }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(LoadOptions{Path: path, Environ: []string{"BULWARK_ADMIN_TOKEN=t0k", "BULWARK_FEATURE=off",
+		"PYTHONUNBUFFERED=0", "HOME=/home/u"}})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	over := c.AppEnvOverrides()
+	want := map[string]string{"BULWARK_ADMIN_TOKEN": "", "BULWARK_FEATURE": "on", "SECRET": "s"}
+	if !reflect.DeepEqual(over, want) {
+		t.Errorf("AppEnvOverrides() = %v, want %v", over, want)
+	}
+	var got []string
+	for _, v := range c.AppEnviron() {
+		got = append(got, v.Name+"="+v.Value+" "+v.From)
+	}
+	wantList := []string{
+		"BULWARK_ADMIN_TOKEN= cleared", "BULWARK_FEATURE=on app.env",
+		"DB_MAX_OVERFLOW=3 profile", "DB_POOL_RECYCLE=280 profile", "DB_POOL_SIZE=3 profile", "DB_POOL_TIMEOUT=30 profile",
+		"PYTHONDONTWRITEBYTECODE=1 profile", "PYTHONUNBUFFERED=0 environment", "SECRET=s app.env",
+	}
+	if !reflect.DeepEqual(got, wantList) {
+		t.Errorf("AppEnviron() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantList, "\n"))
 	}
 }

@@ -30,7 +30,7 @@ func (s *Server) routes() http.Handler {
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.countRequest(r.URL.Path)
-		if !s.authorized(r) {
+		if !s.authorized(r) && !s.openRead(r) {
 			s.unauthorized(w, r)
 			return
 		}

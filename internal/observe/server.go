@@ -41,6 +41,14 @@ type Options struct {
 	// Token, if not empty, is required on every path as
 	// "Authorization: Bearer <token>". If empty, no authentication is done.
 	Token string
+	// LoopbackReads, when true, serves GET and HEAD requests from a
+	// loopback peer without the token (the dashboard, /status, /metrics,
+	// /api/history) while POST actions still need it. Bulwark sets it when
+	// the token was generated rather than configured: a browser on the
+	// same machine and a local scraper keep working, and another local
+	// user still cannot reload or restart the app. Requests naming a DNS
+	// host other than localhost are not let through (DNS rebinding).
+	LoopbackReads bool
 	// Metrics is the process's metrics set, served at /metrics together
 	// with the process_* and go_* series. If nil, a private set is used.
 	Metrics *metrics.Set
@@ -274,6 +282,20 @@ func (s *Server) status(withHistory bool, since int64) Status {
 	}
 	s.mu.Unlock()
 	return st
+}
+
+// openRead reports whether r may go without the token under
+// Options.LoopbackReads.
+func (s *Server) openRead(r *http.Request) bool {
+	if !s.opts.LoopbackReads || (r.Method != http.MethodGet && r.Method != http.MethodHead) || !localHost(r.Host) {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // authorized reports whether r carries the token, in constant time: both
