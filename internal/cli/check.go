@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"bulwark/internal/app"
 )
@@ -33,8 +34,21 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	warnings, err := app.Check(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "  %v\n", err)
-		fmt.Fprintln(stderr, "bulwark: the configuration is valid but cannot be served")
+		for _, w := range append(cfg.Warnings, warnings...) {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
+		problems := []error{err}
+		if m, ok := err.(interface{ Unwrap() []error }); ok {
+			problems = m.Unwrap()
+		}
+		for _, p := range problems {
+			fmt.Fprintf(stderr, "  %s\n", strings.ReplaceAll(p.Error(), "\n", "\n  "))
+		}
+		noun := "problems"
+		if len(problems) == 1 {
+			noun = "problem"
+		}
+		fmt.Fprintf(stderr, "bulwark: the configuration is valid but cannot be served: %d %s\n", len(problems), noun)
 		return errReported
 	}
 	if !*quiet {
