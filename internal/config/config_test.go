@@ -80,6 +80,14 @@ func TestParseDuration(t *testing.T) {
 		{"30", 0, "duration needs a unit"},
 		{"", 0, "duration needs a unit"},
 		{"30 seconds", 0, "not valid"},
+		{"365d", 365 * 24 * time.Hour, ""},
+		{"1w", 7 * 24 * time.Hour, ""},
+		{"1d12h", 36 * time.Hour, ""},
+		{"2w3d4h5m", (17*24+4)*time.Hour + 5*time.Minute, ""},
+		{"1.5d", 0, "not valid"},
+		{"d", 0, "not valid"},
+		{"99999999999d", 0, "not valid"},
+		{"3dd", 0, "not valid"},
 	}
 	for _, tt := range tests {
 		got, err := ParseDuration(tt.in)
@@ -103,6 +111,7 @@ func TestDurationString(t *testing.T) {
 		{0, "0s"}, {5 * time.Second, "5s"}, {90 * time.Second, "90s"}, {250 * time.Millisecond, "250ms"},
 		{2 * time.Hour, "2h"}, {15 * time.Minute, "15m"}, {time.Hour + 30*time.Second, "1h0m30s"},
 		{-time.Second, "-1s"},
+		{365 * 24 * time.Hour, "365d"}, {36 * time.Hour, "36h"},
 	}
 	for _, tt := range tests {
 		d := Duration(tt.in)
@@ -113,6 +122,21 @@ func TestDurationString(t *testing.T) {
 		if err != nil || back != d {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", d.String(), back, err, tt.in)
 		}
+	}
+}
+
+// TestHSTSInDays checks the nginx habit the issue met: max-age in days.
+func TestHSTSInDays(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "b.toml")
+	if err := os.WriteFile(path, []byte("[tls]\nhsts = \"365d\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(LoadOptions{Path: path, Environ: []string{"BULWARK_UPSTREAM_READ_TIMEOUT=1d"}})
+	if err != nil {
+		t.Fatalf("Load with hsts = \"365d\": %v", err)
+	}
+	if c.TLS.HSTS.D() != 365*24*time.Hour || c.Upstream.ReadTimeout.D() != 24*time.Hour {
+		t.Errorf("hsts = %v, read_timeout = %v; want 8760h and 24h", c.TLS.HSTS, c.Upstream.ReadTimeout)
 	}
 }
 
