@@ -122,7 +122,9 @@ func renderStatus(st *observe.Status, addr string, lay statusLayout) string {
 		if hidden > 0 {
 			line("  … %d more app processes", hidden)
 		}
-		line("%-10s %7s %9s %9s", "  total", "", fmtBytesOrDash(app.RSS), fmtBytesOrDash(app.PSS))
+		// The total is what the machine pays: Bulwark and the app together.
+		line("%-10s %7s %9s %9s  %s", "total", "", fmtBytesOrDash(st.Bulwark.RSS+max(app.RSS, 0)),
+			fmtBytesOrDash(totalPSS(st.Bulwark.PSS, app.PSS, app.RSS)), "bulwark + app")
 	}
 	b.WriteByte('\n')
 
@@ -216,6 +218,18 @@ func fmtBytes(n int64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f %s", v, units[i])
+}
+
+// totalPSS adds Bulwark's and the app's PSS; 0 (shown as "-") when one
+// of them is unknown while the other is not, as a partial sum would mislead.
+func totalPSS(self, app, appRSS int64) int64 {
+	switch {
+	case self <= 0:
+		return 0
+	case app <= 0 && appRSS > 0:
+		return 0
+	}
+	return self + max(app, 0)
 }
 
 func fmtBytesOrDash(n int64) string {
