@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"runtime/metrics"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"bulwark/internal/config"
 	"bulwark/internal/memwatch"
 	"bulwark/internal/observe"
+	"bulwark/internal/tlsconf"
 )
 
 // adminServer ties the observe server to the running pieces: it assembles
@@ -34,6 +36,7 @@ func newAdminServer(a *App, cfg *config.Config) (*adminServer, error) {
 		// A generated token guards the actions; reads stay open on loopback
 		// so the dashboard and a local Prometheus need no setup.
 		LoopbackReads: cfg.Sources["admin.token"] == config.SourceGenerated,
+		TokenFile:     generatedTokenFile(cfg),
 		Metrics:       a.set,
 		Snapshot:      as.snapshot,
 		OnReload:      a.reloadFromAdmin,
@@ -47,6 +50,15 @@ func newAdminServer(a *App, cfg *config.Config) (*adminServer, error) {
 	}
 	as.srv = srv
 	return as, nil
+}
+
+// generatedTokenFile is where run keeps a generated admin token, "" when
+// the token was configured.
+func generatedTokenFile(cfg *config.Config) string {
+	if cfg.Sources["admin.token"] != config.SourceGenerated {
+		return ""
+	}
+	return filepath.Join(tlsconf.StateDir(cfg.TLS.CertDir), observe.TokenFile)
 }
 
 func (as *adminServer) run(ctx context.Context) error { return as.srv.Run(ctx) }

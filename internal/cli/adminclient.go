@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -87,7 +88,9 @@ func (a *adminFlags) client() (*adminClient, error) {
 	if tok == "" {
 		tokFrom = ""
 	}
-	return &adminClient{addr: addr, base: base, token: tok, tokenFrom: tokFrom, hc: &http.Client{Timeout: adminTimeout}}, nil
+	explicit := tokFrom == "--token" || tokFrom == "$BULWARK_ADMIN_TOKEN"
+	return &adminClient{addr: addr, base: base, token: tok, tokenFrom: tokFrom, explicit: explicit,
+		hc: &http.Client{Timeout: adminTimeout}}, nil
 }
 
 // describeFile names a config file for messages.
@@ -120,15 +123,35 @@ type adminClient struct {
 	base      string // URL prefix
 	token     string
 	tokenFrom string // where the token came from, for messages
+	explicit  bool   // the token came from --token or the environment: keep it
 	hc        *http.Client
 }
 
 // do sends one request and returns the body of a 2xx answer; any other
 // outcome is an error that says what to do about it.
 func (c *adminClient) do(ctx context.Context, method, path string) ([]byte, error) {
+	body, tokenFile, err := c.do1(ctx, method, path)
+	if tokenFile == "" || tokenFile == c.tokenFrom || c.explicit {
+		return body, err
+	}
+	// The server generated its token in tokenFile: as the same user or
+	// root, read it there and ask again.
+	tok, _, rerr := observe.ReadToken(filepath.Dir(tokenFile))
+	if rerr != nil {
+		return nil, fmt.Errorf("the admin server at %s needs its token, kept in %s, which this user cannot read (%v): "+
+			"run this as the user bulwark runs as, or root, or pass --token", c.addr, tokenFile, errors.Unwrap(rerr))
+	}
+	c.token, c.tokenFrom = tok, tokenFile
+	body, _, err = c.do1(ctx, method, path)
+	return body, err
+}
+
+// do1 sends one request; on a 401 it also returns the file the server
+// says its generated token is kept in, if any.
+func (c *adminClient) do1(ctx context.Context, method, path string) ([]byte, string, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
-		return nil, fmt.Errorf("admin address %q: %w", c.addr, err)
+		return nil, "", fmt.Errorf("admin address %q: %w", c.addr, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	if c.token != "" {
@@ -137,29 +160,32 @@ func (c *adminClient) do(ctx context.Context, method, path string) ([]byte, erro
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("stopped waiting for the admin server at %s: %w", c.addr, ctx.Err())
+			return nil, "", fmt.Errorf("stopped waiting for the admin server at %s: %w", c.addr, ctx.Err())
 		}
 		if errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("no bulwark admin server at %s: connection refused — is bulwark running? (see [admin] listen)", c.addr)
+			return nil, "", fmt.Errorf("no bulwark admin server at %s: connection refused — is bulwark running? (see [admin] listen)", c.addr)
 		}
-		return nil, fmt.Errorf("no bulwark admin server at %s: %w", c.addr, err)
+		return nil, "", fmt.Errorf("no bulwark admin server at %s: %w", c.addr, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return nil, fmt.Errorf("reading the answer of %s: %w", c.addr, err)
+		return nil, "", fmt.Errorf("reading the answer of %s: %w", c.addr, err)
+	}
+	if f := resp.Header.Get(observe.TokenFileHeader); resp.StatusCode == http.StatusUnauthorized && f != "" && f != c.tokenFrom && !c.explicit {
+		return nil, f, errors.New("unauthorized")
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized && c.token == "":
-		return nil, fmt.Errorf("the admin server at %s needs a token: pass --config (its [admin] token), --token or "+
+		return nil, "", fmt.Errorf("the admin server at %s needs a token: pass --config (its [admin] token), --token or "+
 			"$BULWARK_ADMIN_TOKEN; with no [admin] token, run this as the user Bulwark runs as, which can read the token "+
 			"it generated (%s in its state directory)", c.addr, observe.TokenFile)
 	case resp.StatusCode == http.StatusUnauthorized:
-		return nil, fmt.Errorf("the admin server at %s refused the token from %s (401): check it against [admin] token", c.addr, c.tokenFrom)
+		return nil, "", fmt.Errorf("the admin server at %s refused the token from %s (401): check it against [admin] token", c.addr, c.tokenFrom)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return nil, fmt.Errorf("the admin server at %s answered %d: %s", c.addr, resp.StatusCode, errorBody(body))
+		return nil, "", fmt.Errorf("the admin server at %s answered %d: %s", c.addr, resp.StatusCode, errorBody(body))
 	}
-	return body, nil
+	return body, "", nil
 }
 
 // errorBody turns the body of a failed answer into text for the user: the

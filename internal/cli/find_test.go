@@ -217,3 +217,32 @@ func TestRunNamesConfigFirst(t *testing.T) {
 		t.Errorf("first log line of run = %q, want 'configuration loaded' naming %s", first, want)
 	}
 }
+
+// TestCLIFollowsTokenFileHeader checks that a CLI that does not know where
+// Bulwark keeps its state (root, systemd's StateDirectory) finds the
+// generated token through the file the 401 names, and that an explicit
+// --token is kept.
+func TestCLIFollowsTokenFileHeader(t *testing.T) {
+	isolateAdminEnv(t)
+	elsewhere := filepath.Join(t.TempDir(), "var-lib-bulwark")
+	tok, file, err := observe.EnsureToken(elsewhere)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr := startObserve(t, observe.Options{Token: tok, TokenFile: file, Snapshot: adminSnapshot(1, true),
+		OnReload: func() error { return nil }})
+	var out bytes.Buffer
+	if err := runReload(t.Context(), []string{"--admin", addr}, &out, &out); err != nil {
+		t.Errorf("reload with the token only in %s: %v", file, err)
+	}
+	if err := runReload(t.Context(), []string{"--admin", addr, "--token", "wrong"}, &out, &out); err == nil ||
+		!strings.Contains(err.Error(), "refused the token from --token") {
+		t.Errorf("reload --token wrong = %v, want the explicit token refused, not replaced", err)
+	}
+	_, addr2 := startObserve(t, observe.Options{Token: tok, TokenFile: filepath.Join(elsewhere, "gone", observe.TokenFile),
+		Snapshot: adminSnapshot(1, true), OnReload: func() error { return nil }})
+	if err := runReload(t.Context(), []string{"--admin", addr2}, &out, &out); err == nil ||
+		!strings.Contains(err.Error(), "cannot read") {
+		t.Errorf("reload with an unreadable token file = %v, want 'cannot read'", err)
+	}
+}

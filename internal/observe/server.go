@@ -49,6 +49,12 @@ type Options struct {
 	// user still cannot reload or restart the app. Requests naming a DNS
 	// host other than localhost are not let through (DNS rebinding).
 	LoopbackReads bool
+	// TokenFile, if not empty, is the file the token was generated in. A
+	// 401 names it in a Bulwark-Token-File header, so that the CLI, run as
+	// the same user or root, finds the token without being told where
+	// Bulwark keeps its state (systemd's StateDirectory, a cPanel home).
+	// The path is no secret; the file is mode 0600.
+	TokenFile string
 	// Metrics is the process's metrics set, served at /metrics together
 	// with the process_* and go_* series. If nil, a private set is used.
 	Metrics *metrics.Set
