@@ -2,9 +2,11 @@ package app
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime/metrics"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -124,8 +126,32 @@ func (as *adminServer) snapshot() observe.Snapshot {
 		}
 		s.App = info
 		as.noteRestarts(st.Restarts, st.LastExit)
+		if a.cfg.Observe.Database != "" {
+			s.DBPoolPerProcess = dbPoolPerProcess(a.cfg)
+		}
 	}
 	return s
+}
+
+// dbPoolPerProcess is DB_POOL_SIZE + DB_MAX_OVERFLOW as the app gets them;
+// 0 when either is not a number.
+func dbPoolPerProcess(cfg *config.Config) int {
+	var size, overflow int
+	var errs []error
+	for _, v := range cfg.AppEnviron() {
+		var err error
+		switch v.Name {
+		case "DB_POOL_SIZE":
+			size, err = strconv.Atoi(v.Value)
+		case "DB_MAX_OVERFLOW":
+			overflow, err = strconv.Atoi(v.Value)
+		}
+		errs = append(errs, err)
+	}
+	if errors.Join(errs...) != nil || size < 0 || overflow < 0 {
+		return 0
+	}
+	return size + overflow
 }
 
 // noteRestarts adds a dashboard event for every restart counted since the

@@ -158,10 +158,47 @@ func renderStatus(st *observe.Status, addr string, lay statusLayout) string {
 		case d.Connections < 0:
 			line("%-12s %s not probed yet", "DATABASE", d.Kind)
 		default:
-			line("%-12s %s · %d connections in use", "DATABASE", d.Kind, d.Connections)
+			renderDB(line, d)
 		}
 	}
 	return b.String()
+}
+
+// renderDB writes the database lines: the count, the longest query, the
+// app's connections against its pools' budget, and the groups.
+func renderDB(line func(string, ...any), d *observe.DBStatus) {
+	longest := "no query running"
+	if d.LongestQuerySeconds > 0 {
+		longest = "longest query " + fmtSeconds(d.LongestQuerySeconds)
+	}
+	line("%-12s %s · %d connections (the probe's left out) · %s", "DATABASE", d.Kind, d.Connections, longest)
+	if d.User != "" {
+		budget := ""
+		if d.AppBudget > 0 {
+			budget = fmt.Sprintf(" of %d (DB_POOL_SIZE + DB_MAX_OVERFLOW %d × %d app processes)",
+				d.AppBudget, d.AppBudget/int64(max(d.AppProcesses, 1)), d.AppProcesses)
+		}
+		line("%-12s user %s: %d%s", "", d.User, d.AppConnections, budget)
+	}
+	if len(d.Groups) > 0 {
+		var parts []string
+		for _, g := range d.Groups {
+			parts = append(parts, fmt.Sprintf("%s %s %d", g.User, g.State, g.Count))
+		}
+		line("%-12s %s", "", strings.Join(parts, " · "))
+	}
+}
+
+// fmtSeconds formats a duration in seconds: "850ms", "3.2s", "4m10s".
+func fmtSeconds(sec float64) string {
+	d := time.Duration(sec * float64(time.Second))
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
 }
 
 // fmtUpstreams lists the app's addresses; with several, each says whether

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -305,5 +306,19 @@ func TestFitWidth(t *testing.T) {
 		if got := fitWidth(tt.in, tt.width); got != tt.want {
 			t.Errorf("fitWidth(%q, %d) = %q, want %q", tt.in, tt.width, got, tt.want)
 		}
+	}
+}
+
+func TestRenderDB(t *testing.T) {
+	var b strings.Builder
+	line := func(format string, a ...any) { b.WriteString(fmt.Sprintf(format, a...) + "\n") }
+	renderDB(line, &observe.DBStatus{Kind: "mysql", Connections: 12, LongestQuerySeconds: 3.21, User: "app",
+		AppConnections: 8, AppProcesses: 2, AppBudget: 12,
+		Groups: []observe.DBGroup{{User: "app", State: "idle", Count: 6}, {User: "root", State: "idle", Count: 4}, {User: "app", State: "active", Count: 2}}})
+	want := "DATABASE     mysql · 12 connections (the probe's left out) · longest query 3.2s\n" +
+		"             user app: 8 of 12 (DB_POOL_SIZE + DB_MAX_OVERFLOW 6 × 2 app processes)\n" +
+		"             app idle 6 · root idle 4 · app active 2\n"
+	if got := b.String(); got != want {
+		t.Errorf("renderDB =\n%s\nwant\n%s", got, want)
 	}
 }
