@@ -60,7 +60,11 @@ func generatedTokenFile(cfg *config.Config) string {
 	if cfg.Sources["admin.token"] != config.SourceGenerated {
 		return ""
 	}
-	return filepath.Join(tlsconf.StateDir(cfg.TLS.CertDir), observe.TokenFile)
+	p := filepath.Join(tlsconf.StateDir(cfg.TLS.CertDir), observe.TokenFile)
+	if _, err := os.Stat(p); err != nil {
+		return "" // kept in memory only: no file to point the CLI to
+	}
+	return p
 }
 
 func (as *adminServer) run(ctx context.Context) error { return as.srv.Run(ctx) }

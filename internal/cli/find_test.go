@@ -246,3 +246,26 @@ func TestCLIFollowsTokenFileHeader(t *testing.T) {
 		t.Errorf("reload with an unreadable token file = %v, want 'cannot read'", err)
 	}
 }
+
+func TestUseGeneratedToken(t *testing.T) {
+	state := isolateAdminEnv(t)
+	cfg, err := loadConfig("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := useGeneratedToken(cfg, "mem")
+	if err != nil || file != filepath.Join(state, observe.TokenFile) || cfg.Admin.Token == "" || cfg.Admin.Token == "mem" {
+		t.Fatalf("useGeneratedToken = %q, %v, token %q; want the file in %s", file, err, cfg.Admin.Token, state)
+	}
+	again, _ := loadConfig("", nil)
+	if _, err := useGeneratedToken(again, "mem"); err != nil || again.Admin.Token != cfg.Admin.Token {
+		t.Errorf("a reload's config got token %q, %v; want the same %q", again.Admin.Token, err, cfg.Admin.Token)
+	}
+	// A state directory that cannot be written: the actions are locked
+	// with the in-memory token, and run still starts.
+	t.Setenv("XDG_STATE_HOME", "/proc/no-such-dir")
+	locked, _ := loadConfig("", nil)
+	if _, err := useGeneratedToken(locked, "mem"); err == nil || locked.Admin.Token != "mem" {
+		t.Errorf("with no writable state: err %v, token %q; want an error and the fallback token", err, locked.Admin.Token)
+	}
+}

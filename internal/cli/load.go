@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -73,18 +75,29 @@ func loadConfig(path string, appCmd []string) (*config.Config, error) {
 // admin.token the token generated in the state directory, creating it on
 // first use, so that on a shared host another local user cannot restart
 // the app or reload through the loopback admin port. It returns the
-// token file's path, "" when nothing was done.
-func useGeneratedToken(cfg *config.Config) (string, error) {
+// token file's path. When the token cannot be stored (no home, a read-only
+// state directory) it uses fallback, a token kept in memory only, and
+// returns the error: the admin actions are then locked rather than open,
+// and Bulwark still starts.
+func useGeneratedToken(cfg *config.Config, fallback string) (string, error) {
 	if cfg.Admin.Listen == "" || cfg.Admin.Token != "" {
 		return "", nil
 	}
+	cfg.Sources["admin.token"] = config.SourceGenerated
 	tok, path, err := observe.EnsureToken(tlsconf.StateDir(cfg.TLS.CertDir))
 	if err != nil {
-		return "", fmt.Errorf("admin.token is not set and generating one failed (set admin.token, or admin.listen = \"\"): %w", err)
+		cfg.Admin.Token = fallback
+		return "", err
 	}
 	cfg.Admin.Token = tok
-	cfg.Sources["admin.token"] = config.SourceGenerated
 	return path, nil
+}
+
+// memoryToken returns a random token for useGeneratedToken's fallback.
+func memoryToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read does not fail on Linux
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // printConfigErrors writes every configuration problem, one per line.

@@ -60,11 +60,13 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if fdErr != nil {
 		log.Warn("descriptors inherited by bulwark may reach the app", "err", fdErr)
 	}
-	tokenFile, err := useGeneratedToken(cfg)
-	if err != nil {
-		return err
-	}
-	if tokenFile != "" {
+	fallbackToken := memoryToken()
+	tokenFile, err := useGeneratedToken(cfg, fallbackToken)
+	switch {
+	case err != nil:
+		log.Warn("admin.token is not set and the generated one cannot be stored: the admin API actions "+
+			"(reload, restart-app) are locked until admin.token is set; SIGHUP still reloads", "err", err)
+	case tokenFile != "":
 		log.Info("admin API actions need the token generated in "+tokenFile+
 			" (bulwark reload and restart-app read it; reads from loopback stay open)", "admin", cfg.Admin.Listen)
 	}
@@ -73,8 +75,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return next, err
 		}
-		_, err = useGeneratedToken(next)
-		return next, err
+		_, _ = useGeneratedToken(next, fallbackToken) // the same token as at start, or its failure, again
+		return next, nil
 	}
 	if *pidFile != "" {
 		if err := os.MkdirAll(filepath.Dir(*pidFile), 0o700); err != nil {
