@@ -83,7 +83,9 @@ func TestRunAppInheritsNoDescriptorsNorSettings(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	var errb lockedBuffer
-	go func() { done <- runRun(ctx, []string{"--config", cfg, "--pid-file", filepath.Join(dir, "b.pid")}, io.Discard, &errb) }()
+	go func() {
+		done <- runRun(ctx, []string{"--config", cfg, "--pid-file", filepath.Join(dir, "b.pid")}, io.Discard, &errb)
+	}()
 	var fds []byte
 	for i := 0; i < 200; i++ { // up to 20 s for the app to start
 		if fds, err = os.ReadFile(fdsOut); err == nil {
