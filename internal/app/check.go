@@ -40,10 +40,33 @@ func checkApp(cfg *config.Config) []error {
 	if err := checkProgram(cfg.App.Command[0], dir); err != nil {
 		errs = append(errs, err)
 	}
-	if err := checkListenArgs(cfg.App.Command, cfg.Upstream.Address[0]); err != nil {
-		errs = append(errs, err)
+	if len(cfg.Upstream.Address) > 0 {
+		if err := checkListenArgs(cfg.App.Command, cfg.Upstream.Address[0]); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errs
+}
+
+// CheckFiles looks only at the files a config names, the certificates and
+// keys and the app's program and directory, so that check can list their
+// problems next to those of a config that does not validate (Check needs
+// a valid one). Problems are named by their key.
+func CheckFiles(cfg *config.Config) (warnings []string, err error) {
+	errs := checkApp(cfg)
+	warnings = keyModeWarnings(cfg)
+	var pairs []tlsconf.Pair
+	for _, p := range cfg.TLS.Pairs() {
+		if p.Cert != "" && p.Key != "" {
+			pairs = append(pairs, tlsconf.Pair{CertFile: p.Cert, KeyFile: p.Key})
+		}
+	}
+	if len(pairs) > 0 {
+		if _, err := tlsconf.New(tlsconf.Options{Pairs: pairs}); err != nil {
+			errs = append(errs, keyedErrors(cfg, err)...)
+		}
+	}
+	return warnings, errors.Join(errs...)
 }
 
 // checkProgram checks that prog can be started as the supervisor starts it:
