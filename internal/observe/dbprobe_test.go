@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -166,8 +167,16 @@ func checkProbeCounts(t *testing.T, dc dbCase) {
 		}
 		conns = append(conns, c)
 	}
-	s.db.probe(t.Context())
-	st := s.db.status()
+	// The server may show a connection's last command (a ping) for a moment
+	// after it ended: probe until the three show as idle.
+	var st DBStatus
+	for i := 0; i < 50; i++ {
+		s.db.probe(t.Context())
+		if st = s.db.status(); len(st.Groups) == 1 && st.Groups[0].State == "idle" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if got, want := st.Connections, before+3; got != want {
 		t.Errorf("connections with 3 more open = %d, want %d", got, want)
 	}
@@ -271,7 +280,7 @@ func TestDBProbeMariaDB(t *testing.T) {
 		t.Fatalf("mysql_install_db: %v\n%s", err, out)
 	}
 	port := freePort(t)
-	var logs bytes.Buffer
+	var logs syncBuffer
 	cmd := exec.Command("/usr/sbin/mariadbd", "--no-defaults", "--datadir="+data, "--socket="+sock,
 		"--port="+strconv.Itoa(port), "--bind-address=127.0.0.1", "--user=root", "--skip-grant-tables",
 		"--skip-name-resolve", "--pid-file="+filepath.Join(dir, "mysqld.pid"), "--innodb-buffer-pool-size=16M")
@@ -326,7 +335,7 @@ func TestDBProbePostgres(t *testing.T) {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
 	port := freePort(t)
-	var logs bytes.Buffer
+	var logs syncBuffer
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "shared_buffers=16MB")
 	cmd.SysProcAttr, cmd.Dir = cred, dir
@@ -434,4 +443,23 @@ func TestSetDatabase(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run did not return")
 	}
+}
+
+// syncBuffer is a bytes.Buffer that a server process's output goroutine
+// writes while a failing test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
