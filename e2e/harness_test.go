@@ -194,6 +194,15 @@ func startBulwarkBin(t testing.TB, bin, config string, env []string, args ...str
 	return in
 }
 
+// cli returns a bulwark CLI command for this instance, with the state
+// directory the instance uses, so that the CLI finds the admin token
+// bulwark generated there.
+func (in *instance) cli(args ...string) *exec.Cmd {
+	cmd := exec.Command(bulwarkBin, args...)
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+filepath.Join(in.dir, "state"))
+	return cmd
+}
+
 // certPool trusts every *cert*.pem in dirs: the dev certificate bulwark
 // generated, or the test's own.
 func certPool(t testing.TB, dirs ...string) *x509.CertPool {

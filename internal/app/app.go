@@ -197,14 +197,20 @@ func New(cfg *config.Config, o Options) (*App, error) {
 
 // Check builds everything Run would, short of binding sockets and starting
 // the app, and reports every problem. Warnings go to the returned slice.
+// Every problem is reported at once, each named by its config key.
 func Check(cfg *config.Config) (warnings []string, err error) {
+	errs := checkApp(cfg)
+	warnings = keyModeWarnings(cfg)
 	a, err := New(cfg, Options{})
 	if err != nil {
-		return nil, err
+		return warnings, errors.Join(append(errs, keyedErrors(cfg, err)...)...)
 	}
 	defer a.closeBuilt()
 	w, err := spool.CheckDir(a.spoolDir())
-	return w, err
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return append(warnings, w...), errors.Join(errs...)
 }
 
 func (a *App) closeBuilt() {

@@ -169,7 +169,7 @@ func (a *App) superviseOptions(cfg *config.Config) supervise.Options {
 	return supervise.Options{
 		Command:      cfg.App.Command,
 		Dir:          cfg.App.Dir,
-		Env:          cfg.App.Env,
+		Env:          cfg.AppEnvOverrides(),
 		DefaultEnv:   cfg.ProfileAppEnv(),
 		Upstream:     cfg.Upstream.Address[0], // one address with [app] (config checks)
 		Health:       cfg.App.Health,

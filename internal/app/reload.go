@@ -84,6 +84,11 @@ func (a *App) Reload(cfg *config.Config) error {
 			a.sup.Update(a.superviseOptions(cfg))
 		}
 	}
+	if a.admin != nil && cfg.Observe != old.Observe {
+		if err := a.admin.srv.SetDatabase(cfg.Observe.Database); err != nil {
+			errs = append(errs, fmt.Errorf("observe.database: %w; the old probe keeps running", err))
+		}
+	}
 	a.log.Info("config reloaded", "file", cfg.File, "profile", cfg.Resolved)
 	return errors.Join(errs...)
 }
@@ -118,7 +123,6 @@ func needsUpgrade(a, b *config.Config) []string {
 	check("listen.http", la.HTTP != lb.HTTP)
 	check("listen.backlog", la.Backlog != lb.Backlog)
 	check("admin", a.Admin != b.Admin)
-	check("observe.database", a.Observe != b.Observe)
 	check("log.format", a.Log.Format != b.Log.Format)
 	check("limits.spool_dir", a.Limits.SpoolDir != b.Limits.SpoolDir)
 	return changed

@@ -26,6 +26,9 @@ const (
 	SourceProfile Source = "profile"
 	SourceFile    Source = "file"
 	SourceEnv     Source = "env"
+	// SourceGenerated marks a value Bulwark made itself: the admin token
+	// generated on first run when admin.token is not set.
+	SourceGenerated Source = "generated"
 )
 
 // Profile names. ProfileAuto picks one of the others from the machine's
@@ -103,6 +106,9 @@ type Config struct {
 
 	// locs maps a key path to where it was set, for error messages.
 	locs map[string]location
+	// environ is the environment Load read (Bulwark's own), from which the
+	// app's environment is derived (AppEnviron).
+	environ []string
 }
 
 // location is where a key was set: a file line or an environment variable.

@@ -122,8 +122,8 @@ func ApplyProfile(c *Config, name string) {
 }
 
 // ProfileAppEnv returns the environment the profile in force gives the app:
-// DB_POOL_SIZE, DB_MAX_OVERFLOW, DB_POOL_TIMEOUT=30, DB_POOL_RECYCLE=280 and
-// PYTHONUNBUFFERED=1. It never sets PYTHONHASHSEED. The supervisor adds a
+// DB_POOL_SIZE, DB_MAX_OVERFLOW, DB_POOL_TIMEOUT=30, DB_POOL_RECYCLE=280,
+// PYTHONUNBUFFERED=1 and PYTHONDONTWRITEBYTECODE=1. It never sets PYTHONHASHSEED. The supervisor adds a
 // key only when it is absent from both [app].env and its own environment.
 func (c *Config) ProfileAppEnv() map[string]string {
 	pool := strconv.Itoa(profileFor(c.Resolved).dbPool)
@@ -133,6 +133,10 @@ func (c *Config) ProfileAppEnv() map[string]string {
 		"DB_POOL_TIMEOUT":  "30",
 		"DB_POOL_RECYCLE":  "280",
 		"PYTHONUNBUFFERED": "1",
+		// A service user writing __pycache__ next to the code races with
+		// deploys and needs write access it should not have; imports still
+		// read .pyc files that a deploy compiled.
+		"PYTHONDONTWRITEBYTECODE": "1",
 	}
 }
 
@@ -146,6 +150,69 @@ func (c *Config) AppEnv() map[string]string {
 	for k, v := range c.App.Env {
 		out[k] = v
 	}
+	return out
+}
+
+// AppEnvOverrides returns the variables the supervisor sets over Bulwark's
+// own environment (the one Load read) for the app: [app].env, and an empty
+// value for every BULWARK_* variable that [app].env does not name. Those
+// are Bulwark's settings, BULWARK_ADMIN_TOKEN among them; an app that
+// prints its environment must not hand out admin control. They are
+// emptied rather than removed because the supervisor can only set
+// variables over the environment it inherits.
+func (c *Config) AppEnvOverrides() map[string]string {
+	out := make(map[string]string, len(c.App.Env))
+	for _, kv := range c.environ {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, EnvPrefix) {
+			out[k] = ""
+		}
+	}
+	for k, v := range c.App.Env {
+		out[k] = v
+	}
+	return out
+}
+
+// AppEnvVar is one variable of the app's environment that Bulwark decides,
+// with where its value came from.
+type AppEnvVar struct {
+	Name, Value string
+	// From is "app.env", "profile", "environment" (Bulwark's own, which
+	// beat the profile) or "cleared" (a BULWARK_* variable emptied).
+	From string
+}
+
+// AppEnviron returns, sorted by name, the variables of the app's
+// environment that differ from a plain copy of Bulwark's: the profile's
+// (or Bulwark's own value where it beats the profile), [app].env, and the
+// BULWARK_* variables cleared. Every other variable of Bulwark's
+// environment passes through unchanged.
+func (c *Config) AppEnviron() []AppEnvVar {
+	inherited := map[string]string{}
+	for _, kv := range c.environ {
+		k, v, _ := strings.Cut(kv, "=")
+		inherited[k] = v
+	}
+	var out []AppEnvVar
+	over := c.AppEnvOverrides()
+	for k, v := range c.ProfileAppEnv() {
+		if _, set := over[k]; set {
+			continue
+		}
+		if iv, ok := inherited[k]; ok {
+			out = append(out, AppEnvVar{k, iv, "environment"})
+			continue
+		}
+		out = append(out, AppEnvVar{k, v, "profile"})
+	}
+	for k, v := range over {
+		from := "app.env"
+		if _, named := c.App.Env[k]; !named {
+			from = "cleared"
+		}
+		out = append(out, AppEnvVar{k, v, from})
+	}
+	slices.SortFunc(out, func(a, b AppEnvVar) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

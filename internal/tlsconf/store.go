@@ -133,6 +133,18 @@ func (o Options) validate() error {
 	return errors.Join(errs...)
 }
 
+// StateDir returns Bulwark's state directory: dir when set (tls.cert_dir),
+// else the default directory of the development certificate. Other state
+// that must survive restarts, such as the generated admin token, is kept
+// there too, so one directory holds everything a user must back up or
+// protect.
+func StateDir(dir string) string {
+	if dir != "" {
+		return dir
+	}
+	return defaultDevCertDir()
+}
+
 // defaultDevCertDir is $XDG_STATE_HOME/bulwark, else
 // $HOME/.local/state/bulwark, else "" (EnsureDevCert then fails).
 func defaultDevCertDir() string {
