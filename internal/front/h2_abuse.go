@@ -1,7 +1,6 @@
 package front
 
 import (
-	"net/http"
 	"time"
 )
 
@@ -36,8 +35,9 @@ const (
 // the reset allowance. Streams without a body are not capped by it.
 const h2MaxBodies = 32
 
-// Refusal reasons counted in bulwark_refused_total. No HTTP answer goes
-// with these; the status label is the closest HTTP equivalent.
+// Refusal reasons counted in bulwark_rejected_total, with the per-client
+// limits' refusals: no HTTP answer goes with these, so they have no status
+// and are not in bulwark_refused_total.
 const (
 	reasonRapidReset     = "h2_rapid_reset"
 	reasonStreamsPerConn = "h2_streams_per_conn"
@@ -57,7 +57,7 @@ func (c *h2Conn) chargeReset(now time.Time) error {
 	}
 	c.resets++
 	if c.resets > c.srv.o().MaxConcurrentStreams {
-		c.srv.m.refused(http.StatusTooManyRequests, reasonRapidReset).Inc()
+		c.srv.m.rejected(reasonRapidReset).Inc()
 		return h2ConnError{errEnhanceYourCalm, "too many streams reset or refused"}
 	}
 	return nil
@@ -67,7 +67,7 @@ func (c *h2Conn) chargeReset(now time.Time) error {
 // it again, RFC 9113 8.7), counted under reason, and charges the
 // connection for it.
 func (c *h2Conn) refuseStream(id uint32, reason, msg string) error {
-	c.srv.m.refused(http.StatusServiceUnavailable, reason).Inc()
+	c.srv.m.rejected(reason).Inc()
 	if err := c.chargeReset(time.Now()); err != nil {
 		return err
 	}

@@ -99,7 +99,7 @@ func TestH2RapidResetEndsConnection(t *testing.T) {
 	} else {
 		t.Logf("the handler ran %d times; GOAWAY last stream %d", n, ga.LastStreamID)
 	}
-	if got := ts.set.GetOrCreateCounter(`bulwark_refused_total{status="429",reason="h2_rapid_reset"}`).Get(); got != 1 {
+	if got := ts.set.GetOrCreateCounter(`bulwark_rejected_total{reason="h2_rapid_reset"}`).Get(); got != 1 {
 		t.Errorf("h2_rapid_reset counted %d times, want 1", got)
 	}
 }
@@ -156,7 +156,7 @@ func TestH2BodiesInFlightCapped(t *testing.T) {
 	if rst, ok := f.(*http2.RSTStreamFrame); !ok || rst.StreamID != over || rst.ErrCode != http2.ErrCodeRefusedStream {
 		t.Fatalf("stream %d with a body past %d: got %v, want RST_STREAM REFUSED_STREAM", over, h2MaxBodies, f)
 	}
-	if got := ts.set.GetOrCreateCounter(`bulwark_refused_total{status="503",reason="h2_bodies_per_conn"}`).Get(); got != 1 {
+	if got := ts.set.GetOrCreateCounter(`bulwark_rejected_total{reason="h2_bodies_per_conn"}`).Get(); got != 1 {
 		t.Errorf("h2_bodies_per_conn counted %d times, want 1", got)
 	}
 	// A request without a body is still served.

@@ -520,6 +520,13 @@ func (m *serverMetrics) refused(status int, reason string) *metrics.Counter {
 	return m.set.GetOrCreateCounter(`bulwark_refused_total{status="` + strconv.Itoa(status) + `",reason="` + reason + `"}`)
 }
 
+// rejected counts a refusal that has no HTTP answer (an HTTP/2 stream
+// refused, a connection ended with GOAWAY) in bulwark_rejected_total, the
+// series of every protection against one client.
+func (m *serverMetrics) rejected(reason string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(`bulwark_rejected_total{reason="` + reason + `"}`)
+}
+
 func (m *serverMetrics) handshakeFailure(reason string) *metrics.Counter {
 	return m.set.GetOrCreateCounter(`bulwark_tls_handshake_failures_total{reason="` + reason + `"}`)
 }
