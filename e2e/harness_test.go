@@ -165,6 +165,13 @@ type instance struct {
 // `bulwark run --config` with extra args, waiting until it serves.
 func startBulwark(t testing.TB, config string, env []string, args ...string) *instance {
 	t.Helper()
+	return startBulwarkBin(t, bulwarkBin, config, env, args...)
+}
+
+// startBulwarkBin is startBulwark with another build of bulwark (one
+// without the race detector, to measure memory).
+func startBulwarkBin(t testing.TB, bin, config string, env []string, args ...string) *instance {
+	t.Helper()
 	dir := t.TempDir()
 	in := &instance{
 		https: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
@@ -177,11 +184,23 @@ func startBulwark(t testing.TB, config string, env []string, args ...string) *in
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env = append([]string{"XDG_STATE_HOME=" + filepath.Join(dir, "state")}, env...)
-	in.proc = startProc(t, dir, env, bulwarkBin, append([]string{"run", "--config", cfgPath}, args...)...)
+	// The tests' load comes from 127.0.0.1 at hundreds of requests a
+	// second: rate_per_ip is off unless a test's env turns it on (a later
+	// value wins).
+	env = append([]string{"XDG_STATE_HOME=" + filepath.Join(dir, "state"), "BULWARK_LIMITS_RATE_PER_IP=off"}, env...)
+	in.proc = startProc(t, dir, env, bin, append([]string{"run", "--config", cfgPath}, args...)...)
 	waitListening(t, in.proc, in.https)
 	in.roots = certPool(t, filepath.Join(dir, "state", "bulwark"), dir)
 	return in
+}
+
+// cli returns a bulwark CLI command for this instance, with the state
+// directory the instance uses, so that the CLI finds the admin token
+// bulwark generated there.
+func (in *instance) cli(args ...string) *exec.Cmd {
+	cmd := exec.Command(bulwarkBin, args...)
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+filepath.Join(in.dir, "state"))
+	return cmd
 }
 
 // certPool trusts every *cert*.pem in dirs: the dev certificate bulwark

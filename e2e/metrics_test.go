@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -94,7 +93,7 @@ func TestMetricsMove(t *testing.T) {
 		raw.Close()
 	}
 	// An app restart.
-	if out, err := exec.Command(bulwarkBin, "restart-app", "--admin", in.admin).CombinedOutput(); err != nil {
+	if out, err := in.cli("restart-app", "--admin", in.admin).CombinedOutput(); err != nil {
 		t.Fatalf("restart-app: %v %s", err, out)
 	}
 	waitFor(t, 30*time.Second, "the restart", func() bool {

@@ -226,7 +226,7 @@ access = "off"
 
 	// 4. App restart through the admin API.
 	before := in.status(t).App.PID
-	out, err = exec.Command(bulwarkBin, "restart-app", "--admin", in.admin).CombinedOutput()
+	out, err = in.cli("restart-app", "--admin", in.admin).CombinedOutput()
 	if err != nil {
 		t.Fatalf("bulwark restart-app: %v\n%s", err, out)
 	}

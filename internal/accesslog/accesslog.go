@@ -61,7 +61,7 @@ type Logger struct {
 	out      atomic.Pointer[output] // nil: no access log
 	mu       sync.Mutex             // serialises writes to out's writer
 	set      *metrics.Set
-	duration *metrics.Histogram
+	duration *metrics.PrometheusHistogram
 	bytesIn  *metrics.Counter
 	bytesOut *metrics.Counter
 	total    atomic.Uint64
@@ -141,6 +141,15 @@ func (l *Logger) SetOutput(w io.Writer, f Format) {
 // Requests reports how many requests were served since New.
 func (l *Logger) Requests() uint64 { return l.total.Load() }
 
+// durationBuckets returns the upper bounds, in seconds, of the le buckets
+// of bulwark_request_duration_seconds: Prometheus's defaults from 5 ms to
+// 10 s, then 30 s and 60 s, which upstream.read_timeout allows by default.
+// Prometheus's le buckets, unlike VictoriaMetrics' vmrange ones, work with
+// histogram_quantile in Prometheus and Grafana.
+func durationBuckets() []float64 {
+	return []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+}
+
 // New returns a Logger for o.
 func New(o Options) *Logger {
 	if o.Metrics == nil {
@@ -152,7 +161,7 @@ func New(o Options) *Logger {
 	l := &Logger{
 		opts:     o,
 		set:      o.Metrics,
-		duration: o.Metrics.GetOrCreateHistogram("bulwark_request_duration_seconds"),
+		duration: o.Metrics.GetOrCreatePrometheusHistogramExt("bulwark_request_duration_seconds", durationBuckets()),
 		bytesIn:  o.Metrics.GetOrCreateCounter("bulwark_request_bytes_total"),
 		bytesOut: o.Metrics.GetOrCreateCounter("bulwark_response_bytes_total"),
 	}

@@ -235,3 +235,30 @@ func TestRequestsTotalByProtoAndCode(t *testing.T) {
 		}
 	}
 }
+
+// TestDurationHistogramHasLeBuckets checks that request durations are
+// exported with Prometheus le buckets, which histogram_quantile needs, and
+// not VictoriaMetrics' vmrange ones.
+func TestDurationHistogramHasLeBuckets(t *testing.T) {
+	set := metrics.NewSet()
+	l := New(Options{Metrics: set, Now: fixedClock()}) // 250 ms per request
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	var b bytes.Buffer
+	set.WritePrometheus(&b)
+	out := b.String()
+	for _, want := range []string{
+		`bulwark_request_duration_seconds_bucket{le="0.1"} 0`,
+		`bulwark_request_duration_seconds_bucket{le="0.25"} 1`,
+		`bulwark_request_duration_seconds_bucket{le="60"} 1`,
+		`bulwark_request_duration_seconds_bucket{le="+Inf"} 1`,
+		`bulwark_request_duration_seconds_count 1`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "vmrange") {
+		t.Errorf("metrics still have vmrange buckets:\n%s", out)
+	}
+}

@@ -2,8 +2,11 @@ package app
 
 import (
 	"context"
+	"errors"
 	"os"
+	"path/filepath"
 	"runtime/metrics"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"bulwark/internal/config"
 	"bulwark/internal/memwatch"
 	"bulwark/internal/observe"
+	"bulwark/internal/tlsconf"
 )
 
 // adminServer ties the observe server to the running pieces: it assembles
@@ -29,21 +33,38 @@ type adminServer struct {
 func newAdminServer(a *App, cfg *config.Config) (*adminServer, error) {
 	as := &adminServer{a: a, lastRestarts: map[string]int{}}
 	srv, err := observe.New(observe.Options{
-		Listen:       cfg.Admin.Listen,
-		Token:        cfg.Admin.Token,
-		Metrics:      a.set,
-		Snapshot:     as.snapshot,
-		OnReload:     a.reloadFromAdmin,
-		OnRestartApp: as.restartApp(),
-		Version:      a.opts.Version,
-		Logger:       a.log,
-		Database:     cfg.Observe.Database,
+		Listen: cfg.Admin.Listen,
+		Token:  cfg.Admin.Token,
+		// A generated token guards the actions; reads stay open on loopback
+		// so the dashboard and a local Prometheus need no setup.
+		LoopbackReads: cfg.Sources["admin.token"] == config.SourceGenerated,
+		TokenFile:     generatedTokenFile(cfg),
+		Metrics:       a.set,
+		Snapshot:      as.snapshot,
+		OnReload:      a.reloadFromAdmin,
+		OnRestartApp:  as.restartApp(),
+		Version:       a.opts.Version,
+		Logger:        a.log,
+		Database:      cfg.Observe.Database,
 	})
 	if err != nil {
 		return nil, err
 	}
 	as.srv = srv
 	return as, nil
+}
+
+// generatedTokenFile is where run keeps a generated admin token, "" when
+// the token was configured.
+func generatedTokenFile(cfg *config.Config) string {
+	if cfg.Sources["admin.token"] != config.SourceGenerated {
+		return ""
+	}
+	p := filepath.Join(tlsconf.StateDir(cfg.TLS.CertDir), observe.TokenFile)
+	if _, err := os.Stat(p); err != nil {
+		return "" // kept in memory only: no file to point the CLI to
+	}
+	return p
 }
 
 func (as *adminServer) run(ctx context.Context) error { return as.srv.Run(ctx) }
@@ -110,8 +131,32 @@ func (as *adminServer) snapshot() observe.Snapshot {
 		}
 		s.App = info
 		as.noteRestarts(st.Restarts, st.LastExit)
+		if a.cfg.Observe.Database != "" {
+			s.DBPoolPerProcess = dbPoolPerProcess(a.cfg)
+		}
 	}
 	return s
+}
+
+// dbPoolPerProcess is DB_POOL_SIZE + DB_MAX_OVERFLOW as the app gets them;
+// 0 when either is not a number.
+func dbPoolPerProcess(cfg *config.Config) int {
+	var size, overflow int
+	var errs []error
+	for _, v := range cfg.AppEnviron() {
+		var err error
+		switch v.Name {
+		case "DB_POOL_SIZE":
+			size, err = strconv.Atoi(v.Value)
+		case "DB_MAX_OVERFLOW":
+			overflow, err = strconv.Atoi(v.Value)
+		}
+		errs = append(errs, err)
+	}
+	if errors.Join(errs...) != nil || size < 0 || overflow < 0 {
+		return 0
+	}
+	return size + overflow
 }
 
 // noteRestarts adds a dashboard event for every restart counted since the

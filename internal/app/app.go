@@ -6,7 +6,8 @@
 //
 // The chain a request takes:
 //
-//	front (TLS, HTTP/1.1 loop, HTTP/2) → accesslog → spool.Responses →
+//	front (connection caps, TLS, HTTP/1.1 loop, HTTP/2) → accesslog →
+//	limit.Rates (rate_per_ip: 429 before the body is read) → spool.Responses →
 //	spool.Requests (body limit, request spool) → admit (slot, queue) →
 //	supervise.Gate (hold while the app restarts) → proxy → app
 //
@@ -34,6 +35,7 @@ import (
 	"bulwark/internal/admit"
 	"bulwark/internal/config"
 	"bulwark/internal/front"
+	"bulwark/internal/limit"
 	"bulwark/internal/memwatch"
 	"bulwark/internal/proxy"
 	"bulwark/internal/spool"
@@ -81,6 +83,8 @@ type App struct {
 
 	certs    *tlsconf.Store
 	acme     *acme.Manager // nil without [acme]
+	conns    *limit.Conns  // shared by the HTTPS and HTTP listeners
+	rates    *limit.Rates
 	proxy    *proxy.Proxy
 	admit    *admit.Limiter
 	spool    *spool.Spool
@@ -176,6 +180,8 @@ func New(cfg *config.Config, o Options) (*App, error) {
 		return nil, errors.Join(errs...)
 	}
 
+	a.conns = limit.NewConns(a.connsOptions(cfg))
+	a.rates = limit.NewRates(a.rateOptions(cfg))
 	fo := a.frontOptions(cfg)
 	fo.Handler = a.handler()
 	a.front, err = front.New(fo)
@@ -197,14 +203,20 @@ func New(cfg *config.Config, o Options) (*App, error) {
 
 // Check builds everything Run would, short of binding sockets and starting
 // the app, and reports every problem. Warnings go to the returned slice.
+// Every problem is reported at once, each named by its config key.
 func Check(cfg *config.Config) (warnings []string, err error) {
+	errs := checkApp(cfg)
+	warnings = keyModeWarnings(cfg)
 	a, err := New(cfg, Options{})
 	if err != nil {
-		return nil, err
+		return warnings, errors.Join(append(errs, keyedErrors(cfg, err)...)...)
 	}
 	defer a.closeBuilt()
 	w, err := spool.CheckDir(a.spoolDir())
-	return w, err
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return append(warnings, w...), errors.Join(errs...)
 }
 
 func (a *App) closeBuilt() {
@@ -225,6 +237,7 @@ func (a *App) handler() http.Handler {
 	h = a.admit.Middleware(h)
 	h = a.spool.Requests(h)
 	h = a.spool.Responses(h)
+	h = a.rates.Middleware(h)
 	return a.access.Middleware(h)
 }
 

@@ -1,9 +1,11 @@
 package app
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,5 +171,77 @@ func TestReloadSetsLogLevel(t *testing.T) {
 	defer fixed.closeBuilt()
 	if err := fixed.Reload(&next); err == nil || !strings.Contains(err.Error(), "log.level") {
 		t.Errorf("Reload of log.level without a LevelVar = %v, want it to say log.level needs a restart", err)
+	}
+}
+
+// countingReader records whether its body was read.
+type countingReader struct{ n int }
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	r.n++
+	return 0, io.EOF
+}
+
+// TestRatePerIPAnswers429BeforeTheBody: the request chain answers a client
+// over limits.rate_per_ip with 429 and Retry-After, without reading its
+// body, and counts it in the access log's series and bulwark_rejected_total.
+func TestRatePerIPAnswers429BeforeTheBody(t *testing.T) {
+	cfg := testConfig(t, "[upstream]\naddress = \"127.0.0.1:1\"\nconnect_timeout = \"1s\"\n")
+	cfg.Limits.RatePerIP = "1/m burst 2"
+	a, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.closeBuilt()
+	h := a.handler()
+	for i := range 3 {
+		body := &countingReader{}
+		req := httptest.NewRequest("POST", "/up", body)
+		req.RemoteAddr = "192.0.2.7:40000"
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if i < 2 {
+			if rec.Code == http.StatusTooManyRequests {
+				t.Fatalf("request %d: 429 within the burst of 2", i+1)
+			}
+			continue
+		}
+		if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "60" {
+			t.Errorf("third request: %d, Retry-After %q; want 429, 60", rec.Code, rec.Header().Get("Retry-After"))
+		}
+		if body.n != 0 {
+			t.Errorf("the refused request's body was read %d times, want 0", body.n)
+		}
+	}
+	var b strings.Builder
+	a.set.WritePrometheus(&b)
+	for _, want := range []string{`bulwark_rejected_total{reason="rate_per_ip"} 1`, `bulwark_refused_total{status="429",reason="rate_per_ip"} 1`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestReloadAppliesConnectionCaps: the caps and the rate change on reload.
+func TestReloadAppliesConnectionCaps(t *testing.T) {
+	cfg := testConfig(t, "[listen]\nmax_conns = 5\nmax_conns_per_ip = 2\n")
+	a, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.closeBuilt()
+	if o := a.connsOptions(cfg); o.Max != 5 || o.PerIP != 2 {
+		t.Fatalf("conns options %+v, want 5 and 2", o)
+	}
+	next := *cfg
+	next.Listen.MaxConns, next.Listen.MaxConnsPerIP = -1, 1
+	next.Limits.RatePerIP = "1/s burst 1"
+	if err := a.Reload(&next); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	ok1, _ := a.rates.Allow(netip.MustParseAddr("192.0.2.1"))
+	ok2, _ := a.rates.Allow(netip.MustParseAddr("192.0.2.1"))
+	if !ok1 || ok2 {
+		t.Errorf("after a reload to 1/s burst 1: %v, %v; want the second request refused", ok1, ok2)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"bulwark/internal/accesslog"
 	"bulwark/internal/config"
 	"bulwark/internal/front"
+	"bulwark/internal/limit"
 	"bulwark/internal/memwatch"
 	"bulwark/internal/proxy"
 	"bulwark/internal/spool"
@@ -54,9 +55,44 @@ func (a *App) frontOptions(cfg *config.Config) front.Options {
 		MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
 		HSTS:              cfg.TLS.HSTS.D(),
 		RequestContext:    withTiming,
+		Conns:             a.conns,
 		Logger:            a.log,
 		Metrics:           a.set,
 	}
+}
+
+// connsOptions are the connection caps and the descriptor reserve, shared
+// by the HTTPS and HTTP listeners (not admin's, which they protect).
+func (a *App) connsOptions(cfg *config.Config) limit.ConnsOptions {
+	return limit.ConnsOptions{
+		Max:    cfg.Listen.MaxConns,
+		PerIP:  cfg.Listen.MaxConnsPerIP,
+		Exempt: cfg.Listen.TrustedPrefixes(),
+		// Descriptors client connections leave free (at least a tenth of
+		// RLIMIT_NOFILE): the app's connections, twice the pool for the
+		// ones closing while new ones open, and 64 for admin, listeners,
+		// logs, the supervisor's pipes and the certificate watcher.
+		FDReserve: 64 + 2*max(cfg.Upstream.MaxConcurrency, cfg.Upstream.Keepalive),
+		Metrics:   a.set,
+	}
+}
+
+// rateOptions are limits.rate_per_ip's. The table holds twice max_conns
+// addresses (every address with a connection open, and as many that left
+// recently), DefaultMaxClients when max_conns is off.
+func (a *App) rateOptions(cfg *config.Config) limit.RateOptions {
+	perSecond, burst := cfg.Limits.Rate()
+	o := limit.RateOptions{
+		PerSecond: perSecond,
+		Burst:     burst,
+		Trusted:   cfg.Listen.TrustedPrefixes(),
+		Metrics:   a.set,
+		Logger:    a.log,
+	}
+	if cfg.Listen.MaxConns > 0 {
+		o.MaxClients = 2 * cfg.Listen.MaxConns
+	}
+	return o
 }
 
 // withTiming gives every request the proxy's Timing, which the access log
@@ -72,6 +108,7 @@ func (a *App) redirectOptions(cfg *config.Config) front.Options {
 		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
 		IdleTimeout:       cfg.Listen.KeepaliveTimeout.D(),
 		MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
+		Conns:             a.conns, // its connections count towards the caps
 		Logger:            a.log,
 		Metrics:           metrics.NewSet(), // its connections are not the front door's
 	}
@@ -133,7 +170,7 @@ func (a *App) superviseOptions(cfg *config.Config) supervise.Options {
 	return supervise.Options{
 		Command:      cfg.App.Command,
 		Dir:          cfg.App.Dir,
-		Env:          cfg.App.Env,
+		Env:          cfg.AppEnvOverrides(),
 		DefaultEnv:   cfg.ProfileAppEnv(),
 		Upstream:     cfg.Upstream.Address[0], // one address with [app] (config checks)
 		Health:       cfg.App.Health,

@@ -51,6 +51,8 @@ func (a *App) Reload(cfg *config.Config) error {
 		return errors.Join(errs...) // the old certificates keep serving; apply nothing else
 	}
 	a.admit.SetLimits(cfg.Upstream.MaxConcurrency, cfg.Upstream.Queue, cfg.Upstream.QueueTimeout.D())
+	a.conns.Update(a.connsOptions(cfg))
+	a.rates.Update(a.rateOptions(cfg))
 	a.front.Update(a.frontOptions(cfg))
 	if a.redirect != nil {
 		a.redirect.Update(a.redirectOptions(cfg))
@@ -81,6 +83,11 @@ func (a *App) Reload(cfg *config.Config) error {
 		a.watch.SetLimit(int64(cfg.App.MaxMemory))
 		if appChanged(old, cfg) {
 			a.sup.Update(a.superviseOptions(cfg))
+		}
+	}
+	if a.admin != nil && cfg.Observe != old.Observe {
+		if err := a.admin.srv.SetDatabase(cfg.Observe.Database); err != nil {
+			errs = append(errs, fmt.Errorf("observe.database: %w; the old probe keeps running", err))
 		}
 	}
 	a.log.Info("config reloaded", "file", cfg.File, "profile", cfg.Resolved)
@@ -117,7 +124,6 @@ func needsUpgrade(a, b *config.Config) []string {
 	check("listen.http", la.HTTP != lb.HTTP)
 	check("listen.backlog", la.Backlog != lb.Backlog)
 	check("admin", a.Admin != b.Admin)
-	check("observe.database", a.Observe != b.Observe)
 	check("log.format", a.Log.Format != b.Log.Format)
 	check("limits.spool_dir", a.Limits.SpoolDir != b.Limits.SpoolDir)
 	check("acme", !reflect.DeepEqual(a.Acme, b.Acme))

@@ -5,11 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"bulwark/internal/app"
+	"bulwark/internal/config"
 )
 
-const checkUsage = `Usage: bulwark check [--config FILE] [-- APP COMMAND ...]
+const checkUsage = `Usage: bulwark check [--config FILE] [-q] [-- APP COMMAND ...]
 
 Validates the configuration and builds everything 'run' builds (certificates
 loaded, transport and spool directory checked) short of binding sockets. Prints
@@ -26,15 +28,19 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*path, fs.Args())
+	cfg, err := loadConfig(findConfig(*path), fs.Args())
 	if err != nil {
 		printConfigErrors(stderr, err)
+		if len(config.Errors(err)) > 0 { // the file parsed: its files can be looked at too
+			if warnings, ferr := app.CheckFiles(cfg); ferr != nil || len(warnings) > 0 {
+				printCheckProblems(stderr, warnings, ferr, "names files with")
+			}
+		}
 		return errReported
 	}
 	warnings, err := app.Check(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "  %v\n", err)
-		fmt.Fprintln(stderr, "bulwark: the configuration is valid but cannot be served")
+		printCheckProblems(stderr, append(cfg.Warnings, warnings...), err, "is valid but cannot be served:")
 		return errReported
 	}
 	if !*quiet {
@@ -45,4 +51,27 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintln(stdout, "# configuration ok")
 	return nil
+}
+
+// printCheckProblems prints warnings, then every problem joined in err,
+// one a line, then a count ("the configuration <what> N problems").
+func printCheckProblems(w io.Writer, warnings []string, err error, what string) {
+	for _, warn := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
+	if err == nil {
+		return
+	}
+	problems := []error{err}
+	if m, ok := err.(interface{ Unwrap() []error }); ok {
+		problems = m.Unwrap()
+	}
+	for _, p := range problems {
+		fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(p.Error(), "\n", "\n  "))
+	}
+	noun := "problems"
+	if len(problems) == 1 {
+		noun = "problem"
+	}
+	fmt.Fprintf(w, "bulwark: the configuration %s %d %s\n", what, len(problems), noun)
 }

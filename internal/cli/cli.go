@@ -17,16 +17,37 @@ var errUsage = errors.New("usage")
 const usage = `bulwark: a TLS front door, reverse proxy and supervisor for a small server's web app
 
 Usage:
-  bulwark run   [--config FILE] [-- APP COMMAND ...]   serve (and supervise the app, if given)
-  bulwark check [--config FILE]                        validate; print the effective config
-  bulwark status [--admin ADDR] [--json]               one-shot view: memory, connections, in flight, restarts
-  bulwark top   [--admin ADDR]                         the same, live in the terminal
-  bulwark reload [--admin ADDR]                        re-read the config (same as SIGHUP)
-  bulwark restart-app [--admin ADDR]                   graceful restart of the supervised app
-  bulwark upgrade [--pid-file FILE]                    hand the sockets to a new binary (same as SIGUSR2)
-  bulwark version                                      print the version
+  bulwark run [--config FILE] [--pid-file FILE] [-- APP COMMAND ...]
+        serve (and supervise the app, if given)
+  bulwark check [--config FILE] [-q] [-- APP COMMAND ...]
+        validate; print the effective config and every problem
+  bulwark status [--config FILE] [--admin ADDR] [--token T] [--json]
+        one-shot view: memory, connections, in flight, restarts
+  bulwark top [--config FILE] [--admin ADDR] [--token T] [--interval 1s]
+        the same, live in the terminal
+  bulwark reload [--config FILE] [--admin ADDR] [--token T] [--timeout 5m]
+        re-read the config (same as SIGHUP); waits until it is applied
+  bulwark restart-app [--config FILE] [--admin ADDR] [--token T] [--timeout 5m]
+        graceful restart of the supervised app; waits until it is ready
+  bulwark upgrade [--pid-file FILE] [--timeout 90s]
+        hand the sockets to a new binary (same as SIGUSR2)
+  bulwark version
+        print the version, commit, Go version and platform (no flags)
 
-Run 'bulwark COMMAND -h' for the flags of one command.
+Flags:
+  --config FILE    the configuration; default $BULWARK_CONFIG, else
+                   ./bulwark.toml when present, else none (built-in defaults)
+  --pid-file FILE  the serving process's PID; default $BULWARK_PID_FILE, else
+                   bulwark.pid in the state directory
+  -q               check: print only problems, not the effective config
+  --admin ADDR     the admin server; default [admin] listen of the config
+  --token T        the admin token; default $BULWARK_ADMIN_TOKEN, else
+                   [admin] token of the config, else the generated one
+  --json           status: print the /status JSON document
+  --interval D     top: refresh interval
+  --timeout D      reload, restart-app, upgrade: how long to wait for the answer
+
+Run 'bulwark COMMAND -h' for the details of one command.
 `
 
 // Main runs the bulwark command line with args (without the program name)

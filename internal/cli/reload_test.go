@@ -35,7 +35,7 @@ func TestReloadAndRestartApp(t *testing.T) {
 		{"restart-app without app", runRestartApp, []string{"--admin", noApp, "--token", testToken}, "",
 			"answered 409: no app supervised"},
 	}
-	t.Setenv("BULWARK_ADMIN_TOKEN", "")
+	isolateAdminEnv(t)
 	for _, tt := range tests {
 		var out bytes.Buffer
 		err := tt.run(t.Context(), tt.args, &out, &out)

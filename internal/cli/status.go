@@ -15,11 +15,11 @@ import (
 	"bulwark/internal/observe"
 )
 
-const statusUsage = `Usage: bulwark status [--admin ADDR] [--token T] [--json]
+const statusUsage = `Usage: bulwark status [--config FILE] [--admin ADDR] [--token T] [--json]
 
 Show one screen about a running Bulwark: memory of Bulwark and of each app
 process, client connections, requests, queue, restarts and the memory budget.
-The token is read from --token or $BULWARK_ADMIN_TOKEN.
+` + adminFindText + `
 
 Flags:
 `
@@ -60,7 +60,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseAdminCmdFlags(fs, statusUsage, args, stderr); err != nil {
 		return err
 	}
-	c := af.client()
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
 	st, raw, err := c.status(ctx, false)
 	if err != nil {
 		return err
@@ -119,7 +122,9 @@ func renderStatus(st *observe.Status, addr string, lay statusLayout) string {
 		if hidden > 0 {
 			line("  … %d more app processes", hidden)
 		}
-		line("%-10s %7s %9s %9s", "  total", "", fmtBytesOrDash(app.RSS), fmtBytesOrDash(app.PSS))
+		// The total is what the machine pays: Bulwark and the app together.
+		line("%-10s %7s %9s %9s  %s", "total", "", fmtBytesOrDash(st.Bulwark.RSS+max(app.RSS, 0)),
+			fmtBytesOrDash(totalPSS(st.Bulwark.PSS, app.PSS, app.RSS)), "bulwark + app")
 	}
 	b.WriteByte('\n')
 
@@ -153,10 +158,47 @@ func renderStatus(st *observe.Status, addr string, lay statusLayout) string {
 		case d.Connections < 0:
 			line("%-12s %s not probed yet", "DATABASE", d.Kind)
 		default:
-			line("%-12s %s · %d connections in use", "DATABASE", d.Kind, d.Connections)
+			renderDB(line, d)
 		}
 	}
 	return b.String()
+}
+
+// renderDB writes the database lines: the count, the longest query, the
+// app's connections against its pools' budget, and the groups.
+func renderDB(line func(string, ...any), d *observe.DBStatus) {
+	longest := "no query running"
+	if d.LongestQuerySeconds > 0 {
+		longest = "longest query " + fmtSeconds(d.LongestQuerySeconds)
+	}
+	line("%-12s %s · %d connections (the probe's left out) · %s", "DATABASE", d.Kind, d.Connections, longest)
+	if d.User != "" {
+		budget := ""
+		if d.AppBudget > 0 {
+			budget = fmt.Sprintf(" of %d (DB_POOL_SIZE + DB_MAX_OVERFLOW %d × %d app processes)",
+				d.AppBudget, d.AppBudget/int64(max(d.AppProcesses, 1)), d.AppProcesses)
+		}
+		line("%-12s user %s: %d%s", "", d.User, d.AppConnections, budget)
+	}
+	if len(d.Groups) > 0 {
+		var parts []string
+		for _, g := range d.Groups {
+			parts = append(parts, fmt.Sprintf("%s %s %d", g.User, g.State, g.Count))
+		}
+		line("%-12s %s", "", strings.Join(parts, " · "))
+	}
+}
+
+// fmtSeconds formats a duration in seconds: "850ms", "3.2s", "4m10s".
+func fmtSeconds(sec float64) string {
+	d := time.Duration(sec * float64(time.Second))
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
 }
 
 // fmtUpstreams lists the app's addresses; with several, each says whether
@@ -213,6 +255,18 @@ func fmtBytes(n int64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f %s", v, units[i])
+}
+
+// totalPSS adds Bulwark's and the app's PSS; 0 (shown as "-") when one
+// of them is unknown while the other is not, as a partial sum would mislead.
+func totalPSS(self, app, appRSS int64) int64 {
+	switch {
+	case self <= 0:
+		return 0
+	case app <= 0 && appRSS > 0:
+		return 0
+	}
+	return self + max(app, 0)
 }
 
 func fmtBytesOrDash(n int64) string {

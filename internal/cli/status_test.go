@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -222,7 +223,7 @@ func TestStatusErrors(t *testing.T) {
 	}
 	closed := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	t.Setenv("BULWARK_ADMIN_TOKEN", "")
+	isolateAdminEnv(t)
 
 	tests := []struct {
 		name string
@@ -231,8 +232,8 @@ func TestStatusErrors(t *testing.T) {
 	}{
 		{"nothing running", []string{"--admin", closed},
 			"no bulwark admin server at " + closed + ": connection refused — is bulwark running? (see [admin] listen)"},
-		{"no token", []string{"--admin", addr}, "needs a token: pass --token or set BULWARK_ADMIN_TOKEN"},
-		{"wrong token", []string{"--admin", addr, "--token", "nope"}, "refused the token (401)"},
+		{"no token", []string{"--admin", addr}, "needs a token: pass --config (its [admin] token), --token or $BULWARK_ADMIN_TOKEN"},
+		{"wrong token", []string{"--admin", addr, "--token", "nope"}, "refused the token from --token (401)"},
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer
@@ -305,5 +306,19 @@ func TestFitWidth(t *testing.T) {
 		if got := fitWidth(tt.in, tt.width); got != tt.want {
 			t.Errorf("fitWidth(%q, %d) = %q, want %q", tt.in, tt.width, got, tt.want)
 		}
+	}
+}
+
+func TestRenderDB(t *testing.T) {
+	var b strings.Builder
+	line := func(format string, a ...any) { b.WriteString(fmt.Sprintf(format, a...) + "\n") }
+	renderDB(line, &observe.DBStatus{Kind: "mysql", Connections: 12, LongestQuerySeconds: 3.21, User: "app",
+		AppConnections: 8, AppProcesses: 2, AppBudget: 12,
+		Groups: []observe.DBGroup{{User: "app", State: "idle", Count: 6}, {User: "root", State: "idle", Count: 4}, {User: "app", State: "active", Count: 2}}})
+	want := "DATABASE     mysql · 12 connections (the probe's left out) · longest query 3.2s\n" +
+		"             user app: 8 of 12 (DB_POOL_SIZE + DB_MAX_OVERFLOW 6 × 2 app processes)\n" +
+		"             app idle 6 · root idle 4 · app active 2\n"
+	if got := b.String(); got != want {
+		t.Errorf("renderDB =\n%s\nwant\n%s", got, want)
 	}
 }

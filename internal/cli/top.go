@@ -15,11 +15,11 @@ import (
 	"bulwark/internal/observe"
 )
 
-const topUsage = `Usage: bulwark top [--admin ADDR] [--token T] [--interval 1s]
+const topUsage = `Usage: bulwark top [--config FILE] [--admin ADDR] [--token T] [--interval 1s]
 
 Show the status of a running Bulwark live, with sparklines of its memory,
 the app's memory and requests per second. Press q (or Ctrl-C) to quit.
-The token is read from --token or $BULWARK_ADMIN_TOKEN.
+` + adminFindText + `
 
 Flags:
 `
@@ -49,7 +49,10 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *interval < 100*time.Millisecond {
 		*interval = 100 * time.Millisecond
 	}
-	c := af.client()
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
 
 	// A terminal gets a screen redrawn in place; anything else gets frames
 	// one after another, separated by a blank line.

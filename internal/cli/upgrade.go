@@ -2,11 +2,15 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"bulwark/internal/upgrade"
@@ -42,6 +46,30 @@ func defaultPIDFile() string {
 	return ""
 }
 
+// checkBulwarkPID refuses to go on unless pid runs a bulwark binary: a
+// stale pid file may name a PID the kernel gave to another program since,
+// and SIGUSR2 ends a process that does not handle it. The binary counts
+// as bulwark when its name contains "bulwark" or it is this very binary
+// (also after an upgrade replaced the file, when the kernel reports the
+// old one as "(deleted)").
+func checkBulwarkPID(procRoot string, pid int, pidFile string) error {
+	exe, err := os.Readlink(filepath.Join(procRoot, strconv.Itoa(pid), "exe"))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("pid %d from %s is not running: is bulwark running? (a stale pid file; see --pid-file)", pid, pidFile)
+	case err != nil:
+		return fmt.Errorf("cannot tell which program pid %d from %s runs (%w): run this as the user bulwark runs as, or root", pid, pidFile, err)
+	}
+	exe = strings.TrimSuffix(exe, " (deleted)")
+	if strings.Contains(filepath.Base(exe), "bulwark") {
+		return nil
+	}
+	if self, err := os.Executable(); err == nil && self == exe {
+		return nil
+	}
+	return fmt.Errorf("pid %d from %s runs %s, not bulwark: the pid file is stale; not signalling it", pid, pidFile, exe)
+}
+
 func runUpgrade(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("upgrade", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -53,6 +81,13 @@ func runUpgrade(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *pidFile == "" {
 		return fmt.Errorf("no pid file: pass --pid-file")
+	}
+	pid, err := upgrade.ReadPIDFile(*pidFile)
+	if err != nil {
+		return fmt.Errorf("upgrade: %w", err)
+	}
+	if err := checkBulwarkPID("/proc", pid, *pidFile); err != nil {
+		return fmt.Errorf("upgrade: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -16,6 +16,10 @@ var Version = "dev"
 func runVersion(_ context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
 	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprint(stdout, "Usage: bulwark version\n\nPrints the version, the commit it was built from, the Go version and the platform.\nIt takes no flags.\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

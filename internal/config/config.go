@@ -26,6 +26,9 @@ const (
 	SourceProfile Source = "profile"
 	SourceFile    Source = "file"
 	SourceEnv     Source = "env"
+	// SourceGenerated marks a value Bulwark made itself: the admin token
+	// generated on first run when admin.token is not set.
+	SourceGenerated Source = "generated"
 )
 
 // Profile names. ProfileAuto picks one of the others from the machine's
@@ -104,6 +107,9 @@ type Config struct {
 
 	// locs maps a key path to where it was set, for error messages.
 	locs map[string]location
+	// environ is the environment Load read (Bulwark's own), from which the
+	// app's environment is derived (AppEnviron).
+	environ []string
 }
 
 // location is where a key was set: a file line or an environment variable.
@@ -132,6 +138,13 @@ type Listen struct {
 	MaxHeaderBytes ByteSize `toml:"max_header_bytes"`
 	// TrustedProxies are CIDRs or bare IPs whose X-Forwarded-For is believed.
 	TrustedProxies []string `toml:"trusted_proxies"`
+	// MaxConns caps open client connections, all clients together
+	// (profile; 0 = the profile's value, -1 = no cap).
+	MaxConns int `toml:"max_conns"`
+	// MaxConnsPerIP caps the open connections of one client address, an
+	// IPv6 client's /64 (nginx limit_conn; profile; 0 = the profile's
+	// value, -1 = no cap). Trusted proxies are exempt.
+	MaxConnsPerIP int `toml:"max_conns_per_ip"`
 	// UnderscoresInHeaders passes request header names that contain "_" on
 	// to the app (nginx underscores_in_headers); off, they are dropped. A
 	// name that reads as one Bulwark sets (X_Real_IP) is dropped either way.
@@ -247,6 +260,11 @@ type Limits struct {
 	SpoolDisk ByteSize `toml:"spool_disk"`
 	// StreamPaths are path prefixes whose responses are never buffered.
 	StreamPaths []string `toml:"stream_paths"`
+	// RatePerIP is the request rate one client address may keep up, such
+	// as "20/s burst 40" or "600/m" (nginx limit_req; see ParseRate);
+	// beyond it the answer is 429 with Retry-After. "" = the profile's
+	// value, "off" = no limit.
+	RatePerIP string `toml:"rate_per_ip"`
 }
 
 // App is the [app] table: the supervised application.
@@ -396,6 +414,8 @@ func Default() *Config {
 			ReadHeaderTimeout: Duration(DefaultReadHeaderTimeout),
 			MaxHeaderBytes:    DefaultMaxHeaderBytes,
 			TrustedProxies:    []string{},
+			MaxConns:          med.maxConns,
+			MaxConnsPerIP:     med.maxConnsPerIP,
 		},
 		TLS: TLS{
 			MinVersion:     DefaultMinVersion,
@@ -419,6 +439,7 @@ func Default() *Config {
 			SpoolMemory:     med.spoolMemory,
 			SpoolDisk:       DefaultSpoolDisk,
 			StreamPaths:     []string{},
+			RatePerIP:       med.ratePerIP,
 		},
 		App: App{
 			Command:       []string{},

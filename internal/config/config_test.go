@@ -80,6 +80,14 @@ func TestParseDuration(t *testing.T) {
 		{"30", 0, "duration needs a unit"},
 		{"", 0, "duration needs a unit"},
 		{"30 seconds", 0, "not valid"},
+		{"365d", 365 * 24 * time.Hour, ""},
+		{"1w", 7 * 24 * time.Hour, ""},
+		{"1d12h", 36 * time.Hour, ""},
+		{"2w3d4h5m", (17*24+4)*time.Hour + 5*time.Minute, ""},
+		{"1.5d", 0, "not valid"},
+		{"d", 0, "not valid"},
+		{"99999999999d", 0, "not valid"},
+		{"3dd", 0, "not valid"},
 	}
 	for _, tt := range tests {
 		got, err := ParseDuration(tt.in)
@@ -103,6 +111,7 @@ func TestDurationString(t *testing.T) {
 		{0, "0s"}, {5 * time.Second, "5s"}, {90 * time.Second, "90s"}, {250 * time.Millisecond, "250ms"},
 		{2 * time.Hour, "2h"}, {15 * time.Minute, "15m"}, {time.Hour + 30*time.Second, "1h0m30s"},
 		{-time.Second, "-1s"},
+		{365 * 24 * time.Hour, "365d"}, {36 * time.Hour, "36h"},
 	}
 	for _, tt := range tests {
 		d := Duration(tt.in)
@@ -113,6 +122,21 @@ func TestDurationString(t *testing.T) {
 		if err != nil || back != d {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", d.String(), back, err, tt.in)
 		}
+	}
+}
+
+// TestHSTSInDays checks the nginx habit the issue met: max-age in days.
+func TestHSTSInDays(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "b.toml")
+	if err := os.WriteFile(path, []byte("[tls]\nhsts = \"365d\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(LoadOptions{Path: path, Environ: []string{"BULWARK_UPSTREAM_READ_TIMEOUT=1d"}})
+	if err != nil {
+		t.Fatalf("Load with hsts = \"365d\": %v", err)
+	}
+	if c.TLS.HSTS.D() != 365*24*time.Hour || c.Upstream.ReadTimeout.D() != 24*time.Hour {
+		t.Errorf("hsts = %v, read_timeout = %v; want 8760h and 24h", c.TLS.HSTS, c.Upstream.ReadTimeout)
 	}
 }
 
@@ -236,7 +260,7 @@ func TestAppEnv(t *testing.T) {
 	got := c.AppEnv()
 	want := map[string]string{
 		"DB_POOL_SIZE": "9", "DEBUG": "1", "DB_MAX_OVERFLOW": "3", "DB_POOL_TIMEOUT": "30",
-		"DB_POOL_RECYCLE": "280", "PYTHONUNBUFFERED": "1",
+		"DB_POOL_RECYCLE": "280", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("AppEnv() = %v, want %v", got, want)
@@ -460,6 +484,9 @@ func TestRenderRoundTrip(t *testing.T) {
 	first.Admin.Token = "" // rendered redacted; compare the rest
 	first.Admin.Listen = "127.0.0.1:9090"
 	first.Observe.Database = ""
+	for k := range first.App.Env {
+		first.App.Env[k] = "<redacted>" // rendered redacted: the keys must survive
+	}
 	o.Path = writeConfig(t, first.Render())
 	second, err := Load(o)
 	if err != nil {
@@ -478,12 +505,21 @@ func TestRenderRedacts(t *testing.T) {
 	c := Default()
 	c.Admin.Token = "hunter2"
 	c.Observe.Database = "postgres://app:hunter2@127.0.0.1/app"
+	c.App.Command = []string{"uvicorn", "app:app"}
+	c.App.Env = map[string]string{"SECRET_KEY": "hunter2"}
+	c.environ = []string{"BULWARK_ADMIN_TOKEN=hunter2"}
 	out := c.Render()
 	if strings.Contains(out, "hunter2") {
 		t.Errorf("Render() shows a secret:\n%s", out)
 	}
 	if !strings.Contains(out, `token = "<redacted>"`) {
 		t.Errorf("Render() does not show token = \"<redacted>\":\n%s", out)
+	}
+	for _, want := range []string{`env = { SECRET_KEY = "<redacted>" }`, "#   SECRET_KEY=<redacted>  (app.env)",
+		"#   BULWARK_ADMIN_TOKEN=  (cleared", "#   PYTHONDONTWRITEBYTECODE=1  (profile"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Render() lacks %q:\n%s", want, out)
+		}
 	}
 }
 
@@ -556,5 +592,39 @@ func TestUpstreamAddresses(t *testing.T) {
 		if fe, ok := errors.AsType[*FieldError](Errors(err)[0]); !ok || fe.Line == 0 {
 			t.Errorf("Load(%q): error %v does not name a line", tt.body, err)
 		}
+	}
+}
+
+// TestAppEnviron checks what the app's environment becomes: BULWARK_*
+// variables (the admin token among them) are cleared unless [app].env names
+// them, the profile fills what neither [app].env nor Bulwark's environment
+// sets, and [app].env wins.
+func TestAppEnviron(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "b.toml")
+	if err := os.WriteFile(path, []byte("profile = \"low\"\n[app]\ncommand = [\"app\"]\nenv = { BULWARK_FEATURE = \"on\", SECRET = \"s\" }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(LoadOptions{Path: path, Environ: []string{"BULWARK_ADMIN_TOKEN=t0k", "BULWARK_FEATURE=off",
+		"PYTHONUNBUFFERED=0", "HOME=/home/u"}})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	over := c.AppEnvOverrides()
+	want := map[string]string{"BULWARK_ADMIN_TOKEN": "", "BULWARK_FEATURE": "on", "SECRET": "s"}
+	if !reflect.DeepEqual(over, want) {
+		t.Errorf("AppEnvOverrides() = %v, want %v", over, want)
+	}
+	var got []string
+	for _, v := range c.AppEnviron() {
+		got = append(got, v.Name+"="+v.Value+" "+v.From)
+	}
+	wantList := []string{
+		"BULWARK_ADMIN_TOKEN= cleared", "BULWARK_FEATURE=on app.env",
+		"DB_MAX_OVERFLOW=3 profile", "DB_POOL_RECYCLE=280 profile", "DB_POOL_SIZE=3 profile", "DB_POOL_TIMEOUT=30 profile",
+		"PYTHONDONTWRITEBYTECODE=1 profile", "PYTHONUNBUFFERED=0 environment", "SECRET=s app.env",
+	}
+	if !reflect.DeepEqual(got, wantList) {
+		t.Errorf("AppEnviron() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantList, "\n"))
 	}
 }

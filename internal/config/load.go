@@ -60,6 +60,7 @@ func Load(o LoadOptions) (*Config, error) {
 		}
 		errs = append(errs, ferrs...)
 	}
+	c.environ = o.Environ
 	errs = append(errs, c.applyEnv(o.Environ)...)
 	c.resolveProfile(o.ProcRoot, o.SysRoot)
 	errs = append(errs, Errors(c.Validate())...)

@@ -21,6 +21,26 @@ type profileValues struct {
 	spoolMemory     ByteSize
 	dbPool          int   // DB_POOL_SIZE and DB_MAX_OVERFLOW
 	appMemoryPct    int64 // app.max_memory as a percentage of machine memory
+
+	// Per-client limits (issue 14). max_conns keeps the memory of idle
+	// connections below the point where Bulwark sheds load (90 % of
+	// memory.limit "auto": 43.2, 86.4 and 172.8 MiB). Measured on the low
+	// profile: 6.0 MiB of Go memory at rest, 35.5 MiB with 2000 idle
+	// HTTP/1.1 TLS connections, so 15 KB each (bench/RESULTS.md: 11–13 KB
+	// RSS for h1, 12.6–14.2 for h2). With spool_memory full as well:
+	//   low    43.2 − 6 − 8  = 29.2 MiB / 15 KB = 1990 → 1900
+	//   medium 86.4 − 6 − 16 = 64.4 MiB / 15 KB = 4390 → 4300
+	//   high  172.8 − 6 − 32 = 134.8 MiB / 15 KB = 9200 → 9000
+	// max_conns_per_ip is about an eighth of it (a power of two): eight
+	// addresses are needed to fill the box, and an office behind one NAT
+	// address (40 browsers × 6 HTTP/1.1 connections) still fits.
+	// rate_per_ip lets one address keep up max_concurrency requests a
+	// second, about a tenth of what the app's slots serve at 50–100 ms a
+	// request, with a burst of four seconds' worth for a cold page load
+	// (~70–100 requests).
+	maxConns      int
+	maxConnsPerIP int
+	ratePerIP     string
 }
 
 // profileFor returns the table row of DESIGN.md for a profile; unknown
@@ -28,11 +48,11 @@ type profileValues struct {
 func profileFor(name string) profileValues {
 	switch name {
 	case ProfileLow:
-		return profileValues{20 * MiB, 30, 60 * time.Second, 8 * MiB, 3, 40}
+		return profileValues{20 * MiB, 30, 60 * time.Second, 8 * MiB, 3, 40, 1900, 256, "30/s burst 120"}
 	case ProfileHigh:
-		return profileValues{100 * MiB, 100, 0, 32 * MiB, 10, 50}
+		return profileValues{100 * MiB, 100, 0, 32 * MiB, 10, 50, 9000, 1024, "100/s burst 400"}
 	default:
-		return profileValues{50 * MiB, 50, 90 * time.Second, 16 * MiB, 5, 40}
+		return profileValues{50 * MiB, 50, 90 * time.Second, 16 * MiB, 5, 40, 4300, 512, "50/s burst 200"}
 	}
 }
 
@@ -82,6 +102,18 @@ func ApplyProfile(c *Config, name string) {
 	set("limits.spool_memory", func() { c.Limits.SpoolMemory = p.spoolMemory })
 	set("upstream.max_concurrency", func() { c.Upstream.MaxConcurrency = p.maxConcurrency })
 	set("memory.release_interval", func() { c.Memory.ReleaseInterval = Duration(p.releaseInterval) })
+	// For these keys the file's 0 (or "") names the profile's value too.
+	setUnless := func(key string, isProfile bool, apply func()) {
+		if isProfile {
+			apply()
+			c.Sources[key] = SourceProfile
+			return
+		}
+		set(key, apply)
+	}
+	setUnless("listen.max_conns", c.Listen.MaxConns == 0, func() { c.Listen.MaxConns = p.maxConns })
+	setUnless("listen.max_conns_per_ip", c.Listen.MaxConnsPerIP == 0, func() { c.Listen.MaxConnsPerIP = p.maxConnsPerIP })
+	setUnless("limits.rate_per_ip", c.Limits.RatePerIP == "", func() { c.Limits.RatePerIP = p.ratePerIP })
 	if c.MachineMemory > 0 {
 		set("app.max_memory", func() {
 			c.App.MaxMemory = ByteSize(c.MachineMemory * p.appMemoryPct / 100 / mibRounder * mibRounder)
@@ -90,8 +122,8 @@ func ApplyProfile(c *Config, name string) {
 }
 
 // ProfileAppEnv returns the environment the profile in force gives the app:
-// DB_POOL_SIZE, DB_MAX_OVERFLOW, DB_POOL_TIMEOUT=30, DB_POOL_RECYCLE=280 and
-// PYTHONUNBUFFERED=1. It never sets PYTHONHASHSEED. The supervisor adds a
+// DB_POOL_SIZE, DB_MAX_OVERFLOW, DB_POOL_TIMEOUT=30, DB_POOL_RECYCLE=280,
+// PYTHONUNBUFFERED=1 and PYTHONDONTWRITEBYTECODE=1. It never sets PYTHONHASHSEED. The supervisor adds a
 // key only when it is absent from both [app].env and its own environment.
 func (c *Config) ProfileAppEnv() map[string]string {
 	pool := strconv.Itoa(profileFor(c.Resolved).dbPool)
@@ -101,6 +133,10 @@ func (c *Config) ProfileAppEnv() map[string]string {
 		"DB_POOL_TIMEOUT":  "30",
 		"DB_POOL_RECYCLE":  "280",
 		"PYTHONUNBUFFERED": "1",
+		// A service user writing __pycache__ next to the code races with
+		// deploys and needs write access it should not have; imports still
+		// read .pyc files that a deploy compiled.
+		"PYTHONDONTWRITEBYTECODE": "1",
 	}
 }
 
@@ -114,6 +150,69 @@ func (c *Config) AppEnv() map[string]string {
 	for k, v := range c.App.Env {
 		out[k] = v
 	}
+	return out
+}
+
+// AppEnvOverrides returns the variables the supervisor sets over Bulwark's
+// own environment (the one Load read) for the app: [app].env, and an empty
+// value for every BULWARK_* variable that [app].env does not name. Those
+// are Bulwark's settings, BULWARK_ADMIN_TOKEN among them; an app that
+// prints its environment must not hand out admin control. They are
+// emptied rather than removed because the supervisor can only set
+// variables over the environment it inherits.
+func (c *Config) AppEnvOverrides() map[string]string {
+	out := make(map[string]string, len(c.App.Env))
+	for _, kv := range c.environ {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, EnvPrefix) {
+			out[k] = ""
+		}
+	}
+	for k, v := range c.App.Env {
+		out[k] = v
+	}
+	return out
+}
+
+// AppEnvVar is one variable of the app's environment that Bulwark decides,
+// with where its value came from.
+type AppEnvVar struct {
+	Name, Value string
+	// From is "app.env", "profile", "environment" (Bulwark's own, which
+	// beat the profile) or "cleared" (a BULWARK_* variable emptied).
+	From string
+}
+
+// AppEnviron returns, sorted by name, the variables of the app's
+// environment that differ from a plain copy of Bulwark's: the profile's
+// (or Bulwark's own value where it beats the profile), [app].env, and the
+// BULWARK_* variables cleared. Every other variable of Bulwark's
+// environment passes through unchanged.
+func (c *Config) AppEnviron() []AppEnvVar {
+	inherited := map[string]string{}
+	for _, kv := range c.environ {
+		k, v, _ := strings.Cut(kv, "=")
+		inherited[k] = v
+	}
+	var out []AppEnvVar
+	over := c.AppEnvOverrides()
+	for k, v := range c.ProfileAppEnv() {
+		if _, set := over[k]; set {
+			continue
+		}
+		if iv, ok := inherited[k]; ok {
+			out = append(out, AppEnvVar{k, iv, "environment"})
+			continue
+		}
+		out = append(out, AppEnvVar{k, v, "profile"})
+	}
+	for k, v := range over {
+		from := "app.env"
+		if _, named := c.App.Env[k]; !named {
+			from = "cleared"
+		}
+		out = append(out, AppEnvVar{k, v, from})
+	}
+	slices.SortFunc(out, func(a, b AppEnvVar) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

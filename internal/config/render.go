@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"reflect"
 	"slices"
@@ -13,8 +14,9 @@ import (
 // Render returns the effective configuration as valid TOML: every key, each
 // followed by a comment naming its source ("default", "file", "env VAR",
 // "profile medium"), under a header saying which profile is in force and
-// why. A non-empty admin.token is rendered as "<redacted>", and so is the
-// password in observe.database.
+// why. A non-empty admin.token is rendered as "<redacted>", and so are the
+// values of app.env and the password in observe.database. With an app
+// command, comments under app.env list the environment the app gets.
 func (c *Config) Render() string {
 	var b strings.Builder
 	b.WriteString("# Effective Bulwark configuration; each key says where its value came from.\n")
@@ -57,17 +59,54 @@ func (c *Config) Render() string {
 			val = quote("<redacted>")
 		case k.path == "observe.database":
 			val = quote(redactURL(c.Observe.Database))
+		case k.path == "app.env":
+			val = renderRedactedMap(c.App.Env)
 		}
 		comment := c.sourceComment(k.path)
 		if k.path == "memory.limit" && c.Memory.Limit == DefaultMemoryLimit {
 			comment += fmt.Sprintf(" (%s)", ByteSize(c.Memory.LimitBytes()))
 		}
 		fmt.Fprintf(&b, "%s = %s  # %s\n", k.name, val, comment)
+		if k.path == "app.env" && len(c.App.Command) > 0 {
+			c.renderAppEnviron(&b)
+		}
 	}
 	if section == "tls" {
 		flushCerts(&b, c, certs)
 	}
 	return b.String()
+}
+
+// renderRedactedMap renders [app].env with its values hidden: they are
+// often secrets (SECRET_KEY, database passwords), and check's output ends
+// up in tickets and chat.
+func renderRedactedMap(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	var parts []string
+	for _, key := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, quoteKey(key)+" = "+quote("<redacted>"))
+	}
+	return "{ " + strings.Join(parts, ", ") + " }"
+}
+
+// renderAppEnviron writes, as comments, the variables of the app's
+// environment that Bulwark sets, [app].env values redacted.
+func (c *Config) renderAppEnviron(b *strings.Builder) {
+	b.WriteString("# the app gets Bulwark's environment, with:\n")
+	for _, v := range c.AppEnviron() {
+		switch v.From {
+		case "app.env":
+			fmt.Fprintf(b, "#   %s=<redacted>  (app.env)\n", v.Name)
+		case "cleared":
+			fmt.Fprintf(b, "#   %s=  (cleared: Bulwark's own setting; name it in app.env to pass it on)\n", v.Name)
+		case "profile":
+			fmt.Fprintf(b, "#   %s=%s  (profile %s)\n", v.Name, v.Value, c.Resolved)
+		default:
+			fmt.Fprintf(b, "#   %s=%s  (Bulwark's environment, over the profile's)\n", v.Name, v.Value)
+		}
+	}
 }
 
 // flushCerts writes the [[tls.certificates]] entries, which must follow the

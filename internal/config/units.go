@@ -114,11 +114,19 @@ func (b *ByteSize) UnmarshalText(text []byte) error {
 }
 
 // Duration is a time.Duration written as a string with a unit in TOML and in
-// the environment: "5s", "1m30s", "250ms", "0s". A bare number is an error.
+// the environment: "5s", "1m30s", "250ms", "0s", and, as nginx allows,
+// days and weeks: "365d", "1w", "1d12h". A bare number is an error.
 type Duration time.Duration
 
+// Longer units than time.ParseDuration knows, as nginx writes them.
+const (
+	day  = 24 * time.Hour
+	week = 7 * day
+)
+
 // ParseDuration parses a duration with a unit, as time.ParseDuration does,
-// but says what is wrong in terms a config file's reader understands.
+// plus "d" (24h) and "w" (7d), and says what is wrong in terms a config
+// file's reader understands.
 func ParseDuration(s string) (Duration, error) {
 	t := strings.TrimSpace(s)
 	if t == "" {
@@ -127,18 +135,69 @@ func ParseDuration(s string) (Duration, error) {
 	if _, err := strconv.ParseFloat(t, 64); err == nil {
 		return 0, fmt.Errorf("%w, got %q", errDurationUnit, s)
 	}
-	d, err := time.ParseDuration(t)
-	if err != nil {
-		return 0, fmt.Errorf("duration %q is not valid: use a number with a unit (ms, s, m, h), e.g. \"1m30s\"", s)
+	bad := fmt.Errorf("duration %q is not valid: use a number with a unit (ms, s, m, h, d), e.g. \"1m30s\" or \"365d\"", s)
+	long, rest, ok := splitLongUnits(t)
+	if !ok {
+		return 0, bad
 	}
-	return Duration(d), nil
+	var d time.Duration
+	if rest != "" {
+		var err error
+		if d, err = time.ParseDuration(rest); err != nil {
+			return 0, bad
+		}
+	}
+	if long > 0 && d > math.MaxInt64-long {
+		return 0, fmt.Errorf("duration %q is too long", s)
+	}
+	return Duration(long + d), nil
+}
+
+// splitLongUnits takes the day and week terms out of an unsigned duration
+// such as "1w2d3h": it returns their sum and the rest ("3h") for
+// time.ParseDuration. A term of them with a fraction or a sign is not ok.
+func splitLongUnits(t string) (long time.Duration, rest string, ok bool) {
+	if !strings.ContainsAny(t, "dw") {
+		return 0, t, true
+	}
+	var b strings.Builder
+	for i := 0; i < len(t); {
+		j := i
+		for j < len(t) && (t[j] >= '0' && t[j] <= '9' || t[j] == '.') {
+			j++
+		}
+		k := j
+		for k < len(t) && (t[k] < '0' || t[k] > '9') && t[k] != '.' {
+			k++
+		}
+		num, unit := t[i:j], t[j:k]
+		if num == "" {
+			return 0, "", false
+		}
+		switch unit {
+		case "d", "w":
+			n, err := strconv.ParseInt(num, 10, 64)
+			per := day
+			if unit == "w" {
+				per = week
+			}
+			if err != nil || n > int64(math.MaxInt64/per) || long > math.MaxInt64-time.Duration(n)*per {
+				return 0, "", false
+			}
+			long += time.Duration(n) * per
+		default:
+			b.WriteString(num + unit)
+		}
+		i = k
+	}
+	return long, b.String(), true
 }
 
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// String renders the duration as ParseDuration reads it: whole hours as
-// "2h", whole minutes from ten minutes on as "15m", other whole seconds
+// String renders the duration as ParseDuration reads it: whole days as
+// "365d", whole hours as "2h", whole minutes from ten minutes on as "15m", other whole seconds
 // below an hour as "90s", and anything else as time.Duration does
 // ("250ms", "1h0m30s").
 func (d Duration) String() string {
@@ -146,6 +205,8 @@ func (d Duration) String() string {
 	switch {
 	case t == 0:
 		return "0s"
+	case t%day == 0:
+		return strconv.FormatInt(int64(t/day), 10) + "d"
 	case t%time.Hour == 0:
 		return strconv.FormatInt(int64(t/time.Hour), 10) + "h"
 	case t%time.Minute == 0 && t >= 10*time.Minute:

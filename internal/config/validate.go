@@ -208,6 +208,16 @@ func (c *Config) validateListen(v *validator) {
 				fmt.Errorf(`must be an IP address or a CIDR such as "10.0.0.0/8", got %q`, p))
 		}
 	}
+	v.connCap("listen.max_conns", l.MaxConns)
+	v.connCap("listen.max_conns_per_ip", l.MaxConnsPerIP)
+}
+
+// connCap checks a connection cap: a count, 0 for the profile's value or
+// -1 for none.
+func (v *validator) connCap(key string, got int) {
+	if got < -1 || got > 10_000_000 {
+		v.fail(key, fmt.Errorf("must be between 1 and 10000000, 0 for the profile's value or -1 for no cap, got %d", got))
+	}
 }
 
 func (c *Config) validateTLS(v *validator) {
@@ -292,6 +302,9 @@ func (c *Config) validateLimits(v *validator) {
 	v.size("limits.spool_disk", l.SpoolDisk, 1*MiB, 0)
 	if l.SpoolDir != "" && !filepath.IsAbs(l.SpoolDir) {
 		v.fail("limits.spool_dir", fmt.Errorf(`must be an absolute path or "" (automatic), got %q`, l.SpoolDir))
+	}
+	if _, _, err := ParseRate(l.RatePerIP); err != nil {
+		v.fail("limits.rate_per_ip", err)
 	}
 	for i, p := range l.StreamPaths {
 		if !strings.HasPrefix(p, "/") {

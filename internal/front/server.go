@@ -14,8 +14,10 @@
 // frames, with no hand-off between goroutines.
 //
 // The package leaves everything after the request head to the handler:
-// limits, admission, spooling and proxying. It does not know about
-// certificate files either: callers pass a *tls.Config.
+// request limits, admission, spooling and proxying. Connection caps are
+// the exception: they are checked at accept, before the TLS handshake, by
+// the limit.Conns the caller passes. It does not know about certificate
+// files either: callers pass a *tls.Config.
 package front
 
 import (
@@ -36,6 +38,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/time/rate"
+
+	"bulwark/internal/limit"
 )
 
 // Defaults applied to zero Options fields.
@@ -91,6 +95,11 @@ type Options struct {
 	// request is built, so values every request carries (the proxy's
 	// timing) cost no copy of the request in a middleware. Fixed at New.
 	RequestContext func(context.Context) context.Context
+	// Conns, when set, admits every accepted connection before its TLS
+	// handshake (connection caps and the descriptor reserve) and closes
+	// the ones it refuses at once; several Servers may share one. Fixed
+	// at New: reloads go to Conns.Update.
+	Conns *limit.Conns
 	// Logger receives errors; nil discards them.
 	Logger *slog.Logger
 	// Metrics receives the connection and handshake series; nil means a
@@ -150,6 +159,7 @@ type Server struct {
 	h2conns   map[*h2Conn]struct{}
 	closing   atomic.Bool
 	handshake sync.WaitGroup // handshake goroutines in progress
+	acceptLog acceptLog
 }
 
 // New returns a Server for opts.
@@ -210,7 +220,7 @@ func (s *Server) hsts() string { return s.opts.Load().hsts }
 func (s *Server) Update(o Options) {
 	cur := s.o()
 	o.Handler, o.TLSConfig, o.Logger, o.Metrics = cur.Handler, cur.TLSConfig, cur.Logger, cur.Metrics
-	o.RequestContext = cur.RequestContext
+	o.RequestContext, o.Conns = cur.RequestContext, cur.Conns
 	s.opts.Store(newSettings(o.withDefaults()))
 }
 
@@ -244,13 +254,18 @@ func (s *Server) Serve(ln net.Listener) error {
 			if isTemporary(err) {
 				// EMFILE and friends: back off as net/http does instead of spinning.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.o().Logger.Warn("accept failed; retrying", "err", err, "delay", delay)
+				s.acceptFailed(ln, err, delay)
 				time.Sleep(delay)
 				continue
 			}
 			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 		}
 		delay = 0
+		if lim := s.o().Conns; lim != nil {
+			if c, _ = lim.Accept(c); c == nil {
+				continue // refused, closed and counted
+			}
+		}
 		if s.o().TLSConfig == nil {
 			// A fresh goroutine per connection: its stack starts small.
 			go s.serveH1(c, nil)
@@ -258,6 +273,52 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		s.handshake.Add(1)
 		go s.handshakeAndServe(c)
+	}
+}
+
+// acceptLogInterval is the least time between two log lines about failed
+// accepts: out of descriptors, the accept loop fails hundreds of times a
+// second, and a line for each would fill the log.
+const acceptLogInterval = 10 * time.Second
+
+// acceptLog is the state of the one-line-per-interval log of failed
+// accepts.
+type acceptLog struct {
+	mu     sync.Mutex
+	last   time.Time // of the last line
+	failed int       // accepts failed since
+}
+
+// acceptFailed counts a failed accept in
+// bulwark_accept_errors_total{reason} and logs it, at most one line per
+// acceptLogInterval, saying how many failed since the last line.
+func (s *Server) acceptFailed(ln net.Listener, err error, delay time.Duration) {
+	reason := acceptErrorReason(err)
+	s.m.set.GetOrCreateCounter(`bulwark_accept_errors_total{reason="` + reason + `"}`).Inc()
+	l := &s.acceptLog
+	l.mu.Lock()
+	l.failed++
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < acceptLogInterval {
+		l.mu.Unlock()
+		return
+	}
+	failed := l.failed
+	l.last, l.failed = now, 0
+	l.mu.Unlock()
+	s.o().Logger.Warn("accepting client connections fails; retrying with back-off", "listener", ln.Addr().String(),
+		"reason", reason, "err", err, "failed_since_last_line", failed, "delay", delay)
+}
+
+// acceptErrorReason maps a temporary accept error to a label value.
+func acceptErrorReason(err error) string {
+	switch {
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return "fd_exhausted"
+	case errors.Is(err, syscall.ENOBUFS), errors.Is(err, syscall.ENOMEM):
+		return "no_memory"
+	default:
+		return "aborted"
 	}
 }
 
@@ -457,6 +518,13 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 // the same series as the refusals counted by the access log.
 func (m *serverMetrics) refused(status int, reason string) *metrics.Counter {
 	return m.set.GetOrCreateCounter(`bulwark_refused_total{status="` + strconv.Itoa(status) + `",reason="` + reason + `"}`)
+}
+
+// rejected counts a refusal that has no HTTP answer (an HTTP/2 stream
+// refused, a connection ended with GOAWAY) in bulwark_rejected_total, the
+// series of every protection against one client.
+func (m *serverMetrics) rejected(reason string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(`bulwark_rejected_total{reason="` + reason + `"}`)
 }
 
 func (m *serverMetrics) handshakeFailure(reason string) *metrics.Counter {

@@ -1,6 +1,7 @@
 package observe
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,13 +24,23 @@ import (
 // dbTimeout bounds one probe: connecting and the query together.
 const dbTimeout = 5 * time.Second
 
-// Queries that count connections in use. For PostgreSQL only client
+// Queries that list the server's client connections, the probe's own left
+// out, and the probe's user. For MySQL, server threads (Daemon: InnoDB's
+// and the event scheduler's) are no connections. For PostgreSQL only client
 // backends count: the server's own processes (checkpointer, autovacuum
 // launcher, ...) also appear in pg_stat_activity but take no pool slot.
 const (
-	mysqlQuery    = "SHOW STATUS LIKE 'Threads_connected'"
-	postgresQuery = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+	mysqlQuery = "SELECT IFNULL(USER, ''), IFNULL(COMMAND, ''), IFNULL(TIME, 0) FROM information_schema.PROCESSLIST " +
+		"WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon'"
+	mysqlUser     = "SELECT SUBSTRING_INDEX(USER(), '@', 1)" // as the client named itself, as PROCESSLIST shows it
+	postgresQuery = "SELECT COALESCE(usename, ''), COALESCE(state, ''), " +
+		"COALESCE(EXTRACT(EPOCH FROM (now() - query_start)), 0)::float8 FROM pg_stat_activity " +
+		"WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+	postgresUser = "SELECT current_user"
 )
+
+// maxDBRows bounds how many connections one probe reads.
+const maxDBRows = 100000
 
 // dbProbe polls a database server for its number of connections in use.
 type dbProbe struct {
@@ -38,8 +50,10 @@ type dbProbe struct {
 	logger   *slog.Logger
 	logEvery rate.Sometimes
 
-	conns  *metrics.Gauge
-	errors *metrics.Counter
+	conns   *metrics.Gauge
+	appConn *metrics.Gauge
+	longest *metrics.Gauge
+	errors  *metrics.Counter
 
 	mu   sync.Mutex // protects last
 	last DBStatus
@@ -56,6 +70,8 @@ func newDBProbe(rawURL string, set *metrics.Set, logger *slog.Logger) (*dbProbe,
 		logger:   logger,
 		logEvery: rate.Sometimes{First: 1, Interval: 5 * time.Minute},
 		conns:    set.GetOrCreateGauge("bulwark_db_connections", nil),
+		appConn:  set.GetOrCreateGauge("bulwark_db_app_connections", nil),
+		longest:  set.GetOrCreateGauge("bulwark_db_longest_query_seconds", nil),
 		errors:   set.GetOrCreateCounter("bulwark_db_probe_errors_total"),
 	}
 	switch u.Scheme {
@@ -98,22 +114,31 @@ func newDBProbe(rawURL string, set *metrics.Set, logger *slog.Logger) (*dbProbe,
 
 // mysqlConfig turns mysql://user:pass@host:port/db?params into a driver
 // config; params are read by the driver as in its own DSN, and the
-// timeouts default to dbTimeout.
+// timeouts default to dbTimeout. A unix socket, as cPanel's
+// /var/lib/mysql/mysql.sock, is given as ?socket=PATH (the host is then
+// ignored and may be left out: mysql://user:pass@/db?socket=PATH).
 func mysqlConfig(u *url.URL) (*mysql.Config, error) {
 	pass, _ := u.User.Password()
-	addr := u.Host
+	q := u.Query()
+	addr := "tcp(" + u.Host + ")"
 	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "3306")
+		addr = "tcp(" + net.JoinHostPort(u.Hostname(), "3306") + ")"
 	}
-	dsn := u.User.Username() + ":" + pass + "@tcp(" + addr + ")/" + strings.TrimPrefix(u.Path, "/")
-	if u.RawQuery != "" {
-		dsn += "?" + u.RawQuery
+	if sock := q.Get("socket"); sock != "" {
+		if !strings.HasPrefix(sock, "/") {
+			return nil, fmt.Errorf("observe database %s: socket %q must be an absolute path, such as /var/lib/mysql/mysql.sock", u.Redacted(), sock)
+		}
+		addr = "unix(" + sock + ")"
+		q.Del("socket") // the driver would send it to the server as a variable
+	}
+	dsn := u.User.Username() + ":" + pass + "@" + addr + "/" + strings.TrimPrefix(u.Path, "/")
+	if len(q) > 0 {
+		dsn += "?" + q.Encode()
 	}
 	c, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("observe database %s: %w", u.Redacted(), err)
 	}
-	q := u.Query()
 	if q.Get("timeout") == "" {
 		c.Timeout = dbTimeout
 	}
@@ -140,12 +165,12 @@ func (p *dbProbe) run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// probe runs the query once and records the result; errors are counted and
-// logged at most once per five minutes, and never stop the loop.
+// probe runs the queries once and records the result; errors are counted
+// and logged at most once per five minutes, and never stop the loop.
 func (p *dbProbe) probe(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
-	n, err := p.query(ctx)
+	r, err := p.query(ctx)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return // shutting down
 	}
@@ -155,8 +180,10 @@ func (p *dbProbe) probe(ctx context.Context) {
 	if err != nil {
 		p.last.Error = err.Error()
 	} else {
-		p.last.Error = ""
-		p.last.Connections = n
+		at := p.last.At
+		r.Kind = p.kind
+		p.last = r
+		p.last.At = at
 	}
 	p.mu.Unlock()
 	if err != nil {
@@ -167,26 +194,83 @@ func (p *dbProbe) probe(ctx context.Context) {
 		})
 		return
 	}
-	p.conns.Set(float64(n))
+	p.conns.Set(float64(r.Connections))
+	p.appConn.Set(float64(r.AppConnections))
+	p.longest.Set(r.LongestQuerySeconds)
 	if wasFailing {
-		p.logger.Info("database probe recovered", "database", p.redacted, "connections", n)
+		p.logger.Info("database probe recovered", "database", p.redacted, "connections", r.Connections)
 	}
 }
 
-func (p *dbProbe) query(ctx context.Context) (int64, error) {
-	var n int64
-	switch p.kind {
-	case "mysql":
-		var name string
-		if err := p.db.QueryRowContext(ctx, mysqlQuery).Scan(&name, &n); err != nil {
-			return 0, fmt.Errorf("querying Threads_connected: %w", err)
+// query lists the server's connections and sums them up.
+func (p *dbProbe) query(ctx context.Context) (DBStatus, error) {
+	list, userQ := postgresQuery, postgresUser
+	if p.kind == "mysql" {
+		list, userQ = mysqlQuery, mysqlUser
+	}
+	var r DBStatus
+	if err := p.db.QueryRowContext(ctx, userQ).Scan(&r.User); err != nil {
+		return r, fmt.Errorf("querying the probe's user: %w", err)
+	}
+	rows, err := p.db.QueryContext(ctx, list)
+	if err != nil {
+		return r, fmt.Errorf("listing connections: %w", err)
+	}
+	defer rows.Close()
+	groups := map[DBGroup]int64{}
+	for n := 0; n < maxDBRows && rows.Next(); n++ {
+		var user, state string
+		var age float64
+		if err := rows.Scan(&user, &state, &age); err != nil {
+			return r, fmt.Errorf("listing connections: %w", err)
 		}
-	default:
-		if err := p.db.QueryRowContext(ctx, postgresQuery).Scan(&n); err != nil {
-			return 0, fmt.Errorf("querying pg_stat_activity: %w", err)
+		state = p.stateName(state)
+		groups[DBGroup{User: user, State: state}]++
+		r.Connections++
+		if user == r.User {
+			r.AppConnections++
+		}
+		if state == "active" && age > r.LongestQuerySeconds {
+			r.LongestQuerySeconds = age
 		}
 	}
-	return n, nil
+	if err := rows.Err(); err != nil {
+		return r, fmt.Errorf("listing connections: %w", err)
+	}
+	for g, n := range groups {
+		g.Count = n
+		r.Groups = append(r.Groups, g)
+	}
+	slices.SortFunc(r.Groups, func(a, b DBGroup) int {
+		if a.Count != b.Count {
+			return cmp.Compare(b.Count, a.Count)
+		}
+		return cmp.Or(strings.Compare(a.User, b.User), strings.Compare(a.State, b.State))
+	})
+	if len(r.Groups) > MaxDBGroups {
+		r.Groups = r.Groups[:MaxDBGroups]
+	}
+	return r, nil
+}
+
+// stateName names a connection's state alike for both servers: MySQL's
+// Sleep is idle and Query active, as PostgreSQL says; other MySQL commands
+// are lower-cased, and a state PostgreSQL hides (another user's, without
+// pg_read_all_stats) is "unknown".
+func (p *dbProbe) stateName(s string) string {
+	if p.kind == "mysql" {
+		switch s {
+		case "Sleep":
+			return "idle"
+		case "Query":
+			return "active"
+		}
+		return strings.ToLower(s)
+	}
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 func (p *dbProbe) status() DBStatus {

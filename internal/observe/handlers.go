@@ -30,7 +30,7 @@ func (s *Server) routes() http.Handler {
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.countRequest(r.URL.Path)
-		if !s.authorized(r) {
+		if !s.authorized(r) && !s.openRead(r) {
 			s.unauthorized(w, r)
 			return
 		}
@@ -57,10 +57,16 @@ func (s *Server) countRequest(path string) {
 	c.Inc()
 }
 
+// TokenFileHeader names, in a 401, the file holding a generated token.
+const TokenFileHeader = "Bulwark-Token-File"
+
 // unauthorized answers 401. A browser asking for the dashboard gets the
 // static dashboard shell (no data in it) with the 401, so that the page can
 // ask for the token and send it on its own requests.
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request) {
+	if s.opts.TokenFile != "" {
+		w = withHeader(w, TokenFileHeader, s.opts.TokenFile)
+	}
 	if r.URL.Path == "/" && r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html") {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="bulwark admin"`)
 		s.writeDashboard(w, http.StatusUnauthorized)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,20 @@ type Options struct {
 	// Token, if not empty, is required on every path as
 	// "Authorization: Bearer <token>". If empty, no authentication is done.
 	Token string
+	// LoopbackReads, when true, serves GET and HEAD requests from a
+	// loopback peer without the token (the dashboard, /status, /metrics,
+	// /api/history) while POST actions still need it. Bulwark sets it when
+	// the token was generated rather than configured: a browser on the
+	// same machine and a local scraper keep working, and another local
+	// user still cannot reload or restart the app. Requests naming a DNS
+	// host other than localhost are not let through (DNS rebinding).
+	LoopbackReads bool
+	// TokenFile, if not empty, is the file the token was generated in. A
+	// 401 names it in a Bulwark-Token-File header, so that the CLI, run as
+	// the same user or root, finds the token without being told where
+	// Bulwark keeps its state (systemd's StateDirectory, a cPanel home).
+	// The path is no secret; the file is mode 0600.
+	TokenFile string
 	// Metrics is the process's metrics set, served at /metrics together
 	// with the process_* and go_* series. If nil, a private set is used.
 	Metrics *metrics.Set
@@ -92,15 +107,17 @@ type Server struct {
 	opts     Options
 	tokenSum [sha256.Size]byte
 	handler  http.Handler
-	db       *dbProbe // nil without Options.Database
 	csp      string
 
 	adminReqs map[string]*metrics.Counter // by path label; read-only after New
 
-	mu     sync.Mutex // protects ring, events, rps
+	mu     sync.Mutex // protects ring, events, rps, db
 	ring   *ring
 	events []Event
 	rps    float64
+	db     *dbProbe // nil without a database; SetDatabase replaces it
+
+	dbChanged chan struct{} // cap 1: SetDatabase tells Run's probe loop
 
 	ln net.Listener
 }
@@ -117,6 +134,7 @@ func New(o Options) (*Server, error) {
 		ring:      newRing(o.History),
 		csp:       dashboardPolicy(),
 		adminReqs: make(map[string]*metrics.Counter, len(adminPaths)+1),
+		dbChanged: make(chan struct{}, 1),
 	}
 	if o.Database != "" {
 		p, err := newDBProbe(o.Database, o.Metrics, o.Logger)
@@ -186,9 +204,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { s.sampleLoop(ctx) })
-	if s.db != nil {
-		wg.Go(func() { s.db.run(ctx, s.opts.DBInterval) })
-	}
+	wg.Go(func() { s.dbLoop(ctx) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(s.ln) }()
 
@@ -207,10 +223,72 @@ func (s *Server) Run(ctx context.Context) error {
 		<-serveErr // http.ErrServerClosed
 	}
 	wg.Wait()
-	if s.db != nil {
-		s.db.close()
-	}
 	return err
+}
+
+// SetDatabase makes rawURL the database probed from now on ("" stops
+// probing), as a reload of [observe] database asks. A URL that does not
+// parse is refused and the probe in place keeps running. It is safe for
+// concurrent use.
+func (s *Server) SetDatabase(rawURL string) error {
+	var p *dbProbe
+	if rawURL != "" {
+		var err error
+		if p, err = newDBProbe(rawURL, s.opts.Metrics, s.opts.Logger); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.db = p
+	s.mu.Unlock()
+	select {
+	case s.dbChanged <- struct{}{}:
+	default: // a change is pending already; the loop reads s.db afresh
+	}
+	return nil
+}
+
+// dbLoop runs the probe of s.db, restarting it on SetDatabase, until ctx
+// is done; it closes every probe it ran. Each probe's own goroutine has
+// ended when dbLoop moves on or returns.
+func (s *Server) dbLoop(ctx context.Context) {
+	var (
+		cur  *dbProbe
+		stop context.CancelFunc
+		done chan struct{}
+	)
+	start := func() {
+		s.mu.Lock()
+		cur = s.db
+		s.mu.Unlock()
+		if cur == nil {
+			return
+		}
+		var pctx context.Context
+		pctx, stop = context.WithCancel(ctx)
+		done = make(chan struct{})
+		go func(p *dbProbe) { defer close(done); p.run(pctx, s.opts.DBInterval) }(cur)
+	}
+	end := func() {
+		if cur == nil {
+			return
+		}
+		stop()
+		<-done
+		cur.close()
+		cur = nil
+	}
+	start()
+	for {
+		select {
+		case <-ctx.Done():
+			end()
+			return
+		case <-s.dbChanged:
+			end()
+			start()
+		}
+	}
 }
 
 // AddEvent records an event for the dashboard's markers and /status. It is
@@ -262,8 +340,15 @@ func (s *Server) status(withHistory bool, since int64) Status {
 		LatencyP50Seconds: snap.LatencyP50.Seconds(),
 		LatencyP99Seconds: snap.LatencyP99.Seconds(),
 	}
-	if s.db != nil {
-		d := s.db.status()
+	s.mu.Lock()
+	db := s.db
+	s.mu.Unlock()
+	if db != nil {
+		d := db.status()
+		if snap.App != nil {
+			d.AppProcesses = appWorkers(snap.App.Procs)
+			d.AppBudget = int64(snap.DBPoolPerProcess) * int64(d.AppProcesses)
+		}
 		st.DB = &d
 	}
 	s.mu.Lock()
@@ -274,6 +359,38 @@ func (s *Server) status(withHistory bool, since int64) Status {
 	}
 	s.mu.Unlock()
 	return st
+}
+
+// appWorkers counts the app processes that hold a database pool: every
+// process of the tree but Python's multiprocessing helpers
+// (resource_tracker, semaphore_tracker), and, when the main process has
+// workers (uvicorn --workers, gunicorn), not the main process, which only
+// manages them.
+func appWorkers(procs []ProcInfo) int {
+	n := 0
+	for _, p := range procs {
+		if !strings.Contains(p.Cmdline, "resource_tracker") && !strings.Contains(p.Cmdline, "semaphore_tracker") {
+			n++
+		}
+	}
+	if n > 1 {
+		n-- // the main process manages the workers
+	}
+	return n
+}
+
+// openRead reports whether r may go without the token under
+// Options.LoopbackReads.
+func (s *Server) openRead(r *http.Request) bool {
+	if !s.opts.LoopbackReads || (r.Method != http.MethodGet && r.Method != http.MethodHead) || !localHost(r.Host) {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // authorized reports whether r carries the token, in constant time: both

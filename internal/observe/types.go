@@ -43,6 +43,11 @@ type Snapshot struct {
 	// whether each takes requests: one that failed to connect is left out
 	// for a while when there are several.
 	Upstreams []UpstreamInfo `json:"upstreams"`
+	// DBPoolPerProcess is DB_POOL_SIZE + DB_MAX_OVERFLOW of the app's
+	// environment: the most database connections one app process's pool
+	// may open; 0 when unknown. The database probe's AppBudget is it times
+	// the app's worker processes.
+	DBPoolPerProcess int `json:"-"`
 }
 
 // UpstreamInfo is one address of the app.
@@ -122,13 +127,42 @@ type Event struct {
 type DBStatus struct {
 	// Kind is "mysql" or "postgres".
 	Kind string `json:"kind"`
-	// Connections is the number of connections in use on the server at the
-	// last successful probe, the probe's own included; -1 before the first.
+	// Connections is the number of client connections on the server at the
+	// last successful probe, the probe's own left out; -1 before the first.
+	// Without the right to see other users' connections (MySQL's PROCESS,
+	// PostgreSQL's pg_read_all_stats for their state) only what the probe's
+	// user may see is counted.
 	Connections int64 `json:"connections"`
+	// Groups counts the connections by user and state (MySQL: idle for
+	// Sleep, active for Query, else the command; PostgreSQL: pg_stat_activity
+	// state), most first; at most MaxDBGroups.
+	Groups []DBGroup `json:"groups,omitempty"`
+	// LongestQuerySeconds is how long the longest-running query has run; 0
+	// when none runs.
+	LongestQuerySeconds float64 `json:"longest_query_seconds"`
+	// User is the user the probe connects as: normally the app's, whose
+	// connections AppConnections counts (the probe's left out).
+	User           string `json:"user,omitempty"`
+	AppConnections int64  `json:"app_connections"`
+	// AppProcesses are the app's worker processes, and AppBudget the most
+	// connections their pools may open: (DB_POOL_SIZE + DB_MAX_OVERFLOW)
+	// times AppProcesses; 0 when unknown.
+	AppProcesses int   `json:"app_processes,omitempty"`
+	AppBudget    int64 `json:"app_budget,omitempty"`
 	// At is when the last probe ran; Error is its error ("" on success).
 	At    time.Time `json:"at"`
 	Error string    `json:"error,omitempty"`
 }
+
+// DBGroup is the number of connections of one user in one state.
+type DBGroup struct {
+	User  string `json:"user"`
+	State string `json:"state"`
+	Count int64  `json:"count"`
+}
+
+// MaxDBGroups bounds DBStatus.Groups.
+const MaxDBGroups = 20
 
 // Status is the document served at /status.
 type Status struct {

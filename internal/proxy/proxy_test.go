@@ -435,13 +435,3 @@ func BenchmarkProxyLoopback(b *testing.B) {
 		}
 	}
 }
-
-// TestClientIPNoAllocation: the usual peer address is taken as RemoteAddr
-// spells it, without formatting it again.
-func TestClientIPNoAllocation(t *testing.T) {
-	for _, remote := range []string{"203.0.113.7:5555", "[2001:db8::7]:443"} {
-		if n := testing.AllocsPerRun(100, func() { clientIP(remote) }); n != 0 {
-			t.Errorf("clientIP(%q): %v allocations, want 0", remote, n)
-		}
-	}
-}

@@ -2,13 +2,14 @@ package proxy
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"bulwark/internal/clientip"
 )
 
 // rewrite is ReverseProxy's Rewrite hook, for the upgrades it serves.
@@ -105,16 +106,19 @@ func sameFieldName(name, want string) bool {
 // setForwarded sets X-Forwarded-For, X-Real-IP, X-Forwarded-Proto and
 // X-Forwarded-Host on h for the client request in. The client's own
 // X-Forwarded-For is kept only when in comes from a trusted proxy; X-Real-IP
-// is then the right-most address of the chain that is not a trusted proxy.
+// is then the right-most address of the chain that is not a trusted proxy
+// (clientip.Real, which the per-client limits use too).
 func setForwarded(h http.Header, in *http.Request, trusted []netip.Prefix) {
-	peer, peerAddr := clientIP(in.RemoteAddr)
+	peer, peerAddr := clientip.Peer(in.RemoteAddr)
 	realIP := peer
 	xff := peer
-	if len(trusted) > 0 && isTrusted(peerAddr, trusted) {
+	if len(trusted) > 0 && clientip.Trusted(peerAddr, trusted) {
 		if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
 			chain := strings.Join(prior, ", ")
 			xff = chain + ", " + peer
-			realIP = realClientIP(chain, peer, trusted)
+			if a := clientip.Real(chain, peerAddr, trusted); a != peerAddr {
+				realIP = a.String()
+			}
 		}
 	}
 	vals := make([]string, 4) // one allocation for the four values
@@ -140,85 +144,6 @@ func setShared(h http.Header, key, v string, vals []string) []string {
 	vals[0] = v
 	h[key] = vals[:1:1]
 	return vals[1:]
-}
-
-// clientIP returns the IP of a RemoteAddr as text and parsed (the zero
-// Addr when it is not an IP).
-func clientIP(remoteAddr string) (string, netip.Addr) {
-	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil {
-		a := ap.Addr().Unmap()
-		// The address as RemoteAddr spells it, when that is how a.String()
-		// spells it (almost always: the kernel's address, printed by
-		// net), saves formatting it again: an allocation per request.
-		host := remoteAddr[:strings.LastIndexByte(remoteAddr, ':')]
-		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-		var buf [64]byte
-		if string(a.AppendTo(buf[:0])) == host {
-			return host, a
-		}
-		return a.String(), a
-	}
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		host = remoteAddr
-	}
-	a, _ := netip.ParseAddr(host)
-	return host, a.Unmap()
-}
-
-func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
-	if !a.IsValid() {
-		return false
-	}
-	a = a.Unmap()
-	for _, pfx := range trusted {
-		if pfx.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-// realClientIP walks chain (the X-Forwarded-For value) from the right,
-// starting left of the trusted peer, and returns the first address that is
-// not a trusted proxy. If every address is trusted it returns the left-most
-// one; an entry that is not an address stops the walk at the hop to its
-// right, which a trusted proxy vouched for.
-func realClientIP(chain, peer string, trusted []netip.Prefix) string {
-	last := peer
-	for chain != "" {
-		var entry string
-		if i := strings.LastIndexByte(chain, ','); i >= 0 {
-			entry, chain = chain[i+1:], chain[:i]
-		} else {
-			entry, chain = chain, ""
-		}
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
-			continue
-		}
-		a, ok := parseXFFEntry(entry)
-		if !ok {
-			return last
-		}
-		last = a.String()
-		if !isTrusted(a, trusted) {
-			return last
-		}
-	}
-	return last
-}
-
-// parseXFFEntry parses one X-Forwarded-For element: an IP, optionally with
-// a port ("1.2.3.4:80", "[::1]:80").
-func parseXFFEntry(s string) (netip.Addr, bool) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap(), true
-	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap(), true
-	}
-	return netip.Addr{}, false
 }
 
 // stripH2C removes an h2c upgrade, which ReverseProxy would otherwise pass

@@ -92,35 +92,51 @@ type loadedCert struct {
 }
 
 // loadPair reads, parses and validates one certificate/key pair as of now.
+// It reports every problem of the pair at once (a missing certificate does
+// not hide a missing key), each a *FileError naming its file.
 func loadPair(p Pair, now time.Time) (*loadedCert, error) {
-	certPEM, err := readFile("certificate", p.CertFile)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := readFile("key", p.KeyFile)
-	if err != nil {
-		return nil, err
+	certPEM, certErr := readFile("certificate", p.CertFile)
+	keyPEM, keyErr := readFile("key", p.KeyFile)
+	if certErr != nil || keyErr != nil {
+		return nil, errors.Join(certErr, keyErr)
 	}
 	return parsePair(p, certPEM, keyPEM, now)
 }
+
+// ErrSwapped reports a certificate file that holds a private key while the
+// key file holds a certificate.
+var ErrSwapped = errors.New("the certificate and key files are swapped")
 
 // parsePair validates the contents of a pair's files.
 func parsePair(p Pair, certPEM, keyPEM []byte, now time.Time) (*loadedCert, error) {
 	certErr := func(err error) error { return &FileError{Kind: "certificate", Path: p.CertFile, Err: err} }
 	keyErr := func(err error) error { return &FileError{Kind: "key", Path: p.KeyFile, Err: err} }
 
-	chain, err := parseCertificates(certPEM)
-	if err != nil {
-		return nil, certErr(err)
+	if hasBlock(certPEM, "PRIVATE KEY") && hasBlock(keyPEM, "CERTIFICATE") && !hasBlock(certPEM, "CERTIFICATE") {
+		return nil, certErr(fmt.Errorf("%w: it holds a private key and the key file %q a certificate; exchange cert and key", ErrSwapped, p.KeyFile))
+	}
+	chain, cerr := parseCertificates(certPEM)
+	if cerr == nil {
+		cerr = checkValidity(chain[0], now)
+	}
+	if cerr != nil && hasBlock(certPEM, "PRIVATE KEY") {
+		cerr = fmt.Errorf("%w: it holds a private key; the certificate belongs here", cerr)
+	}
+	key, kerr := parsePrivateKey(keyPEM)
+	if kerr != nil && hasBlock(keyPEM, "CERTIFICATE") {
+		kerr = fmt.Errorf("%w: it holds a certificate; the private key belongs here", kerr)
+	}
+	if cerr != nil || kerr != nil {
+		var errs []error
+		if cerr != nil {
+			errs = append(errs, certErr(cerr))
+		}
+		if kerr != nil {
+			errs = append(errs, keyErr(kerr))
+		}
+		return nil, errors.Join(errs...)
 	}
 	leaf := chain[0]
-	if err := checkValidity(leaf, now); err != nil {
-		return nil, certErr(err)
-	}
-	key, err := parsePrivateKey(keyPEM)
-	if err != nil {
-		return nil, keyErr(err)
-	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(leaf.PublicKey) {
 		return nil, keyErr(fmt.Errorf("%w in %q", ErrKeyMismatch, p.CertFile))
@@ -153,6 +169,38 @@ func pairSum(certPEM, keyPEM []byte) [sha256.Size]byte {
 	var s [sha256.Size]byte
 	h.Sum(s[:0])
 	return s
+}
+
+// hasBlock reports whether data holds a PEM block whose type ends in
+// suffix ("PRIVATE KEY" matches "EC PRIVATE KEY" too).
+func hasBlock(data []byte, suffix string) bool {
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return false
+		}
+		if strings.HasSuffix(block.Type, suffix) {
+			return true
+		}
+	}
+}
+
+// KeyModeWarning returns a warning when the file at path holds a private
+// key and can be read by its group or by others, "" otherwise (also when it
+// cannot be read: loading reports that). It looks at the contents, so that
+// swapped cert and key files warn about the file that really is the key.
+func KeyModeWarning(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o044 == 0 {
+		return ""
+	}
+	data, err := readFile("key", path)
+	if err != nil || !hasBlock(data, "PRIVATE KEY") {
+		return ""
+	}
+	return fmt.Sprintf("key file %q can be read by group or others (mode %04o): anyone in the group or on the machine can read the private key; chmod 600 it",
+		path, fi.Mode().Perm())
 }
 
 // parseCertificates returns every CERTIFICATE block, leaf first.

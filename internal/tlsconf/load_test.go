@@ -167,3 +167,69 @@ func TestParseMinVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestNewReportsEveryProblemOfAPair checks that a missing certificate does
+// not hide a missing key, and that swapped files are named as such.
+func TestNewReportsEveryProblemOfAPair(t *testing.T) {
+	dir := t.TempDir()
+	good := makePair(t, dir, "good", certSpec{names: []string{"good.test"}})
+	missCert, missKey := filepath.Join(dir, "nocert.pem"), filepath.Join(dir, "nokey.pem")
+	notPEM := filepath.Join(dir, "notpem.txt")
+	writeFile(t, notPEM, []byte("hello\n"))
+	tests := []struct {
+		name string
+		pair Pair
+		want []string
+	}{
+		{"both missing", Pair{missCert, missKey}, []string{
+			`certificate file "` + missCert + `": cannot open`, `key file "` + missKey + `": cannot open`}},
+		{"both bad", Pair{notPEM, notPEM}, []string{`certificate file "` + notPEM + `": not a PEM file`,
+			`key file "` + notPEM + `": not a PEM file`}},
+		{"swapped", Pair{good.KeyFile, good.CertFile}, []string{"swapped", "exchange cert and key"}},
+		{"key given twice", Pair{good.KeyFile, good.KeyFile}, []string{"no certificates in file: it holds a private key"}},
+		{"cert given twice", Pair{good.CertFile, good.CertFile}, []string{"no private key in file: it holds a certificate"}},
+	}
+	for _, tt := range tests {
+		_, err := New(Options{Pairs: []Pair{tt.pair}})
+		if err == nil {
+			t.Errorf("%s: New = nil error", tt.name)
+			continue
+		}
+		if tt.name == "swapped" && !errors.Is(err, ErrSwapped) {
+			t.Errorf("%s: error %q is not ErrSwapped", tt.name, err)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: New error = %q, want it to contain %q", tt.name, err, w)
+			}
+		}
+	}
+}
+
+func TestKeyModeWarning(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "k.pem")
+	writeFile(t, p, keyPEM(t, mustECDSA(t)))
+	cert := makePair(t, dir, "c", certSpec{names: []string{"c.test"}}).CertFile
+	if err := os.Chmod(cert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := KeyModeWarning(cert); got != "" {
+		t.Errorf("KeyModeWarning(a certificate, mode 0644) = %q, want none", got)
+	}
+	for _, tt := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o600, false}, {0o400, false}, {0o640, true}, {0o604, true}, {0o644, true}} {
+		if err := os.Chmod(p, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		got := KeyModeWarning(p)
+		if (got != "") != tt.warn || (tt.warn && !strings.Contains(got, p)) {
+			t.Errorf("KeyModeWarning(mode %04o) = %q, want a warning: %v", tt.mode, got, tt.warn)
+		}
+	}
+	if got := KeyModeWarning(filepath.Join(dir, "missing")); got != "" {
+		t.Errorf("KeyModeWarning(missing) = %q, want none (loading reports it)", got)
+	}
+}
