@@ -116,29 +116,25 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
-// TestMaintenanceRenewsAgainstPebble runs the Manager's renewal loop
-// against a real Pebble issuing 30-second certificates: the certificate is
-// obtained over tls-alpn-01 on a listener answering through
-// GetCertificate, then renewed by the maintenance loop in the same
-// process, and the new certificate is served.
-func TestMaintenanceRenewsAgainstPebble(t *testing.T) {
-	pebbleBin, challBin := findPebble(t)
-	dir := t.TempDir()
-	dns := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	startProcess(t, nil, challBin, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dnsserver", dns,
-		"-management", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "")
+// testPebble is a running Pebble validating tls-alpn-01 on a listener
+// that answers through the handshake function given to it.
+type testPebble struct {
+	dir, root string
+	out       func() string
+}
 
-	// The listener the CA validates against: GetCertificate answers both
-	// the challenge and the name, as tlsconf does.
-	var m *Manager
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		NextProtos:     []string{"http/1.1", "acme-tls/1"},
-		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return m.GetCertificate(h) },
-	})
+// orders counts the orders Pebble has accepted.
+func (p testPebble) orders() int { return strings.Count(p.out(), "Added order") }
+
+// serveTLS runs a TLS listener on 127.0.0.1 offering acme-tls/1, whose
+// certificates come from get, as tlsconf's do.
+func serveTLS(t *testing.T, get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) net.Listener {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{NextProtos: []string{"http/1.1", "acme-tls/1"}, GetCertificate: get})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -152,32 +148,74 @@ func TestMaintenanceRenewsAgainstPebble(t *testing.T) {
 			}()
 		}
 	}()
+	return ln
+}
 
+// startTestPebble runs pebble-challtestsrv (every name is 127.0.0.1) and
+// Pebble validating tls-alpn-01 on tlsPort; validity, if not zero, is the
+// certificates' lifetime in seconds.
+func startTestPebble(t *testing.T, tlsPort, validity int) testPebble {
+	t.Helper()
+	pebbleBin, challBin := findPebble(t)
+	dir := t.TempDir()
+	dns := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startProcess(t, nil, challBin, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dnsserver", dns,
+		"-management", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "")
 	certFile, keyFile := selfSigned(t, dir)
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg, _ := json.Marshal(map[string]any{"pebble": map[string]any{
+	conf := map[string]any{
 		"listenAddress": listen, "managementListenAddress": fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"certificate": certFile, "privateKey": keyFile,
-		"httpPort": freePort(t), "tlsPort": ln.Addr().(*net.TCPAddr).Port,
+		"httpPort": freePort(t), "tlsPort": tlsPort,
 		"retryAfter": map[string]int{"authz": 1, "order": 1}, "keyAlgorithm": "ecdsa",
-		"profiles": map[string]any{"default": map[string]any{"description": "short", "validityPeriod": 30}},
-	}})
+	}
+	if validity > 0 {
+		conf["profiles"] = map[string]any{"default": map[string]any{"description": "short", "validityPeriod": validity}}
+	}
+	cfg, _ := json.Marshal(map[string]any{"pebble": conf})
 	cfgFile := filepath.Join(dir, "pebble.json")
 	os.WriteFile(cfgFile, cfg, 0o600)
-	pebbleOut := startProcess(t, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_AUTHZREUSE=0", "PEBBLE_WFE_NONCEREJECT=0"},
+	out := startProcess(t, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_AUTHZREUSE=0", "PEBBLE_WFE_NONCEREJECT=0"},
 		pebbleBin, "-config", cfgFile, "-dnsserver", dns)
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(pebbleOut(), "ACME directory available") {
+	for !strings.Contains(out(), "ACME directory available") {
 		if time.Now().After(deadline) {
-			t.Fatalf("pebble did not start:\n%s", pebbleOut())
+			t.Fatalf("pebble did not start:\n%s", out())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return testPebble{dir: "https://" + listen + "/dir", root: certFile, out: out}
+}
 
+// waitStatus polls m's status of its first name until cond holds.
+func waitStatus(t *testing.T, m *Manager, logs *syncBuffer, what string, d time.Duration, cond func(NameStatus) bool) NameStatus {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if st := m.Status()[0]; cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %v\nlog:\n%s", what, m.Status()[0], logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestMaintenanceRenewsAgainstPebble runs the Manager's renewal loop
+// against a real Pebble issuing 30-second certificates: the certificate is
+// obtained over tls-alpn-01 on a listener answering through
+// GetCertificate, then renewed by the maintenance loop in the same
+// process.
+func TestMaintenanceRenewsAgainstPebble(t *testing.T) {
+	var m *Manager
+	ln := serveTLS(t, func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return m.GetCertificate(h) })
+	ca := startTestPebble(t, ln.Addr().(*net.TCPAddr).Port, 30)
 	var logs syncBuffer
+	var err error
 	m, err = New(Options{
-		Domains: []string{"a.test"}, Storage: filepath.Join(dir, "acme"), CA: "https://" + listen + "/dir",
-		CARoot: certFile, Challenges: []string{TLSALPN01}, RenewCheckInterval: time.Second,
+		Domains: []string{"a.test"}, Storage: filepath.Join(t.TempDir(), "acme"), CA: ca.dir,
+		CARoot: ca.root, Challenges: []string{TLSALPN01}, RenewCheckInterval: time.Second,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	if err != nil {
@@ -188,31 +226,61 @@ func TestMaintenanceRenewsAgainstPebble(t *testing.T) {
 	if err := m.Start(ctx, ln.Addr().String(), ""); err != nil {
 		t.Fatal(err)
 	}
-	wait := func(what string, d time.Duration, cond func(NameStatus) bool) NameStatus {
-		t.Helper()
-		deadline := time.Now().Add(d)
-		for {
-			if st := m.Status()[0]; cond(st) {
-				return st
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s: %v\nlog:\n%s", what, m.Status()[0], logs.String())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	first := wait("the first certificate", 60*time.Second, func(s NameStatus) bool { return !s.NotAfter.IsZero() })
+	first := waitStatus(t, m, &logs, "the first certificate", 60*time.Second, func(s NameStatus) bool { return !s.NotAfter.IsZero() })
 	if !first.RenewAfter.Before(first.NotAfter) {
 		t.Errorf("renew_after %v is not before not_after %v", first.RenewAfter, first.NotAfter)
 	}
-	second := wait("the renewal", 60*time.Second, func(s NameStatus) bool { return s.NotAfter.After(first.NotAfter) })
+	second := waitStatus(t, m, &logs, "the renewal", 60*time.Second, func(s NameStatus) bool { return s.NotAfter.After(first.NotAfter) })
 	if !strings.Contains(logs.String(), `msg="acme: certificate obtained" name=a.test renewal=true`) {
 		t.Errorf("no renewal line in the log")
 	}
 	if second.LastError != "" {
 		t.Errorf("last_error after the renewal: %q", second.LastError)
 	}
-	if n := strings.Count(pebbleOut(), "Added order"); n < 2 {
+	if n := ca.orders(); n < 2 {
 		t.Errorf("pebble accepted %d orders, want the first and a renewal", n)
+	}
+}
+
+// TestSharedStorageOrdersOnce: two instances sharing storage start at
+// once. The engine's lock lets one order; the other loads the result. The
+// CA validates only the first instance's listener, so when the second wins
+// the lock, the first answers its challenge from the shared storage.
+func TestSharedStorageOrdersOnce(t *testing.T) {
+	var a, b *Manager
+	lnA := serveTLS(t, func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return a.GetCertificate(h) })
+	lnB := serveTLS(t, func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return b.GetCertificate(h) })
+	ca := startTestPebble(t, lnA.Addr().(*net.TCPAddr).Port, 0)
+	storage := filepath.Join(t.TempDir(), "acme")
+	var logsA, logsB syncBuffer
+	newManager := func(logs *syncBuffer) *Manager {
+		m, err := New(Options{
+			Domains: []string{"a.test"}, Storage: storage, CA: ca.dir, CARoot: ca.root,
+			Challenges: []string{TLSALPN01}, RenewCheckInterval: time.Second,
+			Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	a, b = newManager(&logsA), newManager(&logsB)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() { errs <- a.Start(ctx, lnA.Addr().String(), "") }()
+	go func() { errs <- b.Start(ctx, lnB.Addr().String(), "") }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	sa := waitStatus(t, a, &logsA, "instance A's certificate", 60*time.Second, func(s NameStatus) bool { return !s.NotAfter.IsZero() })
+	sb := waitStatus(t, b, &logsB, "instance B's certificate", 60*time.Second, func(s NameStatus) bool { return !s.NotAfter.IsZero() })
+	if !sa.NotAfter.Equal(sb.NotAfter) {
+		t.Errorf("the instances serve different certificates: %v and %v", sa.NotAfter, sb.NotAfter)
+	}
+	if n := ca.orders(); n != 1 {
+		t.Errorf("pebble accepted %d orders for one name shared by two instances, want 1\nA:\n%s\nB:\n%s", n, logsA.String(), logsB.String())
 	}
 }
