@@ -124,7 +124,7 @@ func New(o Options) (*Manager, error) {
 	if o.CARoot != "" {
 		pool, err := readRoots(o.CARoot)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("ca_root: %w", err))
 		}
 		m.roots = pool
 	}
@@ -135,15 +135,22 @@ func New(o Options) (*Manager, error) {
 	return m, nil
 }
 
+// CheckCARoot reports why path cannot serve as Options.CARoot: it must be
+// a readable PEM bundle holding at least one certificate.
+func CheckCARoot(path string) error {
+	_, err := readRoots(path)
+	return err
+}
+
 // readRoots reads a PEM bundle that must hold at least one certificate.
 func readRoots(path string) (*x509.CertPool, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("ca_root: %w", err)
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("ca_root %q: no PEM certificate in the file", path)
+		return nil, fmt.Errorf("%q: no PEM certificate in the file", path)
 	}
 	return pool, nil
 }

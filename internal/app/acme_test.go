@@ -32,3 +32,14 @@ func TestCheckValidatesAcme(t *testing.T) {
 		t.Errorf("Reload of [acme] = %v, want it to say acme needs an upgrade", err)
 	}
 }
+
+// TestCheckFilesNamesACMERoot: a config that does not validate still has
+// its ACME CA root looked at, named by its key.
+func TestCheckFilesNamesACMERoot(t *testing.T) {
+	cfg := testConfig(t, "")
+	cfg.Acme.CARoot = filepath.Join(t.TempDir(), "missing.pem")
+	_, err := CheckFiles(cfg)
+	if err == nil || !strings.Contains(err.Error(), "acme.ca_root: open "+cfg.Acme.CARoot) {
+		t.Errorf("CheckFiles with a missing ca_root: %v", err)
+	}
+}

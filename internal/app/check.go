@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"bulwark/internal/acme"
 	"bulwark/internal/config"
 	"bulwark/internal/tlsconf"
 )
@@ -49,7 +50,7 @@ func checkApp(cfg *config.Config) []error {
 }
 
 // CheckFiles looks only at the files a config names, the certificates and
-// keys and the app's program and directory, so that check can list their
+// keys, the ACME CA root, and the app's program and directory, so that check can list their
 // problems next to those of a config that does not validate (Check needs
 // a valid one). Problems are named by their key.
 func CheckFiles(cfg *config.Config) (warnings []string, err error) {
@@ -64,6 +65,11 @@ func CheckFiles(cfg *config.Config) (warnings []string, err error) {
 	if len(pairs) > 0 {
 		if _, err := tlsconf.New(tlsconf.Options{Pairs: pairs}); err != nil {
 			errs = append(errs, keyedErrors(cfg, err)...)
+		}
+	}
+	if root := cfg.Acme.CARoot; root != "" {
+		if err := acme.CheckCARoot(root); err != nil {
+			errs = append(errs, fmt.Errorf("acme.ca_root: %w", err))
 		}
 	}
 	return warnings, errors.Join(errs...)
