@@ -300,6 +300,9 @@ storage = %q
 	// 3. A reload orders nothing.
 	in.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, 10*time.Second, "the reload", func() bool { return strings.Contains(in.out.String(), "config reloaded") })
+	if leaf, err := servedLeaf(https, "b.test", ca.roots); err != nil || !leaf.Equal(b1) {
+		t.Errorf("b.test after the reload: %v; want the same certificate", err)
+	}
 
 	// 4. Nor does a binary upgrade: the new process reads storage.
 	oldPID, _ := os.ReadFile(pidFile)
