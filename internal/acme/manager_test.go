@@ -179,3 +179,41 @@ func TestZapToSlog(t *testing.T) {
 		t.Errorf("a debug line passed an info handler: %q", got)
 	}
 }
+
+// TestStatusNextAttempt: after failures the next attempt follows the
+// engine's backoff from the last failure; after a success it is the
+// renewal time, and the error is cleared.
+func TestStatusNextAttempt(t *testing.T) {
+	nb := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var na time.Time // no certificate yet
+	m := &Manager{}
+	m.status = newStatusBook([]string{"a.test"}, func(string) (time.Time, time.Time) { return nb, na },
+		metrics.NewSet(), slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	fail := map[string]any{"identifier": "a.test", "error": "connection refused"}
+	m.status.onEvent(ctx, "cert_obtaining", map[string]any{"identifier": "a.test"})
+	if st := m.Status()[0]; !st.NextAttempt.IsZero() || st.Attempt.IsZero() {
+		t.Errorf("during the first order: %+v, want an attempt and no next one", st)
+	}
+	m.status.onEvent(ctx, "cert_failed", fail)
+	st := m.Status()[0]
+	if got := st.NextAttempt.Sub(st.LastErrorAt); got != time.Minute {
+		t.Errorf("after one failure the next attempt is %v after it, want 1m", got)
+	}
+	m.status.onEvent(ctx, "cert_failed", fail)
+	m.status.onEvent(ctx, "cert_failed", fail)
+	m.status.onEvent(ctx, "cert_failed", fail)
+	st = m.Status()[0]
+	if got := st.NextAttempt.Sub(st.LastErrorAt); got != 5*time.Minute {
+		t.Errorf("after four failures the next attempt is %v after the last, want 5m", got)
+	}
+	na = nb.Add(90 * 24 * time.Hour)
+	m.status.onEvent(ctx, "cert_obtained", map[string]any{"identifier": "a.test"})
+	st = m.Status()[0]
+	if st.LastError != "" || !st.NextAttempt.Equal(nb.Add(60*24*time.Hour)) || !st.NextAttempt.Equal(st.RenewAfter) {
+		t.Errorf("after a success: %+v, want no error and the next attempt at day 60 of 90", st)
+	}
+	if !strings.Contains(st.String(), "next attempt 2026-03-02") {
+		t.Errorf("String() = %q", st.String())
+	}
+}

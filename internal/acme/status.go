@@ -29,6 +29,11 @@ type NameStatus struct {
 	// Attempt is when this process last started an order for the name;
 	// zero if it has not.
 	Attempt time.Time
+	// NextAttempt is when the next order is due: after a failure, the
+	// engine's backoff from LastErrorAt (1, 2, 2, 5, 10 minutes... up to 6
+	// hours; a renewal then waits for the next maintenance check); else
+	// RenewAfter. Zero while the first order is under way.
+	NextAttempt time.Time
 	// LastRenewal is when this process last obtained or renewed its
 	// certificate; zero if it has not (a certificate loaded from storage
 	// was obtained earlier).
@@ -44,6 +49,25 @@ type NameStatus struct {
 type nameState struct {
 	attempt, renewed, errorAt time.Time
 	lastErr                   string
+	failures                  int // in a row, since the last success
+}
+
+// retryBackoff mirrors the engine's retry schedule (certmagic's
+// retryIntervals, async.go, v0.25.6), to say when it tries again; the last
+// entry repeats.
+var retryBackoff = [...]time.Duration{
+	time.Minute, 2 * time.Minute, 2 * time.Minute, 5 * time.Minute,
+	10 * time.Minute, 10 * time.Minute, 10 * time.Minute,
+	20 * time.Minute, 20 * time.Minute, 20 * time.Minute, 20 * time.Minute,
+	30 * time.Minute, 30 * time.Minute, 30 * time.Minute, 30 * time.Minute, 30 * time.Minute, 30 * time.Minute,
+	time.Hour, time.Hour, time.Hour, 2 * time.Hour, 2 * time.Hour, 3 * time.Hour, 3 * time.Hour, 6 * time.Hour,
+}
+
+// nextRetry is when the engine retries after failures failed attempts in
+// a row, the last at at.
+func nextRetry(at time.Time, failures int) time.Time {
+	i := min(max(failures-1, 0), len(retryBackoff)-1)
+	return at.Add(retryBackoff[i])
 }
 
 // statusBook records the engine's events per name and publishes
@@ -91,9 +115,10 @@ func (b *statusBook) onEvent(_ context.Context, event string, data map[string]an
 	case "cert_obtaining":
 		st.attempt = now
 	case "cert_obtained":
-		st.renewed, st.lastErr, st.errorAt = now, "", time.Time{}
+		st.renewed, st.lastErr, st.errorAt, st.failures = now, "", time.Time{}, 0
 	case "cert_failed":
 		st.lastErr, st.errorAt = fmt.Sprint(data["error"]), now
+		st.failures++
 	}
 	lastErr := st.lastErr
 	b.mu.Unlock()
@@ -125,8 +150,14 @@ func (m *Manager) Status() []NameStatus {
 		if st := b.state[normalize(n)]; st != nil {
 			ns.Attempt, ns.LastRenewal = st.attempt, st.renewed
 			ns.LastError, ns.LastErrorAt = st.lastErr, st.errorAt
+			if st.lastErr != "" {
+				ns.NextAttempt = nextRetry(st.errorAt, st.failures)
+			}
 		}
 		b.mu.Unlock()
+		if ns.NextAttempt.IsZero() {
+			ns.NextAttempt = ns.RenewAfter
+		}
 		out = append(out, ns)
 	}
 	return out
@@ -143,6 +174,9 @@ func (s NameStatus) String() string {
 	}
 	if s.LastError != "" {
 		fmt.Fprintf(&b, "; last error %s: %s", s.LastErrorAt.UTC().Format(time.RFC3339), s.LastError)
+	}
+	if !s.NextAttempt.IsZero() {
+		fmt.Fprintf(&b, "; next attempt %s", s.NextAttempt.UTC().Format(time.RFC3339))
 	}
 	return b.String()
 }

@@ -82,6 +82,7 @@ func (a *App) certStatus() []observe.CertStatus {
 			NotAfter:    s.NotAfter,
 			RenewAfter:  s.RenewAfter,
 			LastAttempt: s.Attempt,
+			NextAttempt: s.NextAttempt,
 			LastRenewal: s.LastRenewal,
 			LastError:   s.LastError,
 			LastErrorAt: s.LastErrorAt,

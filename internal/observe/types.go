@@ -102,8 +102,11 @@ type CertStatus struct {
 	NotAfter time.Time `json:"not_after,omitzero"`
 	// RenewAfter is when renewal is due by the renewal window.
 	RenewAfter time.Time `json:"renew_after,omitzero"`
-	// LastAttempt is when this process last started an order for it.
+	// LastAttempt is when this process last started an order for it;
+	// NextAttempt is when the next is due (the retry backoff after a
+	// failure, else RenewAfter).
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	// LastRenewal is when this process last obtained or renewed it.
 	LastRenewal time.Time `json:"last_renewal,omitzero"`
 	// LastError is the last failure ("" after a success), at LastErrorAt;
