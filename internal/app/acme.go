@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 
 	"bulwark/internal/acme"
 	"bulwark/internal/config"
@@ -60,6 +61,7 @@ func (a *App) startACME(ctx context.Context, lns *listeners) error {
 	if a.acme == nil {
 		return nil
 	}
+	a.warnFileCovered()
 	httpAddr := ""
 	if lns.http != nil {
 		httpAddr = lns.http.Addr().String()
@@ -68,6 +70,34 @@ func (a *App) startACME(ctx context.Context, lns *listeners) error {
 		return fmt.Errorf("acme: %w", err)
 	}
 	return nil
+}
+
+// warnFileCovered says which [acme] domains a certificate file covers:
+// the file is served for them, so their ACME certificates go unused.
+func (a *App) warnFileCovered() {
+	for _, d := range a.cfg.Acme.Domains {
+		for _, c := range a.certs.Expiries() {
+			if coversName(c.Names, d) {
+				a.log.Warn("acme: a certificate file covers this domain and is served for it; drop one or the other",
+					"name", d, "file", c.File)
+				break
+			}
+		}
+	}
+}
+
+// coversName reports whether names (a certificate's) cover name, exactly
+// or by a wildcard one label deep.
+func coversName(names []string, name string) bool {
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+		if i := strings.IndexByte(name, '.'); i > 0 && n == "*"+name[i:] {
+			return true
+		}
+	}
+	return false
 }
 
 // certStatus is [acme]'s per-name state for /status.

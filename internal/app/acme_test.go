@@ -43,3 +43,21 @@ func TestCheckFilesNamesACMERoot(t *testing.T) {
 		t.Errorf("CheckFiles with a missing ca_root: %v", err)
 	}
 }
+
+func TestCoversName(t *testing.T) {
+	for _, tt := range []struct {
+		names []string
+		name  string
+		want  bool
+	}{
+		{[]string{"a.test"}, "a.test", true},
+		{[]string{"*.w.test"}, "x.w.test", true},
+		{[]string{"*.w.test"}, "w.test", false},
+		{[]string{"*.w.test"}, "y.x.w.test", false},
+		{[]string{"localhost", "127.0.0.1"}, "a.test", false},
+	} {
+		if got := coversName(tt.names, tt.name); got != tt.want {
+			t.Errorf("coversName(%q, %q) = %v, want %v", tt.names, tt.name, got, tt.want)
+		}
+	}
+}
