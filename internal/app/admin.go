@@ -83,8 +83,6 @@ func (as *adminServer) restartApp() func() error {
 	}
 }
 
-var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-
 // snapshot reports the state once a second; it reads a few /proc files for
 // Bulwark itself (cached for a second) and the watcher's last app sample.
 func (as *adminServer) snapshot() observe.Snapshot {
@@ -108,9 +106,12 @@ func (as *adminServer) snapshot() observe.Snapshot {
 	for _, u := range a.proxy.Upstreams() {
 		s.Upstreams = append(s.Upstreams, observe.UpstreamInfo{Address: u.Address, Up: u.Up})
 	}
-	metrics.Read(heapSample)
-	if heapSample[0].Value.Kind() == metrics.KindUint64 {
-		s.GoHeapBytes = int64(heapSample[0].Value.Uint64())
+	// A sample of its own per call: snapshot runs from the sampler and from
+	// every /status request at once, and metrics.Read writes into it.
+	heap := [1]metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(heap[:])
+	if heap[0].Value.Kind() == metrics.KindUint64 {
+		s.GoHeapBytes = int64(heap[0].Value.Uint64())
 	}
 	if m, err := memwatch.Machine(""); err == nil {
 		s.Machine = observe.MachineInfo{MemTotal: m.MemTotal, MemAvailable: m.MemAvailable}
