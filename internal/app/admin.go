@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"runtime/metrics"
 	"strings"
@@ -9,8 +10,10 @@ import (
 	"time"
 
 	"bulwark/internal/config"
+	"bulwark/internal/httperr"
 	"bulwark/internal/memwatch"
 	"bulwark/internal/observe"
+	"bulwark/internal/supervise"
 )
 
 // adminServer ties the observe server to the running pieces: it assembles
@@ -53,13 +56,20 @@ func (as *adminServer) restartApp() func() error {
 		return nil
 	}
 	return func() error {
-		go func() {
-			if err := as.a.sup.Restart("manual"); err != nil {
-				as.a.log.Error("manual restart of the app failed", "err", err)
-			}
-		}()
+		if err := as.a.sup.Restart("manual"); err != nil {
+			as.a.log.Error("manual restart of the app failed", "err", err)
+			return appFailed(err)
+		}
 		return nil
 	}
+}
+
+// appFailed marks err, a restart of the app that did not bring it up, as
+// the admin API's 502: the body is the reason and the app's last stderr
+// lines, so the CLI can print them and exit non-zero.
+func appFailed(err error) error {
+	// Msg carries the whole text; Err would repeat it in Error().
+	return &httperr.Error{Status: http.StatusBadGateway, Reason: "app_failed", Msg: err.Error()}
 }
 
 var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
@@ -103,6 +113,11 @@ func (as *adminServer) snapshot() observe.Snapshot {
 		info := &observe.AppInfo{
 			State: st.State, PID: st.PID, Since: st.Since, Restarts: st.Restarts,
 			LastExit: st.LastExit, MaxMemory: int64(a.cfg.App.MaxMemory), RSS: tree.RSS, PSS: tree.PSS,
+		}
+		if st.State == supervise.StateFailing {
+			info.State, info.Stderr = "failing: "+st.Failure, st.Stderr
+			tree = memwatch.TreeSample{} // the last sample is of a process that is gone
+			info.RSS, info.PSS = 0, 0
 		}
 		for _, p := range tree.Procs {
 			info.Procs = append(info.Procs, observe.ProcInfo{PID: p.PID, RSS: p.RSS, PSS: p.PSS, StartTime: p.StartTime, Cmdline: p.Cmdline})
