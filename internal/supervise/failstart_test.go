@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -186,5 +187,80 @@ func TestStderrLevel(t *testing.T) {
 		if got := stderrLevel(tc.line); got != tc.want {
 			t.Errorf("stderrLevel(%q) = %v, want %v", tc.line, got, tc.want)
 		}
+	}
+}
+
+// TestRestartHardStopsOldFirst: over its hard memory ceiling the app is
+// stopped before the new copy starts, even when a second one would fit,
+// and requests wait at the gate instead of failing.
+func TestRestartHardStopsOldFirst(t *testing.T) {
+	var oldPID atomic.Int64
+	var overlapped atomic.Bool
+	o := Options{
+		Command:      fakeCommand(t, "127.0.0.1:{port}"),
+		ZeroDowntime: func() bool { return true },
+		OnStart: func(pid int) {
+			if old := int(oldPID.Load()); old != 0 && alive(old) {
+				overlapped.Store(true)
+			}
+		},
+	}
+	h := start(t, o, nil)
+	first := waitReady(t, h)
+	oldPID.Store(int64(first.PID))
+	if err := h.s.RestartHard(ReasonMemory); err != nil {
+		t.Fatalf("RestartHard() = %v", err)
+	}
+	if overlapped.Load() {
+		t.Errorf("the new copy started while the old one (over its hard ceiling) still ran")
+	}
+	if st := h.s.Status(); st.PID == first.PID || st.State != StateReady || st.Restarts[ReasonMemory] != 1 {
+		t.Errorf("after RestartHard Status() = %+v, want a new ready pid and memory 1", st)
+	}
+	if code, _, _, err := h.get("/"); err != nil || code != http.StatusOK {
+		t.Errorf("GET / after RestartHard = %d %v, want 200", code, err)
+	}
+}
+
+// TestUrgentDuringSwap: the old copy crosses its hard ceiling while its
+// replacement starts next to it; it is stopped at once, requests wait for
+// the new copy, and none fails.
+func TestUrgentDuringSwap(t *testing.T) {
+	o := Options{Command: fakeCommand(t, "127.0.0.1:{port}"), ZeroDowntime: func() bool { return true }}
+	h := start(t, o, nil)
+	first := waitReady(t, h)
+	slow := h.opts
+	slow.Env = maps.Clone(slow.Env)
+	slow.Env["FAKEAPP_DELAY"] = "1500ms" // the replacement takes its time
+	done := make(chan error, 1)
+	go func() { done <- h.s.UpdateWait(slow) }()
+	waitFor(t, 20*time.Second, "the replacement to start", func() bool {
+		return len(h.logs.find("app started next to the running one")) > 0
+	})
+	stop := make(chan struct{})
+	type result struct {
+		total    int64
+		failures chan string
+	}
+	res := make(chan result, 1)
+	go func() { n, f := load(h, 2, "/", stop); res <- result{n, f} }()
+	h.s.Urgent()
+	waitFor(t, 20*time.Second, "the old copy to be stopped", func() bool { return !alive(first.PID) })
+	if st := h.s.Status(); st.State == StateReady {
+		t.Errorf("state %s with the old copy stopped and the new one not ready, want restarting", st.State)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("UpdateWait() = %v", err)
+	}
+	close(stop)
+	r := <-res
+	for f := range r.failures {
+		t.Errorf("request failed while the old copy was stopped early: %s", f)
+	}
+	if st := h.s.Status(); st.PID == first.PID || st.State != StateReady {
+		t.Errorf("after the swap Status() = %+v, want a new ready pid", st)
+	}
+	if len(h.logs.find("stopping the old copy now")) != 1 {
+		t.Errorf("the log does not say the old copy was stopped early")
 	}
 }

@@ -341,8 +341,13 @@ func probeClient(addr string) (*http.Client, string) {
 }
 
 // awaitReady probes the health URL of inst until it answers below 500, the
-// process exits, timeout passes or ctx ends.
-func (s *Supervisor) awaitReady(ctx context.Context, o Options, inst *instance) error {
+// process exits, timeout passes or ctx ends. When urgent is not nil it is
+// called (once) on Urgent meanwhile.
+func (s *Supervisor) awaitReady(ctx context.Context, o Options, inst *instance, urgent func()) error {
+	var urgentc <-chan struct{}
+	if urgent != nil {
+		urgentc = s.urgentc
+	}
 	client, base := probeClient(inst.addr)
 	defer client.CloseIdleConnections()
 	deadline := time.NewTimer(o.StartTimeout)
@@ -377,6 +382,9 @@ func (s *Supervisor) awaitReady(ctx context.Context, o Options, inst *instance) 
 			return fmt.Errorf("app not ready within start_timeout (%v): GET %s never answered below 500", o.StartTimeout, o.Health)
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-urgentc:
+			urgentc = nil
+			urgent()
 		case <-tick.C:
 		}
 	}

@@ -368,7 +368,7 @@ func TestMakeCgroup(t *testing.T) {
 		t.Errorf("makeCgroup() = %q, want %q", dir, want)
 	}
 	for file, want := range map[string]string{
-		"memory.high": strconv.Itoa(400 << 20), "memory.max": strconv.Itoa(500 << 20), "cgroup.procs": "4242",
+		"memory.high": strconv.Itoa(400 << 20), "memory.max": strconv.Itoa(600 << 20), "cgroup.procs": "4242",
 	} {
 		if b, _ := os.ReadFile(filepath.Join(dir, file)); string(b) != want {
 			t.Errorf("%s = %q, want %q", file, b, want)

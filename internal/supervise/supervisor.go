@@ -86,8 +86,14 @@ type applyReq struct {
 
 type restartReq struct {
 	reason string
+	hard   bool       // stop the old copy first, with hardStopGrace
 	reply  chan error // cap 1
 }
+
+// hardStopGrace is how long a copy stopped by RestartHard or Urgent has to
+// finish its requests after SIGTERM before SIGKILL: it is over its memory
+// ceiling and still growing.
+const hardStopGrace = time.Second
 
 // Supervisor runs the app. Run owns all process state; the other methods
 // are safe for concurrent use and talk to Run through channels.
@@ -104,6 +110,7 @@ type Supervisor struct {
 	uptime    *metrics.Gauge
 	lastDur   *metrics.Gauge
 	forkc     chan forkReq
+	urgentc   chan struct{} // cap 1; see Urgent
 	cgroupOff bool // Run-owned: cgroups failed once, not tried again
 
 	// Owned by the Run goroutine.
@@ -143,6 +150,7 @@ func New(o Options) (*Supervisor, error) {
 		uptime:   set.GetOrCreateGauge("bulwark_app_uptime_seconds", nil),
 		lastDur:  set.GetOrCreateGauge("bulwark_app_last_restart_duration_seconds", nil),
 		forkc:    make(chan forkReq),
+		urgentc:  make(chan struct{}, 1),
 		backoff:  o.BackoffMin,
 		status:   Status{State: StateStopped, Since: time.Now(), Restarts: map[string]int{}},
 	}
@@ -203,10 +211,32 @@ func (s *Supervisor) countRestart(reason string) {
 // It resets the crash back-off: a fixed app starts at once. Only a restart
 // that succeeded is counted under reason.
 func (s *Supervisor) Restart(reason string) error {
+	return s.restartReq(restartReq{reason: reason, reply: make(chan error, 1)})
+}
+
+// RestartHard is Restart for an app over its hard memory ceiling: the
+// current copy is stopped first (SIGTERM at once, SIGKILL after a second)
+// and requests wait at the gate for the new one, even when a second copy
+// would fit, because the old one is still growing.
+func (s *Supervisor) RestartHard(reason string) error {
+	return s.restartReq(restartReq{reason: reason, hard: true, reply: make(chan error, 1)})
+}
+
+// Urgent tells a restart in progress that the old copy has crossed its
+// hard ceiling: a zero-downtime restart stops the old copy now and holds
+// requests until the new one is ready. It does not block, and does nothing
+// when no restart is in progress.
+func (s *Supervisor) Urgent() {
+	select {
+	case s.urgentc <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Supervisor) restartReq(req restartReq) error {
 	if !s.running.Load() {
 		return ErrNotRunning
 	}
-	req := restartReq{reason: reason, reply: make(chan error, 1)}
 	select {
 	case s.restartc <- req:
 	case <-s.done:
@@ -313,7 +343,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				s.scheduleRetry(err)
 			}
 		case req := <-s.restartc:
-			req.reply <- s.restart(ctx, req.reason)
+			req.reply <- s.restart(ctx, req.reason, req.hard)
 		case <-s.updatec:
 			s.mu.Lock()
 			o := s.pending
@@ -352,7 +382,7 @@ func (s *Supervisor) bringUp(ctx context.Context, state string) error {
 	if o.OnStart != nil {
 		o.OnStart(inst.pid)
 	}
-	if err := s.awaitReady(ctx, o, inst); err != nil {
+	if err := s.awaitReady(ctx, o, inst, nil); err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
@@ -449,8 +479,12 @@ func (s *Supervisor) armRetry(d time.Duration) {
 
 // restart performs one graceful restart: zero-downtime when the command has
 // a placeholder and a second instance fits, hold-and-restart otherwise.
-func (s *Supervisor) restart(ctx context.Context, reason string) error {
+func (s *Supervisor) restart(ctx context.Context, reason string, hard bool) error {
 	t0 := time.Now()
+	select { // an Urgent from before this restart is stale
+	case <-s.urgentc:
+	default:
+	}
 	defer func() { s.lastDur.Set(time.Since(t0).Seconds()) }()
 	if s.retry != nil { // in back-off: start now
 		s.retry.Stop()
@@ -460,7 +494,9 @@ func (s *Supervisor) restart(ctx context.Context, reason string) error {
 	// back-off of earlier crashes no longer applies.
 	s.backoff, s.crashes = s.opts.BackoffMin, 0
 	mode := "hold"
-	if s.cur != nil && s.opts.placeholder() != "" {
+	if hard {
+		mode = "hold (memory above its hard ceiling)"
+	} else if s.cur != nil && s.opts.placeholder() != "" {
 		if s.opts.ZeroDowntime != nil && s.opts.ZeroDowntime() {
 			mode = "zero-downtime"
 		} else {
@@ -472,7 +508,11 @@ func (s *Supervisor) restart(ctx context.Context, reason string) error {
 	if mode == "zero-downtime" {
 		err = s.swap(ctx)
 	} else {
-		err = s.holdRestart(ctx)
+		grace := s.opts.StopTimeout
+		if hard {
+			grace = hardStopGrace
+		}
+		err = s.holdRestart(ctx, grace, hard)
 	}
 	if err != nil {
 		if ctx.Err() == nil && s.cur == nil {
@@ -486,18 +526,19 @@ func (s *Supervisor) restart(ctx context.Context, reason string) error {
 	return nil
 }
 
-// holdRestart closes the gate, drains, stops the current instance, starts a
+// holdRestart closes the gate, drains (unless hard: the app finishes its
+// requests after SIGTERM), stops the current instance with grace, starts a
 // new one and opens the gate when it is ready.
-func (s *Supervisor) holdRestart(ctx context.Context) error {
+func (s *Supervisor) holdRestart(ctx context.Context, grace time.Duration, hard bool) error {
 	s.gate.set(gateClosed) // a failing app's requests wait for this attempt too
 	if old := s.cur; old != nil {
 		s.setState(StateRestarting)
-		if !s.gate.drain(ctx, s.gate.current(), s.opts.StopTimeout) {
+		if !hard && !s.gate.drain(ctx, s.gate.current(), grace) {
 			s.log.Warn("requests still in flight after stop_timeout: stopping the app anyway",
 				"in_flight", s.InFlight())
 		}
 		s.cur = nil
-		s.stop(old, s.opts.StopTimeout)
+		s.stop(old, grace)
 		s.mu.Lock()
 		s.status.LastExit = describeExit(old.exit)
 		s.mu.Unlock()
@@ -514,7 +555,17 @@ func (s *Supervisor) swap(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("app started next to the running one", "pid", inst.pid, "address", inst.addr, "old_pid", old.pid)
-	if err := s.awaitReady(ctx, o, inst); err != nil {
+	oldStopped := false
+	urgent := func() {
+		s.log.Warn("app memory above its hard ceiling during the restart: stopping the old copy now; requests wait for the new one",
+			"pid", old.pid, "new_pid", inst.pid)
+		s.gate.set(gateClosed)
+		s.setState(StateRestarting)
+		s.cur = nil
+		s.stop(old, hardStopGrace)
+		oldStopped = true
+	}
+	if err := s.awaitReady(ctx, o, inst, urgent); err != nil {
 		s.stop(inst, o.StopTimeout)
 		if ctx.Err() != nil {
 			return err
@@ -526,6 +577,9 @@ func (s *Supervisor) swap(ctx context.Context) error {
 		o.OnStart(inst.pid)
 	}
 	s.ready(inst) // OnAddress(new), then the new generation gets the new requests
+	if oldStopped {
+		return nil
+	}
 	gen := s.gate.swap()
 	if !s.gate.drain(ctx, gen, o.StopTimeout) {
 		s.log.Warn("old app still had requests in flight after stop_timeout", "pid", old.pid)
@@ -549,7 +603,7 @@ func (s *Supervisor) applyUpdate(ctx context.Context, o Options) error {
 	s.opts = o
 	s.gate.hold.Store(int64(o.RestartHold))
 	if changed && (s.cur != nil || s.retry != nil) {
-		return s.restart(ctx, ReasonReload)
+		return s.restart(ctx, ReasonReload, false)
 	}
 	return nil
 }
