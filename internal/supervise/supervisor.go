@@ -111,7 +111,7 @@ type Supervisor struct {
 	lastDur   *metrics.Gauge
 	forkc     chan forkReq
 	urgentc   chan struct{} // cap 1; see Urgent
-	cgroupOff bool // Run-owned: cgroups failed once, not tried again
+	cgroupOff bool          // Run-owned: cgroups failed once, not tried again
 
 	// Owned by the Run goroutine.
 	opts    Options
