@@ -78,11 +78,12 @@ var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 // Bulwark itself (cached for a second) and the watcher's last app sample.
 func (as *adminServer) snapshot() observe.Snapshot {
 	a := as.a
+	cfg := a.config()
 	fs := a.front.Stats()
 	ad := a.admit.Stats()
 	s := observe.Snapshot{
 		Bulwark:          as.selfInfo(),
-		MemoryLimitBytes: a.cfg.Memory.LimitBytes(),
+		MemoryLimitBytes: cfg.Memory.LimitBytes(),
 		ConnsH1:          fs.H1Open,
 		ConnsH2:          fs.H2Open,
 		ConnsActive:      fs.H1Active + fs.H2Active,
@@ -103,7 +104,7 @@ func (as *adminServer) snapshot() observe.Snapshot {
 	}
 	if m, err := memwatch.Machine(""); err == nil {
 		s.Machine = observe.MachineInfo{MemTotal: m.MemTotal, MemAvailable: m.MemAvailable}
-		if mm := a.cfg.MachineMemory; mm > 0 && mm < m.MemTotal {
+		if mm := cfg.MachineMemory; mm > 0 && mm < m.MemTotal {
 			s.Machine.MemTotal = mm
 		}
 	}
@@ -112,7 +113,7 @@ func (as *adminServer) snapshot() observe.Snapshot {
 		tree := a.watch.Last()
 		info := &observe.AppInfo{
 			State: st.State, PID: st.PID, Since: st.Since, Restarts: st.Restarts,
-			LastExit: st.LastExit, MaxMemory: int64(a.cfg.App.MaxMemory), RSS: tree.RSS, PSS: tree.PSS,
+			LastExit: st.LastExit, MaxMemory: int64(cfg.App.MaxMemory), RSS: tree.RSS, PSS: tree.PSS,
 		}
 		if st.State == supervise.StateFailing {
 			info.State, info.Stderr = "failing: "+st.Failure, st.Stderr

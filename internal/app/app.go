@@ -94,7 +94,16 @@ type App struct {
 
 	started    time.Time
 	mu         sync.Mutex  // guards reload
+	cfgMu      sync.Mutex  // guards cfg against readers outside reload
 	memRestart atomic.Bool // a memory restart of the app is running
+}
+
+// config returns the running config; goroutines other than Reload's read
+// it through here, since a reload replaces it.
+func (a *App) config() *config.Config {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	return a.cfg
 }
 
 // New builds every piece from cfg without binding a socket or starting a
@@ -228,7 +237,7 @@ func (a *App) handler() http.Handler {
 // {socket} placeholder, so that Bulwark chooses a fresh address for every
 // instance.
 func (a *App) appPicksAddress() bool {
-	for _, arg := range a.cfg.App.Command {
+	for _, arg := range a.config().App.Command {
 		if strings.Contains(arg, "{port}") || strings.Contains(arg, "{socket}") {
 			return true
 		}
@@ -242,7 +251,7 @@ func (a *App) appPicksAddress() bool {
 // held; otherwise the old process is released at once.
 func (a *App) becomeReady(ctx context.Context, upg *upgrade.Upgrader) error {
 	if a.sup != nil && upg.HasParent() && a.appPicksAddress() {
-		wctx, cancel := context.WithTimeout(ctx, a.cfg.App.StartTimeout.D())
+		wctx, cancel := context.WithTimeout(ctx, a.config().App.StartTimeout.D())
 		err := a.sup.Wait(wctx)
 		cancel()
 		if err != nil {
@@ -272,7 +281,7 @@ func (a *App) onAppMemoryExceeded(e memwatch.Exceed) {
 		restart, how = a.sup.RestartHard, "now, stopping it first"
 	}
 	a.log.Warn("app memory above its limit: restarting it "+how, "rule", e.Reason,
-		"rss", s.RSS, "pss", s.PSS, "limit", int64(a.cfg.App.MaxMemory), "available", e.Available, "processes", len(s.Procs))
+		"rss", s.RSS, "pss", s.PSS, "limit", int64(a.config().App.MaxMemory), "available", e.Available, "processes", len(s.Procs))
 	go func() {
 		defer a.memRestart.Store(false)
 		if err := restart("memory"); err != nil {

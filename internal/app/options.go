@@ -163,7 +163,7 @@ func (a *App) secondInstanceFits() bool {
 	need := a.watch.Baseline()
 	if need <= 0 {
 		need = a.watch.Last().RSS
-		if limit := int64(a.cfg.App.MaxMemory); limit > 0 {
+		if limit := int64(a.config().App.MaxMemory); limit > 0 {
 			need = min(need, limit)
 		}
 	}

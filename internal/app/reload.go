@@ -78,7 +78,9 @@ func (a *App) Reload(cfg *config.Config) error {
 			errs = append(errs, fmt.Errorf("upstream.address: %w", err))
 		}
 	}
+	a.cfgMu.Lock()
 	a.cfg = cfg
+	a.cfgMu.Unlock()
 	if a.sup != nil {
 		a.watch.SetLimit(int64(cfg.App.MaxMemory))
 		if appChanged(old, cfg) {
