@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -233,4 +234,49 @@ func TestRefusesLeftoverOnAppPort(t *testing.T) {
 		t.Errorf("the leftover server was taken for the app:\n%s", tail(out, 30))
 	}
 	noRace(t, in)
+}
+
+// TestUpgradeWithBadConfigFailsAtOnce is issue 16 §3's last point: `bulwark
+// upgrade` after the config was broken fails at once with the new
+// process's error, and the old process keeps serving.
+func TestUpgradeWithBadConfigFailsAtOnce(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "bulwark.pid")
+	upstream, _ := startStub(t)
+	in := startBulwark(t, baseConfig+fmt.Sprintf("\n[upstream]\naddress = %q\n", upstream), nil, "--pid-file", pidFile)
+	waitFor(t, 20*time.Second, "the pid file", func() bool { _, err := os.Stat(pidFile); return err == nil })
+	oldPID, _ := os.ReadFile(pidFile)
+
+	bad := baseConfig + "\n[upstream]\naddress = \"no port here\"\nmax_concurrency = -3\n"
+	bad = strings.NewReplacer("%HTTPS%", in.https, "%ADMIN%", in.admin).Replace(bad)
+	if err := os.WriteFile(filepath.Join(in.dir, "bulwark.toml"), []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	out, err := exec.Command(bulwarkBin, "upgrade", "--pid-file", pidFile, "--timeout", "60s").CombinedOutput()
+	took := time.Since(t0)
+	t.Logf("bulwark upgrade with a bad config: %v after %.1fs:\n%s", err, took.Seconds(), out)
+	if err == nil || !strings.Contains(string(out), "max_concurrency") {
+		t.Errorf("bulwark upgrade with a bad config: err %v, output %q; want a non-zero exit naming the config error", err, out)
+	}
+	if took > 30*time.Second {
+		t.Errorf("bulwark upgrade took %v to fail, want it at once, not at its timeout", took)
+	}
+	if now, _ := os.ReadFile(pidFile); string(now) != string(oldPID) || in.exited() {
+		t.Errorf("after the failed upgrade the pid file says %q (was %q), exited %v; want the old process serving", now, oldPID, in.exited())
+	}
+	res, err := in.client(false).Get(in.url("/"))
+	if err != nil {
+		t.Fatalf("GET / after the failed upgrade: %v", err)
+	}
+	readAll(t, res)
+	noRace(t, in)
+}
+
+// startStub returns the address of a plain Go upstream: the
+// upgrade test needs no app.
+func startStub(t *testing.T) (string, func()) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") }))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), srv.Close
 }
