@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,13 +20,27 @@ import (
 // (here the test process itself) holds the app's fixed address; Run
 // refuses to start and names its PID and command.
 func TestRefusesAddressHeldByAnotherProcess(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	t.Run("tcp", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		testRefuses(t, ln, ln.Addr().String())
+	})
+	t.Run("unix", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "app.sock")
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		testRefuses(t, ln, "unix:"+path)
+	})
+}
+
+func testRefuses(t *testing.T, ln net.Listener, addr string) {
 	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "stray") }))
-	addr := ln.Addr().String()
 	h := start(t, Options{Upstream: addr, Command: fakeCommand(t, addr)}, nil)
 	var runErr error
 	select {
