@@ -102,7 +102,7 @@ func (as *adminServer) snapshot() observe.Snapshot {
 	if heapSample[0].Value.Kind() == metrics.KindUint64 {
 		s.GoHeapBytes = int64(heapSample[0].Value.Uint64())
 	}
-	if m, err := memwatch.Machine(""); err == nil {
+	if m, err := memwatch.Box("", ""); err == nil { // the cgroup's memory when that is smaller
 		s.Machine = observe.MachineInfo{MemTotal: m.MemTotal, MemAvailable: m.MemAvailable}
 		if mm := cfg.MachineMemory; mm > 0 && mm < m.MemTotal {
 			s.Machine.MemTotal = mm
