@@ -55,6 +55,12 @@ bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$bad" ]; then
   echo "gofmt would change:"; echo "$bad"; exit 1
 fi
+echo "== go mod tidy"
+# go.mod must say what the code imports, no more: a require nothing uses,
+# or a direct one marked indirect, fails here.
+if ! go mod tidy -diff; then
+  echo "go mod tidy would change go.mod/go.sum (diff above)"; exit 1
+fi
 echo "== go vet"
 go vet ./...
 echo "== go test -race"

@@ -110,6 +110,8 @@ func (a *App) proxyOptions(cfg *config.Config) proxy.Options {
 		MaxBody:        int64(cfg.Limits.MaxBody),
 		Logger:         a.log,
 		Metrics:        a.set,
+
+		UnderscoresInHeaders: cfg.Listen.UnderscoresInHeaders,
 	}
 	switch {
 	case cfg.Upstream.Keepalive == 0:

@@ -132,6 +132,10 @@ type Listen struct {
 	MaxHeaderBytes ByteSize `toml:"max_header_bytes"`
 	// TrustedProxies are CIDRs or bare IPs whose X-Forwarded-For is believed.
 	TrustedProxies []string `toml:"trusted_proxies"`
+	// UnderscoresInHeaders passes request header names that contain "_" on
+	// to the app (nginx underscores_in_headers); off, they are dropped. A
+	// name that reads as one Bulwark sets (X_Real_IP) is dropped either way.
+	UnderscoresInHeaders bool `toml:"underscores_in_headers"`
 }
 
 // TrustedPrefixes returns TrustedProxies as prefixes (a bare IP becomes a

@@ -317,6 +317,7 @@ func TestEnvValues(t *testing.T) {
 		{"BULWARK_LISTEN_MAX_HEADER_BYTES=32KiB", func(c *Config) any { return c.Listen.MaxHeaderBytes }, 32 * KiB},
 		{"BULWARK_LISTEN_READ_HEADER_TIMEOUT=3s", func(c *Config) any { return c.Listen.ReadHeaderTimeout }, Duration(3 * time.Second)},
 		{"BULWARK_LISTEN_TRUSTED_PROXIES=10.0.0.0/8, ::1,", func(c *Config) any { return c.Listen.TrustedProxies }, []string{"10.0.0.0/8", "::1"}},
+		{"BULWARK_LISTEN_UNDERSCORES_IN_HEADERS=true", func(c *Config) any { return c.Listen.UnderscoresInHeaders }, true},
 		{"BULWARK_LIMITS_STREAM_PATHS=/events,/ws", func(c *Config) any { return c.Limits.StreamPaths }, []string{"/events", "/ws"}},
 		{`BULWARK_APP_COMMAND=["uvicorn", "app:app", "--port", "8002"]`, func(c *Config) any { return c.App.Command }, []string{"uvicorn", "app:app", "--port", "8002"}},
 		{"BULWARK_APP_COMMAND=  uvicorn   app:app ", func(c *Config) any { return c.App.Command }, []string{"uvicorn", "app:app"}},

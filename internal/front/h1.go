@@ -41,6 +41,17 @@ type h1Conn struct {
 
 	idle     atomic.Bool // waiting for the next request; Shutdown may wake it
 	hijacked bool
+	// linger: the connection closes after an early answer while the client
+	// may still be sending the request, so close lingers (h1_linger.go).
+	linger bool
+	werr   bool // a write to the client failed: nothing more reaches it
+
+	// headDeadline is when the request head now arriving must be complete:
+	// set once when its wait starts (a new connection) or when its first
+	// byte came (keep-alive), and never pushed back by later reads, so a
+	// client trickling bytes gets ReadHeaderTimeout in all (slowloris).
+	// Zero means from when serveOne starts reading it (a pipelined head).
+	headDeadline time.Time
 
 	// watch runs watchClient clientGoneDelay into a request. It is kept
 	// while the connection is busy (a timer per request cost 2 % of the CPU
@@ -149,6 +160,7 @@ func (c *h1Conn) waitBriefly() briefResult {
 	n, err := c.rwc.Read(c.cr.byteBuf[:])
 	if n == 1 {
 		c.cr.hasByte = true
+		c.headDeadline = time.Now().Add(c.srv.o().ReadHeaderTimeout)
 		return briefArrived
 	}
 	var ne net.Error
@@ -161,6 +173,10 @@ func (c *h1Conn) waitBriefly() briefResult {
 // close ends the connection and its accounting.
 func (c *h1Conn) close() {
 	c.dropWatch()
+	c.releaseReader(true)
+	if c.linger && !c.werr && !c.hijacked {
+		c.lingerClose()
+	}
 	s := c.srv
 	if c.idle.Load() {
 		s.m.h1Idle.Dec()
@@ -171,27 +187,33 @@ func (c *h1Conn) close() {
 	if !c.hijacked {
 		c.rwc.Close()
 	}
-	c.releaseReader(true)
 }
 
 // waitForRequest blocks until the first byte of the next request arrives,
-// holding no buffer meanwhile. It reports false when the connection should
-// close. While the server shuts down, a request that is already on its way
-// still gets served (with Connection: close) if it arrives within
-// shutdownIdleGrace; closing at once would drop it, since a client cannot
-// tell that close from a failure.
+// holding no buffer meanwhile, and sets the head's deadline. It reports
+// false when the connection should close. While the server shuts down, a
+// request that is already on its way still gets served (with Connection:
+// close) if it arrives within shutdownIdleGrace; closing at once would drop
+// it, since a client cannot tell that close from a failure.
+//
+// A new connection's first head must be complete ReadHeaderTimeout after
+// the wait began, first byte included, as nginx's client_header_timeout
+// counts from the connection; a keep-alive connection waits IdleTimeout
+// for the first byte and then has ReadHeaderTimeout for the rest.
 func (c *h1Conn) waitForRequest(first bool) bool {
 	if c.br != nil || c.cr.hasByte {
 		return true // a pipelined request is already here
 	}
+	now := time.Now()
 	timeout := c.srv.o().IdleTimeout
 	if first {
 		timeout = c.srv.o().ReadHeaderTimeout
+		c.headDeadline = now.Add(timeout)
 	}
 	if c.srv.closing.Load() {
 		timeout = min(timeout, shutdownIdleGrace)
 	}
-	c.rwc.SetReadDeadline(time.Now().Add(timeout))
+	c.rwc.SetReadDeadline(now.Add(timeout))
 	if c.srv.closing.Load() {
 		// Shutdown may have woken us between the check and the deadline.
 		c.rwc.SetReadDeadline(time.Now().Add(min(timeout, shutdownIdleGrace)))
@@ -201,6 +223,9 @@ func (c *h1Conn) waitForRequest(first bool) bool {
 		return false
 	}
 	c.cr.hasByte = true
+	if !first {
+		c.headDeadline = time.Now().Add(c.srv.o().ReadHeaderTimeout)
+	}
 	return true
 }
 
@@ -238,7 +263,12 @@ func (c *h1Conn) serveOne() (keep bool) {
 		c.br = readerPool.Get().(*bufio.Reader)
 		c.br.Reset(&c.cr)
 	}
-	c.rwc.SetReadDeadline(time.Now().Add(c.srv.o().ReadHeaderTimeout))
+	dl := c.headDeadline
+	if dl.IsZero() {
+		dl = time.Now().Add(c.srv.o().ReadHeaderTimeout)
+	}
+	c.headDeadline = time.Time{}
+	c.rwc.SetReadDeadline(dl)
 	ctx, cancel := c.srv.requestContext()
 	defer cancel()
 	req, err := c.readRequest(ctx)
@@ -276,6 +306,12 @@ func (c *h1Conn) serveOne() (keep bool) {
 		keep = body.drain()
 	} else {
 		body.close()
+	}
+	if !keep && !c.cr.sawEOF {
+		// An answer before the end of the body (413, 429, 503...), or
+		// with the next request already coming: the client is still
+		// sending.
+		c.linger = body.unfinished() || c.cr.hasByte || c.br.Buffered() > 0
 	}
 	c.releaseWriter()
 	if keep && c.br.Buffered() == 0 {
@@ -366,6 +402,9 @@ func (c *h1Conn) answerBadRequest(err error) {
 	bw.WriteString(body)
 	bw.Flush()
 	c.releaseWriter()
+	// The rest of the request (a head over the limit, a body) may still
+	// be coming.
+	c.linger = true
 }
 
 // deadlineWriter writes to the connection with WriteTimeout as the bound on
@@ -374,7 +413,11 @@ type deadlineWriter struct{ c *h1Conn }
 
 func (d deadlineWriter) Write(p []byte) (int, error) {
 	d.c.rwc.SetWriteDeadline(time.Now().Add(d.c.srv.o().WriteTimeout))
-	return d.c.rwc.Write(p)
+	n, err := d.c.rwc.Write(p)
+	if err != nil {
+		d.c.werr = true
+	}
+	return n, err
 }
 
 // connReader is the io.Reader under the connection's bufio.Reader. It first

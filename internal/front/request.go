@@ -468,6 +468,14 @@ func (b *requestBody) close() {
 	b.mu.Unlock()
 }
 
+// unfinished reports whether the client may still be sending the body: it
+// was not read to its end, and reading it did not fail.
+func (b *requestBody) unfinished() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.eof && b.err == nil
+}
+
 // drain reads and discards what is left of the body so the connection can
 // carry the next request, and reports whether that worked. A client that
 // was told to wait for 100 Continue and never got it cannot be drained.

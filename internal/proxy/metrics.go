@@ -12,7 +12,17 @@ type proxyMetrics struct {
 	retries      *metrics.Counter
 	failovers    *metrics.Counter // requests sent to another address after a failed connect
 	downs        *metrics.Counter // addresses left out of turn after a failed connect
+	// dropped counts request header fields not passed to the app: names
+	// with "_" (dropUnderscore) and, when those are allowed, names that
+	// read as one Bulwark sets (dropReserved).
+	dropped [2]*metrics.Counter
 }
+
+// Reasons a request header field is dropped; indexes of proxyMetrics.dropped.
+const (
+	dropUnderscore = iota
+	dropReserved
+)
 
 func newProxyMetrics(set *metrics.Set) proxyMetrics {
 	m := proxyMetrics{
@@ -22,6 +32,8 @@ func newProxyMetrics(set *metrics.Set) proxyMetrics {
 		failovers:    set.GetOrCreateCounter("bulwark_upstream_failovers_total"),
 		downs:        set.GetOrCreateCounter("bulwark_upstream_down_total"),
 	}
+	m.dropped[dropUnderscore] = set.GetOrCreateCounter(`bulwark_dropped_headers_total{reason="underscore"}`)
+	m.dropped[dropReserved] = set.GetOrCreateCounter(`bulwark_dropped_headers_total{reason="reserved"}`)
 	for i, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx"} {
 		m.codeClass[i+1] = set.GetOrCreateCounter(`bulwark_upstream_requests_total{code_class="` + class + `"}`)
 	}

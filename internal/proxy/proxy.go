@@ -86,6 +86,13 @@ type Options struct {
 	// chunked body is cut off (413 if no answer was started) as soon as it
 	// passes the limit. Zero or negative means no limit here.
 	MaxBody int64
+	// UnderscoresInHeaders passes request header names that contain "_"
+	// on to the app, as nginx's underscores_in_headers on does. False
+	// drops them: frameworks (Django, WSGI and ASGI servers) read
+	// X_Real_IP as X-Real-IP, so a client could otherwise spoof a field
+	// Bulwark sets. Even when true, a name that reads as one Bulwark sets
+	// or removes (X_Forwarded_For, Transfer_Encoding) is dropped.
+	UnderscoresInHeaders bool
 	// AwaitReady, when set, is called before the one retry of a request
 	// the app never answered: an idempotent request (GET, HEAD, OPTIONS,
 	// TRACE) whose connection died before any response byte, or any

@@ -30,9 +30,76 @@ func (p *Proxy) rewriteOut(in, out *http.Request) {
 	if out.Host == "" && t.network == "unix" {
 		out.Host = "localhost" // never leak the pool key as Host
 	}
+	p.dropUnderscored(out.Header)
 	setForwarded(out.Header, in, p.o().TrustedProxies)
 	stripH2C(out.Header)
 	p.wrapBody(out)
+}
+
+// dropUnderscored removes the request header fields whose name contains
+// "_", as nginx does by default (underscores_in_headers off): CGI, WSGI and
+// ASGI frameworks such as Django turn both X-Real-IP and X_Real_IP into
+// HTTP_X_REAL_IP, so the client's X_Real_IP could stand in for the one
+// Bulwark sets, depending on the order the app sees them in. With
+// UnderscoresInHeaders the other names pass, but never one that reads as a
+// field Bulwark sets or removes. Every field dropped is counted.
+func (p *Proxy) dropUnderscored(h http.Header) {
+	allow := p.o().UnderscoresInHeaders
+	for k := range h {
+		if strings.IndexByte(k, '_') < 0 {
+			continue
+		}
+		reason := dropUnderscore
+		if allow {
+			if !reservedName(k) {
+				continue
+			}
+			reason = dropReserved
+		}
+		delete(h, k)
+		p.m.dropped[reason].Inc()
+	}
+}
+
+// reservedNames are the fields Bulwark sets for the app or never passes on
+// (hop-by-hop and framing ones), lower case: a name that matches one with
+// "_" for "-" is never passed on.
+var reservedNames = [...]string{
+	"x-real-ip", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded",
+	"connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+	"te", "trailer", "transfer-encoding", "upgrade", "http2-settings", "content-length", "host",
+}
+
+// reservedName reports whether name, lower-cased and with "_" read as "-",
+// is one of reservedNames.
+func reservedName(name string) bool {
+	for _, r := range reservedNames {
+		if sameFieldName(name, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameFieldName reports whether name equals want (lower case) once
+// lower-cased with "_" read as "-", without allocating.
+func sameFieldName(name, want string) bool {
+	if len(name) != len(want) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // setForwarded sets X-Forwarded-For, X-Real-IP, X-Forwarded-Proto and

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 )
 
 // ErrSpoolFull is returned (wrapped) by Buffer.Write when the body would
@@ -15,8 +16,13 @@ var ErrSpoolFull = errors.New("spool disk limit reached")
 // errClosed is returned by a closed Buffer.
 var errClosed = errors.New("spool buffer closed")
 
-// Buffer holds one body: the first bytes in pooled memory chunks, the rest in
-// an unlinked temp file. Write appends; Reader reads from the start. A
+// ErrNoFiles is returned (wrapped) by Buffer.Write when the body must spill
+// to a temp file and the Spool's temp file budget (Options.MaxFiles) stays
+// used up for as long as the body may wait.
+var ErrNoFiles = errors.New("spool temp file limit reached")
+
+// Buffer holds one body: the first bytes in pooled memory segments, the rest
+// in an unlinked temp file. Write appends; Reader reads from the start. A
 // Buffer is safe for concurrent use; Close frees its memory and file at once,
 // after which readers get an error.
 type Buffer struct {
@@ -27,16 +33,26 @@ type Buffer struct {
 	cond sync.Cond // L is &mu; signals writes, reads, done and gone
 
 	// The bytes [base, size) of the body are held: the first memLen in
-	// chunks, then fileLen in f. Once a byte went to the file, every later
-	// one does too (until a reset).
-	chunks  []*[chunkSize]byte // each charged chunkSize to the budget
-	memCap  int64              // bytes of the chunks this body may fill
+	// segs, then fileLen in f. Once a byte went to the file, every later
+	// one does too (until a reset). The budget is charged memCap, the
+	// memory the body holds: small first segments keep that close to the
+	// bytes held (a one-byte body is charged 512, not a 32 KiB chunk),
+	// and the budget stays a true bound on spool memory.
+	segs    [][]byte  // pooled; all full but the last
+	segsBuf [4][]byte // segs' first backing array: no allocation up to 4
+	small   bool      // start with small segments (request bodies)
+	memCap  int64     // total length of segs, charged to the budget
 	memLen  int64
 	noMem   bool // the memory part is closed for this body
 	f       *os.File
 	fileLen int64
 	base    int64
 	size    int64
+
+	// fileWait is how long opening the temp file may wait for the file
+	// budget, cut short when waitDone closes (the client went away).
+	fileWait time.Duration
+	waitDone <-chan struct{}
 
 	// Streaming (responses) state.
 	readPos    int64 // bytes handed to the copier
@@ -53,7 +69,10 @@ type Buffer struct {
 func (s *Spool) NewBuffer() *Buffer { return s.newBuffer(kindRequest) }
 
 func (s *Spool) newBuffer(kind string) *Buffer {
-	b := &Buffer{s: s, kind: kind}
+	// A request body may be one byte and a long wait (issue 14): it starts
+	// small. A spooled response is past DirectMax, so it takes whole chunks.
+	b := &Buffer{s: s, kind: kind, small: kind == kindRequest}
+	b.segs = b.segsBuf[:0]
 	b.cond.L = &b.mu
 	s.active.Add(1)
 	return b
@@ -80,13 +99,12 @@ func (b *Buffer) writeLocked(p []byte, force bool) (int, error) {
 	}
 	written := 0
 	for len(p) > 0 && !b.noMem {
-		if b.memLen == b.memCap && !b.growLocked(force) {
+		free := b.tailLocked(force)
+		if len(free) == 0 {
 			b.noMem = true
 			break
 		}
-		ci, off := b.memLen/chunkSize, b.memLen%chunkSize
-		room := min(int64(chunkSize)-off, b.memCap-b.memLen)
-		n := copy(b.chunks[ci][off:off+room], p)
+		n := copy(free, p)
 		b.memLen += int64(n)
 		b.size += int64(n)
 		written += n
@@ -100,24 +118,81 @@ func (b *Buffer) writeLocked(p []byte, force bool) (int, error) {
 	return written + n, err
 }
 
-// growLocked adds one pooled chunk, within this body's share and the
-// Spool's budget (or beyond both, with force). The budget is charged a whole
-// chunk, the memory held, even when the share leaves room for less.
-func (b *Buffer) growLocked(force bool) bool {
-	want := min(int64(chunkSize), b.s.o().MemoryPerBody-b.memCap)
+// tailLocked returns the free memory at the end of the body that its share
+// (MemoryPerBody) leaves, adding a segment when the last one is full and
+// the budget takes it; nil when there is none. With force, the share and
+// the budget may be passed by one chunk (see writeStream).
+func (b *Buffer) tailLocked(force bool) []byte {
+	share := b.s.o().MemoryPerBody
 	if force {
-		want = chunkSize
+		share = max(share, b.memLen+chunkSize)
 	}
-	if want <= 0 || b.memCap%chunkSize != 0 {
-		// Share used up, or the last chunk is a partial one.
-		return false
+	if b.memLen >= share {
+		return nil
 	}
-	if !b.s.reserveMem(chunkSize, force) {
-		return false
+	if b.memLen == b.memCap {
+		size := b.nextSegSize()
+		if !b.s.reserveMem(int64(size), force) {
+			return nil
+		}
+		b.segs = append(b.segs, b.s.getSeg(size))
+		b.memCap += int64(size)
 	}
-	b.chunks = append(b.chunks, b.s.getChunk())
-	b.memCap += want
-	return true
+	last := b.segs[len(b.segs)-1]
+	free := last[int64(len(last))-(b.memCap-b.memLen):]
+	if room := share - b.memLen; int64(len(free)) > room {
+		free = free[:room]
+	}
+	return free
+}
+
+// nextSegSize is the size of the next memory segment: growing by four from
+// segMin for a small-first body (so a one-byte body holds segMin bytes, not
+// a chunk), then whole chunks.
+func (b *Buffer) nextSegSize() int {
+	if !b.small {
+		return chunkSize
+	}
+	size := segMin
+	for range b.segs {
+		size *= 4
+		if size >= chunkSize {
+			return chunkSize
+		}
+	}
+	return size
+}
+
+// space returns where the next read of a request body may go: the free
+// memory at the end of the body while its share and the budget allow (see
+// tailLocked), else nil, after which the body goes to its file. The caller
+// reads into it without the lock and passes what it read to commit. Only
+// the one goroutine filling a Buffer may use space, and nothing may Close
+// the Buffer meanwhile (Requests fills and closes on one goroutine).
+func (b *Buffer) space() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.noMem {
+		return nil
+	}
+	free := b.tailLocked(false)
+	if len(free) == 0 {
+		b.noMem = true
+	}
+	return free
+}
+
+// commit appends the n bytes just read into the slice space returned:
+// they are where they belong already, and were charged with the segment.
+func (b *Buffer) commit(n int) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errClosed
+	}
+	b.memLen += int64(n)
+	b.size += int64(n)
+	return nil
 }
 
 func (b *Buffer) writeFileLocked(p []byte) (int, error) {
@@ -129,8 +204,15 @@ func (b *Buffer) writeFileLocked(p []byte) (int, error) {
 		return 0, fmt.Errorf("spooling %d more bytes to %s: %w", need, b.s.o().Dir, ErrSpoolFull)
 	}
 	if b.f == nil {
+		// The lock is held while waiting: for a request body only this
+		// goroutine uses the Buffer; a response does not wait.
+		if !b.s.files.acquire(b.s.o().MaxFiles, b.fileWait, b.waitDone) {
+			b.s.releaseDisk(need)
+			return 0, fmt.Errorf("opening a temp file for %d bytes: %d open: %w", need, b.s.files.count(), ErrNoFiles)
+		}
 		f, err := b.s.openTemp()
 		if err != nil {
+			b.s.files.release(b.s.o().MaxFiles)
 			b.s.releaseDisk(need)
 			b.diskErr = err
 			return 0, err
@@ -161,12 +243,18 @@ func (b *Buffer) readAtLocked(p []byte, off int64) (int, error) {
 	rel := off - b.base
 	if rel < b.memLen {
 		n := 0
-		for n < len(p) && rel < b.memLen {
-			ci, co := rel/chunkSize, rel%chunkSize
-			end := min(int64(chunkSize), b.memLen-ci*chunkSize)
-			c := copy(p[n:], b.chunks[ci][co:end])
-			n += c
-			rel += int64(c)
+		var start int64 // offset of seg in the body
+		for _, seg := range b.segs {
+			end := min(start+int64(len(seg)), b.memLen)
+			if rel < end {
+				c := copy(p[n:], seg[rel-start:end-start])
+				n += c
+				rel += int64(c)
+			}
+			if n == len(p) || rel >= b.memLen {
+				break
+			}
+			start += int64(len(seg))
 		}
 		return n, nil
 	}
@@ -245,20 +333,27 @@ func (b *Buffer) Close() error {
 	return nil
 }
 
-// releaseLocked hands back the memory chunks and the file.
+// releaseLocked hands back the memory segments and the file.
 func (b *Buffer) releaseLocked() {
-	b.s.releaseMem(int64(len(b.chunks)) * chunkSize)
-	for _, c := range b.chunks {
-		b.s.putChunk(c)
-	}
-	b.chunks = nil
-	b.memCap, b.memLen = 0, 0
+	b.releaseMemLocked()
 	if b.f != nil {
 		b.f.Close()
 		b.f = nil
+		b.s.files.release(b.s.o().MaxFiles)
 	}
 	b.s.releaseDisk(b.fileLen)
 	b.fileLen = 0
+}
+
+// releaseMemLocked hands back the memory segments and their charge.
+func (b *Buffer) releaseMemLocked() {
+	b.s.releaseMem(b.memCap)
+	for _, seg := range b.segs {
+		b.s.putSeg(seg)
+	}
+	clear(b.segs)
+	b.segs = b.segs[:0]
+	b.memCap, b.memLen = 0, 0
 }
 
 // --- streaming, for Responses: one writer (the handler), one reader (the copier).
@@ -317,7 +412,8 @@ func (b *Buffer) caughtUp(off int64) bool {
 }
 
 // writeStream appends p for a streaming reader. Where the spool has no room
-// (the disk cap, or a file that cannot be written), it does not fail: it
+// (the disk cap, the file budget, or a file that cannot be written), it
+// does not fail: it
 // waits until the copier has handed out everything held, releases the held
 // bytes, and goes on, so a response past the cap is fed in lock step with
 // the client rather than refused. It fails only when the client is gone.
@@ -348,7 +444,7 @@ func (b *Buffer) writeStream(p []byte) (int, error) {
 		if errors.Is(err, errClosed) {
 			return written, err
 		}
-		if !errors.Is(err, ErrSpoolFull) && !b.diskErrLogged {
+		if !errors.Is(err, ErrSpoolFull) && !errors.Is(err, ErrNoFiles) && !b.diskErrLogged {
 			b.diskErrLogged = true
 			b.s.warn(logResponseWrite, "spool: response spool file failed; feeding the client in step", "dir", b.s.o().Dir, "err", err)
 		}
@@ -370,12 +466,7 @@ func (b *Buffer) writeStream(p []byte) (int, error) {
 // resetLocked drops every byte held (the copier has them all) and starts the
 // body over empty at offset size; the file, if any, is truncated and reused.
 func (b *Buffer) resetLocked() {
-	b.s.releaseMem(int64(len(b.chunks)) * chunkSize)
-	for _, c := range b.chunks {
-		b.s.putChunk(c)
-	}
-	b.chunks = nil
-	b.memCap, b.memLen = 0, 0
+	b.releaseMemLocked()
 	b.noMem = false
 	if b.f != nil && b.diskErr == nil {
 		if err := b.f.Truncate(0); err != nil {

@@ -1,7 +1,9 @@
 // Package spool shields the application from slow clients by spooling
 // request and response bodies: the first bytes of a body in memory (pooled
-// chunks, under one memory budget), the rest in an exclusive temp file under a
-// spool directory (under one disk cap).
+// segments, small first, under one memory budget), the rest in an exclusive
+// temp file under a spool directory (under one disk cap and a cap on the
+// files open). Request bodies arriving at once are capped per client
+// address, so that one client cannot hold the spool.
 //
 // [Spool.Requests] reads a whole request body before the next handler runs,
 // so a slow upload never holds one of the application's concurrency slots;

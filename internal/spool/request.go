@@ -26,8 +26,11 @@ func errBodyTooLarge(limit int64) *httperr.Error {
 // Transfer-Encoding, no Expect and a GetBody that replays it. Requests
 // without a body pass straight through. A body past MaxBody is answered 413
 // (before reading when its Content-Length says so); a body that would pass
-// the disk cap, or that cannot be written, 507; a client that gives up
-// mid-upload never reaches next. The spool is freed when next returns.
+// the disk cap, or that cannot be written, 507; a body that must spill but
+// finds no temp file free within FileWait, 503; a body from an address
+// that has BodiesPerIP bodies arriving already, 429 before it is read; a
+// client that gives up mid-upload never reaches next. The spool is freed
+// when next returns.
 //
 // Without BufferRequests the body passes through, but MaxBody is still
 // enforced: the body's reader fails with an *httperr.Error (413) once the
@@ -66,9 +69,22 @@ func (s *Spool) spoolRequest(w http.ResponseWriter, r *http.Request, next http.H
 			return
 		}
 	}
+	addr := peerHost(r.RemoteAddr)
+	if !s.addrs.acquire(addr, s.o().BodiesPerIP) {
+		s.reject(w, r, s.refuse(reasonPerIP, &httperr.Error{
+			Status:     http.StatusTooManyRequests,
+			Reason:     reasonPerIP,
+			Msg:        "too many request bodies arriving from your address at once, try again shortly",
+			RetryAfter: BodiesPerIPRetryAfter,
+		}))
+		return
+	}
 	b := s.newBuffer(kindRequest)
 	defer b.Close()
-	if err := s.fill(b, r.Body); err != nil {
+	b.fileWait, b.waitDone = s.o().FileWait, r.Context().Done()
+	err := s.fill(b, r.Body)
+	s.addrs.release(addr) // the body has arrived (or failed): it counts no more
+	if err != nil {
 		b.Close() // free the spool before answering
 		s.reject(w, r, err)
 		return
@@ -94,32 +110,37 @@ func (s *Spool) spoolRequest(w http.ResponseWriter, r *http.Request, next http.H
 }
 
 // fill reads body to its end into b, enforcing MaxBody; the error is an
-// answer to send (nil when the whole body is in b).
+// answer to send (nil when the whole body is in b). While the body may
+// stay in memory it is read straight into b's segments, so a body waiting
+// for its next byte holds no read buffer; once it spills, reads go through
+// a scratch buffer that is small while the client trickles and a chunk
+// while it streams.
 func (s *Spool) fill(b *Buffer, body io.Reader) *httperr.Error {
 	limit := s.o().MaxBody
-	bufp := s.getChunk()
-	defer s.putChunk(bufp)
-	buf := bufp[:]
+	var sc scratch
+	defer sc.free(s)
 	var total int64
 	for {
+		buf := b.space()
+		inPlace := buf != nil
+		if !inPlace {
+			buf = sc.get(s)
+		}
 		n, rerr := body.Read(buf)
 		if n > 0 {
 			total += int64(n)
 			if limit > 0 && total > limit {
 				return errBodyTooLarge(limit)
 			}
-			if _, werr := b.Write(buf[:n]); werr != nil {
-				if errors.Is(werr, ErrSpoolFull) {
-					return s.spoolFull(werr)
-				}
-				s.rejected[reasonWriteError].Inc()
-				s.warn(logRequestWrite, "spool: cannot write request body; answering 507", "dir", s.o().Dir, "err", werr)
-				return &httperr.Error{
-					Status: http.StatusInsufficientStorage,
-					Reason: "spool_write_error",
-					Msg:    "the request body could not be stored",
-					Err:    werr,
-				}
+			var werr error
+			if inPlace {
+				werr = b.commit(n)
+			} else {
+				sc.used(n)
+				_, werr = b.Write(buf[:n])
+			}
+			if werr != nil {
+				return s.writeFailed(werr)
 			}
 		}
 		if rerr == io.EOF {
@@ -128,6 +149,86 @@ func (s *Spool) fill(b *Buffer, body io.Reader) *httperr.Error {
 		if rerr != nil {
 			return bodyReadError(rerr)
 		}
+	}
+}
+
+// writeFailed maps a failure to store a request body to the answer: 507
+// for a full spool, 503 for an exhausted file budget, else 507 with a log
+// line.
+func (s *Spool) writeFailed(err error) *httperr.Error {
+	switch {
+	case errors.Is(err, ErrSpoolFull):
+		return s.spoolFull(err)
+	case errors.Is(err, ErrNoFiles):
+		s.warn(logNoFiles, "spool: temp file budget used up; answering 503", "dir", s.o().Dir,
+			"max_files", s.o().MaxFiles, "waited", s.o().FileWait)
+		return s.refuse(reasonNoFiles, &httperr.Error{
+			Status:     http.StatusServiceUnavailable,
+			Reason:     reasonNoFiles,
+			Msg:        "the server is receiving too many uploads at once, try again shortly",
+			RetryAfter: NoFilesRetryAfter,
+			Err:        err,
+		})
+	}
+	s.rejected[reasonWriteError].Inc()
+	s.warn(logRequestWrite, "spool: cannot write request body; answering 507", "dir", s.o().Dir, "err", err)
+	return &httperr.Error{
+		Status: http.StatusInsufficientStorage,
+		Reason: "spool_write_error",
+		Msg:    "the request body could not be stored",
+		Err:    err,
+	}
+}
+
+// refuse counts a refusal that keeps one client from exhausting the box,
+// in bulwark_spool_rejected_total and bulwark_rejected_total, and returns
+// e.
+func (s *Spool) refuse(reason string, e *httperr.Error) *httperr.Error {
+	s.rejected[reason].Inc()
+	s.refused[reason].Inc()
+	return e
+}
+
+// scratch is fill's read buffer for a body past memory: a small segment
+// after a read that did not fill the buffer (the client sends slowly, so
+// a wait costs 2 KiB, not a chunk), a pooled chunk after one that did.
+type scratch struct {
+	small, big []byte
+	full       bool // the last read filled the buffer
+}
+
+func (sc *scratch) get(s *Spool) []byte {
+	if sc.full {
+		if sc.big == nil {
+			sc.big = s.getChunk()[:]
+		}
+		return sc.big
+	}
+	if sc.big != nil { // trickling again: give the chunk back while waiting
+		s.putSeg(sc.big)
+		sc.big = nil
+	}
+	if sc.small == nil {
+		sc.small = s.getSeg(4 * segMin)
+	}
+	return sc.small
+}
+
+// used records that a read returned n bytes into the last buffer get gave.
+func (sc *scratch) used(n int) {
+	cur := sc.small
+	if sc.full {
+		cur = sc.big
+	}
+	sc.full = n == len(cur)
+}
+
+func (sc *scratch) free(s *Spool) {
+	if sc.small != nil {
+		s.putSeg(sc.small)
+	}
+	if sc.big != nil {
+		s.putSeg(sc.big)
 	}
 }
 

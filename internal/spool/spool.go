@@ -32,11 +32,40 @@ const (
 	// SpoolFullRetryAfter is the Retry-After sent with a 507 for a full
 	// spool: spool space frees as soon as the bodies in flight finish.
 	SpoolFullRetryAfter = 5 * time.Second
+	// DefaultFileWait is how long a request body that must spill waits for
+	// the temp file budget before a 503: an upload should rather stall a
+	// few seconds (the client is not read meanwhile) than fail, and a
+	// budget used up for longer is an attack or a crowd a retry serves
+	// better. It is well inside browsers' and proxies' idle timeouts.
+	DefaultFileWait = 10 * time.Second
+	// NoFilesRetryAfter is the Retry-After sent with the 503 of an
+	// exhausted temp file budget.
+	NoFilesRetryAfter = 5 * time.Second
+	// DefaultBodiesPerIP caps the request bodies being received at once
+	// from one client address. A browser uploads over at most 6 HTTP/1.1
+	// connections per host, and a page rarely runs more than a handful
+	// of uploads at once over HTTP/2; an office NAT of a hundred users
+	// seldom has dozens of bodies arriving at the same moment (a body
+	// counts only while it arrives). 128 leaves room for both, and bounds
+	// one address to 128 temp files and, with bodies that send one byte
+	// and wait, about 128 × 1 KiB of spool memory (README, "Request
+	// bodies").
+	DefaultBodiesPerIP = 128
+	// BodiesPerIPRetryAfter is the Retry-After sent with the 429 of a
+	// client address over BodiesPerIP: a slot frees as soon as one of its
+	// bodies has arrived.
+	BodiesPerIPRetryAfter = time.Second
 )
 
 // chunkSize is the size of one pooled memory chunk and of the copy buffers.
 // 32 KiB matches io.Copy's buffer and the proxy's copy size.
 const chunkSize = 32 << 10
+
+// segMin is the first memory segment of a request body; the next ones grow
+// by four (2 KiB, 8 KiB) up to chunkSize. A body that sent one byte and
+// waits holds 512 bytes, not a chunk (issue 14: 20 000 such streams held
+// 640 MiB in chunks and read buffers).
+const segMin = 512
 
 // filePattern names the temp files; New sweeps files matching it.
 const filePattern = "bulwark-spool-*"
@@ -68,6 +97,26 @@ type Options struct {
 	// by counting a chunked body; larger ones are answered 413 (reason
 	// "body_too_large"). Zero or negative means no limit.
 	MaxBody int64
+	// MaxFiles caps the temp files open at once, for requests and
+	// responses together. A request body that must spill while all are
+	// taken waits up to FileWait for one, then is answered 503 with
+	// Retry-After (reason "spool_fds"); a response is fed to the client in
+	// step instead, as past DiskLimit. If zero, DefaultMaxFiles() is used;
+	// negative means no cap.
+	MaxFiles int
+	// FileWait is how long a request body waits for a temp file when
+	// MaxFiles are open. If zero, DefaultFileWait is used; negative means
+	// no wait: the 503 comes at once.
+	FileWait time.Duration
+	// BodiesPerIP caps the spooled request bodies being received at once
+	// from one client address: the host of the request's RemoteAddr, the
+	// TCP peer, since the bodies are held per connection whatever
+	// X-Forwarded-For says. The next one is answered 429 with Retry-After
+	// (reason "bodies_per_ip") before any of it is read. A body stops
+	// counting once it has arrived. If zero, DefaultBodiesPerIP is used;
+	// negative means no cap. It applies with BufferRequests only: without
+	// it, bodies are streamed to the app within its concurrency slots.
+	BodiesPerIP int
 	// BufferRequests turns request spooling on. When false, Requests passes
 	// bodies through, but still enforces MaxBody by counting.
 	BufferRequests bool
@@ -118,6 +167,15 @@ func (o Options) withDefaults() Options {
 	if o.SendTimeout == 0 {
 		o.SendTimeout = DefaultSendTimeout
 	}
+	if o.MaxFiles == 0 {
+		o.MaxFiles = DefaultMaxFiles()
+	}
+	if o.FileWait == 0 {
+		o.FileWait = DefaultFileWait
+	}
+	if o.BodiesPerIP == 0 {
+		o.BodiesPerIP = DefaultBodiesPerIP
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -135,6 +193,8 @@ type Stats struct {
 	DiskBytes int64
 	// ActiveBodies is the number of bodies being spooled or fed.
 	ActiveBodies int
+	// Files is the number of temp files open.
+	Files int
 }
 
 // Spool holds the shared budgets, the chunk pool and the metrics of request
@@ -146,7 +206,11 @@ type Spool struct {
 	disk   atomic.Int64 // bytes written to temp files and not yet freed
 	active atomic.Int64 // bodies open
 
-	chunks sync.Pool // *[chunkSize]byte, for body memory and copy buffers
+	chunks sync.Pool    // *[chunkSize]byte, for body memory and copy buffers
+	segs   [3]sync.Pool // *[segMin]byte, *[4*segMin]byte, *[16*segMin]byte
+
+	files fileBudget // temp files open, against MaxFiles
+	addrs addrCounts // request bodies being received, per client address
 
 	// openTemp creates an exclusive temp file and unlinks it; a seam so
 	// tests can inject a file whose writes fail.
@@ -154,17 +218,23 @@ type Spool struct {
 
 	lastLog [numLogKinds]atomic.Int64 // unix nanos of the last warning of each kind
 
-	memGauge  *metrics.Gauge
-	diskGauge *metrics.Gauge
-	bodies    map[string]*metrics.Counter // kind+"/"+where
-	rejected  map[string]*metrics.Counter // reason
+	memGauge   *metrics.Gauge
+	diskGauge  *metrics.Gauge
+	filesGauge *metrics.Gauge
+	bodies     map[string]*metrics.Counter // kind+"/"+where
+	rejected   map[string]*metrics.Counter // reason
+	refused    map[string]*metrics.Counter // reason, of bulwark_rejected_total
 }
 
-// Metric label values of bulwark_spool_rejected_total.
+// Metric label values of bulwark_spool_rejected_total. The last two, which
+// keep one client from exhausting the box, are counted in
+// bulwark_rejected_total too.
 const (
 	reasonTooLarge   = "body_too_large"
 	reasonSpoolFull  = "spool_full"
 	reasonWriteError = "write_error"
+	reasonNoFiles    = "spool_fds"
+	reasonPerIP      = "bodies_per_ip"
 )
 
 const (
@@ -202,9 +272,17 @@ func New(o Options) (*Spool, error) {
 				`bulwark_spool_bodies_total{kind="` + kind + `",where="` + where + `"}`)
 		}
 	}
-	s.rejected = make(map[string]*metrics.Counter, 3)
-	for _, reason := range []string{reasonTooLarge, reasonSpoolFull, reasonWriteError} {
+	s.filesGauge = set.GetOrCreateGauge("bulwark_spool_files", nil)
+	s.files.gauge = s.filesGauge
+	s.rejected = make(map[string]*metrics.Counter, 5)
+	for _, reason := range []string{reasonTooLarge, reasonSpoolFull, reasonWriteError, reasonNoFiles, reasonPerIP} {
 		s.rejected[reason] = set.GetOrCreateCounter(`bulwark_spool_rejected_total{reason="` + reason + `"}`)
+	}
+	// bulwark_rejected_total is shared with the front door's refusals;
+	// GetOrCreateCounter makes the families one.
+	s.refused = make(map[string]*metrics.Counter, 2)
+	for _, reason := range []string{reasonNoFiles, reasonPerIP} {
+		s.refused[reason] = set.GetOrCreateCounter(`bulwark_rejected_total{reason="` + reason + `"}`)
 	}
 	return s, nil
 }
@@ -214,7 +292,8 @@ func (s *Spool) o() *Options { return s.opts.Load() }
 
 // Update applies new limits from a configuration reload to bodies that
 // start from now on: MemoryPerBody, MemoryBudget, DiskLimit, MaxBody,
-// BufferRequests, BufferResponses, StreamPaths and SendTimeout. The
+// MaxFiles, FileWait, BodiesPerIP, BufferRequests, BufferResponses,
+// StreamPaths and SendTimeout. The
 // directory, logger and metrics stay those given to New; a different Dir
 // is reported as an error and otherwise ignored.
 func (s *Spool) Update(o Options) error {
@@ -228,6 +307,7 @@ func (s *Spool) Update(o Options) error {
 	next.Dir = cur.Dir
 	next = next.withDefaults()
 	s.opts.Store(&next)
+	s.files.grant(next.MaxFiles) // a raised cap lets waiting bodies on
 	return err
 }
 
@@ -240,6 +320,7 @@ func (s *Spool) Stats() Stats {
 		MemoryBytes:  s.mem.Load(),
 		DiskBytes:    s.disk.Load(),
 		ActiveBodies: int(s.active.Load()),
+		Files:        s.files.count(),
 	}
 }
 
@@ -401,6 +482,44 @@ func (s *Spool) memRoom() int64 {
 	return max(0, s.o().MemoryBudget-s.mem.Load())
 }
 
+// getSeg returns a pooled memory segment of size bytes: segMin, 4*segMin,
+// 16*segMin or chunkSize.
+func (s *Spool) getSeg(size int) []byte {
+	switch size {
+	case segMin:
+		if p, ok := s.segs[0].Get().(*[segMin]byte); ok {
+			return p[:]
+		}
+		return new([segMin]byte)[:]
+	case 4 * segMin:
+		if p, ok := s.segs[1].Get().(*[4 * segMin]byte); ok {
+			return p[:]
+		}
+		return new([4 * segMin]byte)[:]
+	case 16 * segMin:
+		if p, ok := s.segs[2].Get().(*[16 * segMin]byte); ok {
+			return p[:]
+		}
+		return new([16 * segMin]byte)[:]
+	}
+	return s.getChunk()[:]
+}
+
+// putSeg returns a segment from getSeg to its pool. The pools hold array
+// pointers, so putting one back does not allocate.
+func (s *Spool) putSeg(seg []byte) {
+	switch len(seg) {
+	case segMin:
+		s.segs[0].Put((*[segMin]byte)(seg))
+	case 4 * segMin:
+		s.segs[1].Put((*[4 * segMin]byte)(seg))
+	case 16 * segMin:
+		s.segs[2].Put((*[16 * segMin]byte)(seg))
+	case chunkSize:
+		s.putChunk((*[chunkSize]byte)(seg))
+	}
+}
+
 // getChunk returns a pooled chunk of chunkSize bytes.
 func (s *Spool) getChunk() *[chunkSize]byte {
 	if p, ok := s.chunks.Get().(*[chunkSize]byte); ok {
@@ -428,6 +547,7 @@ type logKind int
 
 const (
 	logSpoolFull logKind = iota
+	logNoFiles
 	logRequestWrite
 	logResponseWrite
 	numLogKinds

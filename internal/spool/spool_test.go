@@ -154,10 +154,10 @@ func TestDefaultDir_StateDirectory(t *testing.T) {
 
 func TestBuffer_MemoryThenDisk(t *testing.T) {
 	tests := []struct {
-		per, held int64 // MemoryPerBody, and the memory that takes in whole chunks
+		per, held int64 // MemoryPerBody, and the segments that takes
 	}{
-		{64 << 10, 64 << 10},
-		{40 << 10, 64 << 10},
+		{64 << 10, 512 + 2<<10 + 8<<10 + 2*32<<10},
+		{40 << 10, 512 + 2<<10 + 8<<10 + 32<<10},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.per), func(t *testing.T) { testMemoryThenDisk(t, tt.per, tt.held) })
@@ -181,7 +181,7 @@ func testMemoryThenDisk(t *testing.T, per, held int64) {
 	if !b.OnDisk() {
 		t.Errorf("OnDisk() = false, want true for a body past MemoryPerBody")
 	}
-	if got, want := s.Stats(), (Stats{MemoryBytes: held, DiskBytes: int64(len(want)) - per, ActiveBodies: 1}); got != want {
+	if got, want := s.Stats(), (Stats{MemoryBytes: held, DiskBytes: int64(len(want)) - per, ActiveBodies: 1, Files: 1}); got != want {
 		t.Errorf("Stats() = %+v, want %+v", got, want)
 	}
 	fi, err := b.f.Stat()
@@ -219,8 +219,9 @@ func testMemoryThenDisk(t *testing.T, per, held int64) {
 
 func TestBuffer_MemoryBudget(t *testing.T) {
 	const per = 64 << 10
+	const held = 512 + 2<<10 + 8<<10 + 2*32<<10 // the segments per bytes take
 	set := metrics.NewSet()
-	s := newTestSpool(t, Options{MemoryPerBody: per, MemoryBudget: per, Metrics: set})
+	s := newTestSpool(t, Options{MemoryPerBody: per, MemoryBudget: held, Metrics: set})
 	a := s.NewBuffer()
 	if _, err := a.Write(pattern(per)); err != nil {
 		t.Fatal(err)
@@ -232,11 +233,11 @@ func TestBuffer_MemoryBudget(t *testing.T) {
 	if a.OnDisk() || !b.OnDisk() {
 		t.Errorf("OnDisk() = %v, %v for the first and second body, want false, true (budget used up)", a.OnDisk(), b.OnDisk())
 	}
-	if got, want := s.Stats(), (Stats{MemoryBytes: per, DiskBytes: 1, ActiveBodies: 2}); got != want {
+	if got, want := s.Stats(), (Stats{MemoryBytes: held, DiskBytes: 1, ActiveBodies: 2, Files: 1}); got != want {
 		t.Errorf("Stats() = %+v, want %+v", got, want)
 	}
-	if got := metricValue(t, set, "bulwark_spool_memory_bytes"); got != per {
-		t.Errorf("bulwark_spool_memory_bytes = %v, want %v", got, per)
+	if got := metricValue(t, set, "bulwark_spool_memory_bytes"); got != held {
+		t.Errorf("bulwark_spool_memory_bytes = %v, want %v", got, held)
 	}
 	a.Close()
 	b.Close()
