@@ -25,6 +25,12 @@
 // answers 503 at once, and Restart or UpdateWait return a *StartError
 // carrying those lines.
 //
+// Memory restarts come in two kinds: Restart (next to the old copy when
+// Options.ZeroDowntime says a second one fits, else old copy first) and
+// RestartHard for an app above its hard ceiling (old copy first, a second
+// of grace). Urgent turns a zero-downtime restart in progress into the
+// latter when the old copy crosses the ceiling meanwhile.
+//
 // The app never outlives Bulwark: it is started with a parent-death signal
 // (SIGKILL) from a dedicated OS thread, and Run stops it when its context
 // ends. Memory measurement is left to the caller (package memwatch), which
