@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -277,5 +278,44 @@ func TestUrgentDuringSwap(t *testing.T) {
 	}
 	if len(h.logs.find("stopping the old copy now")) != 1 {
 		t.Errorf("the log does not say the old copy was stopped early")
+	}
+}
+
+// TestForeignListenerAge: a listener outside the app's tree counts as
+// foreign when its process is older than the app (a leftover), and as the
+// app's when it started after it (docker-proxy for `docker run -p`).
+func TestForeignListenerAge(t *testing.T) {
+	root := exec.Command("sleep", "30")
+	if err := root.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { root.Process.Kill(); root.Wait() }()
+
+	older, err := net.Listen("tcp", "127.0.0.1:0") // the test process predates root
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer older.Close()
+	if foreign, holders := foreignListener("/proc", "", older.Addr().String(), root.Process.Pid); !foreign ||
+		len(holders) != 1 || holders[0].pid != os.Getpid() {
+		t.Errorf("listener of an older process: foreign %v, holders %v; want foreign, held by pid %d", foreign, holders, os.Getpid())
+	}
+
+	addr := freeAddr(t)
+	younger := exec.Command(fakeCommand(t, addr)[0], fakeCommand(t, addr)[1:]...)
+	younger.Env = append(os.Environ(), "FAKEAPP=1", "GORACE=atexit_sleep_ms=0")
+	if err := younger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { younger.Process.Kill(); younger.Wait() }()
+	waitFor(t, 20*time.Second, "the younger listener", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if foreign, holders := foreignListener("/proc", "", addr, root.Process.Pid); foreign {
+		t.Errorf("listener of a process started after the app: foreign, holders %v; want it taken as the app's", holders)
 	}
 }

@@ -314,10 +314,13 @@ func processTree(procRoot string, root int) []int {
 }
 
 // foreignListener reports whether addr is served by someone else: its
-// listening sockets are known and none belongs to root's process tree. It
-// then names the holders it can see. It reports false when the tree owns
-// one, or when it cannot tell (no /proc, or no listening socket found for
-// an address written another way).
+// listening sockets are known, none belongs to root's process tree, and
+// one is held by a process older than root (a leftover) or by one this
+// user cannot see. It then names the holders it can see. A listener held
+// only by processes started after root is taken as the app's own: a
+// command such as `docker run -p` has its port held by docker-proxy,
+// outside its tree. It reports false, too, when it cannot tell (no /proc,
+// or no listening socket found for an address written another way).
 func foreignListener(procRoot, dir, addr string, root int) (bool, []holder) {
 	inodes, err := listeningInodes(procRoot, dir, addr)
 	if err != nil || len(inodes) == 0 {
@@ -329,7 +332,38 @@ func foreignListener(procRoot, dir, addr string, root int) (bool, []holder) {
 	}
 	others := socketHolders(procRoot, inodes, nil)
 	others = slices.DeleteFunc(others, func(h holder) bool { return slices.Contains(tree, h.pid) })
-	return true, others
+	if len(others) == 0 {
+		return true, nil // held by processes we cannot see
+	}
+	rootStart, ok := startTicks(procRoot, root)
+	if !ok {
+		return true, others
+	}
+	for _, h := range others {
+		if t, ok := startTicks(procRoot, h.pid); !ok || t < rootStart {
+			return true, others
+		}
+	}
+	return false, nil
+}
+
+// startTicks returns when a process started, in clock ticks since boot
+// (field 22 of /proc/PID/stat).
+func startTicks(procRoot string, pid int) (uint64, bool) {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, false
+	}
+	t, err := strconv.ParseUint(f[19], 10, 64)
+	return t, err == nil
 }
 
 // describeHolders names holders for a log line or an error.
