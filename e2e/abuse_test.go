@@ -136,7 +136,7 @@ func startMonitor(t *testing.T, in *instance) *monitor {
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			rss := rssOf(pid)
+			rss, _ := rssOf(pid)
 			fds := fdsOf(pid)
 			ok := false
 			series := scrapeQuiet(admin, in.admin)
@@ -208,23 +208,6 @@ func (m *monitor) stop() monitorStats {
 	m.cancel()
 	<-m.done
 	return m.snapshot()
-}
-
-func rssOf(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				n, _ := strconv.ParseInt(f[0], 10, 64)
-				return n << 10
-			}
-		}
-	}
-	return 0
 }
 
 func fdsOf(pid int) int {

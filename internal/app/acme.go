@@ -75,7 +75,7 @@ func (a *App) startACME(ctx context.Context, lns *listeners) error {
 // warnFileCovered says which [acme] domains a certificate file covers:
 // the file is served for them, so their ACME certificates go unused.
 func (a *App) warnFileCovered() {
-	for _, d := range a.cfg.Acme.Domains {
+	for _, d := range a.config().Acme.Domains {
 		for _, c := range a.certs.Expiries() {
 			if coversName(c.Names, d) {
 				a.log.Warn("acme: a certificate file covers this domain and is served for it; drop one or the other",

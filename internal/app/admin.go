@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/metrics"
@@ -12,8 +13,10 @@ import (
 	"time"
 
 	"bulwark/internal/config"
+	"bulwark/internal/httperr"
 	"bulwark/internal/memwatch"
 	"bulwark/internal/observe"
+	"bulwark/internal/supervise"
 	"bulwark/internal/tlsconf"
 )
 
@@ -74,26 +77,32 @@ func (as *adminServer) restartApp() func() error {
 		return nil
 	}
 	return func() error {
-		go func() {
-			if err := as.a.sup.Restart("manual"); err != nil {
-				as.a.log.Error("manual restart of the app failed", "err", err)
-			}
-		}()
+		if err := as.a.sup.Restart("manual"); err != nil {
+			as.a.log.Error("manual restart of the app failed", "err", err)
+			return appFailed(err)
+		}
 		return nil
 	}
 }
 
-var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+// appFailed marks err, a restart of the app that did not bring it up, as
+// the admin API's 502: the body is the reason and the app's last stderr
+// lines, so the CLI can print them and exit non-zero.
+func appFailed(err error) error {
+	// Msg carries the whole text; Err would repeat it in Error().
+	return &httperr.Error{Status: http.StatusBadGateway, Reason: "app_failed", Msg: err.Error()}
+}
 
 // snapshot reports the state once a second; it reads a few /proc files for
 // Bulwark itself (cached for a second) and the watcher's last app sample.
 func (as *adminServer) snapshot() observe.Snapshot {
 	a := as.a
+	cfg := a.config()
 	fs := a.front.Stats()
 	ad := a.admit.Stats()
 	s := observe.Snapshot{
 		Bulwark:          as.selfInfo(),
-		MemoryLimitBytes: a.cfg.Memory.LimitBytes(),
+		MemoryLimitBytes: cfg.Memory.LimitBytes(),
 		ConnsH1:          fs.H1Open,
 		ConnsH2:          fs.H2Open,
 		ConnsActive:      fs.H1Active + fs.H2Active,
@@ -109,13 +118,16 @@ func (as *adminServer) snapshot() observe.Snapshot {
 		s.Upstreams = append(s.Upstreams, observe.UpstreamInfo{Address: u.Address, Up: u.Up})
 	}
 	s.Certs = a.certStatus()
-	metrics.Read(heapSample)
-	if heapSample[0].Value.Kind() == metrics.KindUint64 {
-		s.GoHeapBytes = int64(heapSample[0].Value.Uint64())
+	// A sample of its own per call: snapshot runs from the sampler and from
+	// every /status request at once, and metrics.Read writes into it.
+	heap := [1]metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(heap[:])
+	if heap[0].Value.Kind() == metrics.KindUint64 {
+		s.GoHeapBytes = int64(heap[0].Value.Uint64())
 	}
-	if m, err := memwatch.Machine(""); err == nil {
+	if m, err := memwatch.Box("", ""); err == nil { // the cgroup's memory when that is smaller
 		s.Machine = observe.MachineInfo{MemTotal: m.MemTotal, MemAvailable: m.MemAvailable}
-		if mm := a.cfg.MachineMemory; mm > 0 && mm < m.MemTotal {
+		if mm := cfg.MachineMemory; mm > 0 && mm < m.MemTotal {
 			s.Machine.MemTotal = mm
 		}
 	}
@@ -124,7 +136,12 @@ func (as *adminServer) snapshot() observe.Snapshot {
 		tree := a.watch.Last()
 		info := &observe.AppInfo{
 			State: st.State, PID: st.PID, Since: st.Since, Restarts: st.Restarts,
-			LastExit: st.LastExit, MaxMemory: int64(a.cfg.App.MaxMemory), RSS: tree.RSS, PSS: tree.PSS,
+			LastExit: st.LastExit, MaxMemory: int64(cfg.App.MaxMemory), RSS: tree.RSS, PSS: tree.PSS,
+		}
+		if st.State == supervise.StateFailing {
+			info.State, info.Stderr = "failing: "+st.Failure, st.Stderr
+			tree = memwatch.TreeSample{} // the last sample is of a process that is gone
+			info.RSS, info.PSS = 0, 0
 		}
 		for _, p := range tree.Procs {
 			info.Procs = append(info.Procs, observe.ProcInfo{PID: p.PID, RSS: p.RSS, PSS: p.PSS, StartTime: p.StartTime, Cmdline: p.Cmdline})

@@ -25,6 +25,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -97,8 +98,18 @@ type App struct {
 	redirect *front.Server // nil when listen.http is off
 	admin    *adminServer  // nil when admin.listen is off
 
-	started time.Time
-	mu      sync.Mutex // guards reload
+	started    time.Time
+	mu         sync.Mutex  // guards reload
+	cfgMu      sync.Mutex  // guards cfg against readers outside reload
+	memRestart atomic.Bool // a memory restart of the app is running
+}
+
+// config returns the running config; goroutines other than Reload's read
+// it through here, since a reload replaces it.
+func (a *App) config() *config.Config {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	return a.cfg
 }
 
 // New builds every piece from cfg without binding a socket or starting a
@@ -245,7 +256,7 @@ func (a *App) handler() http.Handler {
 // {socket} placeholder, so that Bulwark chooses a fresh address for every
 // instance.
 func (a *App) appPicksAddress() bool {
-	for _, arg := range a.cfg.App.Command {
+	for _, arg := range a.config().App.Command {
 		if strings.Contains(arg, "{port}") || strings.Contains(arg, "{socket}") {
 			return true
 		}
@@ -259,7 +270,7 @@ func (a *App) appPicksAddress() bool {
 // held; otherwise the old process is released at once.
 func (a *App) becomeReady(ctx context.Context, upg *upgrade.Upgrader) error {
 	if a.sup != nil && upg.HasParent() && a.appPicksAddress() {
-		wctx, cancel := context.WithTimeout(ctx, a.cfg.App.StartTimeout.D())
+		wctx, cancel := context.WithTimeout(ctx, a.config().App.StartTimeout.D())
 		err := a.sup.Wait(wctx)
 		cancel()
 		if err != nil {
@@ -272,11 +283,27 @@ func (a *App) becomeReady(ctx context.Context, upg *upgrade.Upgrader) error {
 	return nil
 }
 
-func (a *App) onAppMemoryExceeded(s memwatch.TreeSample) {
-	a.log.Warn("app memory above its limit: restarting it gracefully",
-		"rss", s.RSS, "pss", s.PSS, "limit", int64(a.cfg.App.MaxMemory), "processes", len(s.Procs))
+// onAppMemoryExceeded restarts the app for memory: gracefully (next to the
+// old copy when the box has room for both) under the graceful rule, old
+// copy first under the hard one. One memory restart runs at a time; a hard
+// report during a graceful one stops the old copy at once.
+func (a *App) onAppMemoryExceeded(e memwatch.Exceed) {
+	s := e.Sample
+	if !a.memRestart.CompareAndSwap(false, true) {
+		if e.Hard {
+			a.sup.Urgent()
+		}
+		return
+	}
+	restart, how := a.sup.Restart, "gracefully"
+	if e.Hard {
+		restart, how = a.sup.RestartHard, "now, stopping it first"
+	}
+	a.log.Warn("app memory above its limit: restarting it "+how, "rule", e.Reason,
+		"rss", s.RSS, "pss", s.PSS, "limit", int64(a.config().App.MaxMemory), "available", e.Available, "processes", len(s.Procs))
 	go func() {
-		if err := a.sup.Restart("memory"); err != nil {
+		defer a.memRestart.Store(false)
+		if err := restart("memory"); err != nil {
 			a.log.Error("memory restart of the app failed", "err", err)
 		}
 	}()

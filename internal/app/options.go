@@ -190,14 +190,24 @@ func (a *App) superviseOptions(cfg *config.Config) supervise.Options {
 	}
 }
 
-// secondInstanceFits reports whether a second app instance of max_memory
-// fits in the memory available now, for a zero-downtime restart.
+// secondInstanceFits reports whether a second app instance fits next to
+// the running one now, for a zero-downtime restart: the box's available
+// memory (the machine's, or its cgroup's) less what a fresh copy holds
+// (the app's RSS after its start-up, else its current RSS up to
+// max_memory) stays above the memory floor.
 func (a *App) secondInstanceFits() bool {
-	m, err := memwatch.Machine("")
+	box, err := memwatch.Box("", "")
 	if err != nil {
 		return false
 	}
-	return 2*int64(a.cfg.App.MaxMemory) <= m.MemAvailable+a.watch.Last().RSS
+	need := a.watch.Baseline()
+	if need <= 0 {
+		need = a.watch.Last().RSS
+		if limit := int64(a.config().App.MaxMemory); limit > 0 {
+			need = min(need, limit)
+		}
+	}
+	return box.MemAvailable-need >= memwatch.DefaultFloor(box.MemTotal)
 }
 
 // accessLogger opens the access log the config names.

@@ -30,7 +30,10 @@ func (a *App) reloadFromAdmin() error {
 // connection: limits, timeouts, upstream, certificates and memory settings
 // take effect for new requests; the access log is reopened (after
 // logrotate moved the file, lines go to a new one) and log.level applies.
-// A changed [app] restarts the app through the supervisor's graceful path.
+// A changed [app] restarts the app through the supervisor's graceful path,
+// and Reload returns once the new app is ready or has failed (an error the
+// admin API answers 502, with the app's last stderr lines; with {port} or
+// {socket} the old app keeps serving).
 // Listener addresses cannot change without a restart or an upgrade; a
 // change there is reported and otherwise ignored.
 func (a *App) Reload(cfg *config.Config) error {
@@ -78,11 +81,17 @@ func (a *App) Reload(cfg *config.Config) error {
 			errs = append(errs, fmt.Errorf("upstream.address: %w", err))
 		}
 	}
+	a.cfgMu.Lock()
 	a.cfg = cfg
+	a.cfgMu.Unlock()
 	if a.sup != nil {
 		a.watch.SetLimit(int64(cfg.App.MaxMemory))
 		if appChanged(old, cfg) {
-			a.sup.Update(a.superviseOptions(cfg))
+			// Waits for the new app: a reload that breaks it must say so.
+			if err := a.sup.UpdateWait(a.superviseOptions(cfg)); err != nil {
+				a.log.Error("reload: the new app did not start", "err", err)
+				errs = append(errs, appFailed(fmt.Errorf("app: %w", err)))
+			}
 		}
 	}
 	if a.admin != nil && cfg.Observe != old.Observe {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bulwark/internal/bytesize"
 	"errors"
 	"fmt"
 	"math"
@@ -84,21 +85,7 @@ func ParseByteSize(s string) (ByteSize, error) {
 // binary unit that divides it exactly ("50MiB", "1536KiB", "100B"); sizes
 // that are whole multiples of a decimal unit but not of a binary one keep the
 // decimal unit ("16KB").
-func (b ByteSize) String() string {
-	n := int64(b)
-	if n == 0 {
-		return "0B"
-	}
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}} {
-		if n%u.mult == 0 {
-			return strconv.FormatInt(n/u.mult, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(n, 10) + "B"
-}
+func (b ByteSize) String() string { return bytesize.Format(int64(b)) }
 
 // MarshalText implements encoding.TextMarshaler.
 func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }

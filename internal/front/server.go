@@ -54,9 +54,6 @@ const (
 	// DefaultMaxConcurrentStreams caps HTTP/2 streams per connection: enough
 	// for a browser, small enough that one client cannot pin much memory.
 	DefaultMaxConcurrentStreams = 100
-	// h2ReadFrameSize is the smallest frame size HTTP/2 allows; larger frames
-	// only cost memory on a small server.
-	h2ReadFrameSize = 16 << 10
 )
 
 // Options configures a Server. The zero value of each field is documented.
@@ -66,8 +63,11 @@ type Options struct {
 	// TLSConfig, when non-nil, makes the server terminate TLS; its NextProtos
 	// decide whether HTTP/2 is offered. Nil serves plain HTTP/1.1.
 	TLSConfig *tls.Config
-	// ReadHeaderTimeout bounds reading a request head, from its first byte,
-	// and the wait for the first request on a new connection (slowloris).
+	// ReadHeaderTimeout bounds reading a request head (slowloris): one
+	// deadline for the whole head, never extended by bytes that trickle in.
+	// A new connection's first head must be complete this long after the
+	// connection starts waiting for it; a keep-alive head, this long after
+	// its first byte.
 	// Zero means DefaultReadHeaderTimeout.
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout is how long a keep-alive connection may wait for its next

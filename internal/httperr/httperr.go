@@ -5,6 +5,7 @@
 package httperr
 
 import (
+	"bulwark/internal/bytesize"
 	"context"
 	"errors"
 	"net"
@@ -38,6 +39,16 @@ type Error struct {
 // New returns an *Error with the given status, reason and message.
 func New(status int, reason, msg string) *Error {
 	return &Error{Status: status, Reason: reason, Msg: msg}
+}
+
+// ReasonBodyTooLarge is the reason of BodyTooLarge's answer.
+const ReasonBodyTooLarge = "body_too_large"
+
+// BodyTooLarge is the 413 for a request body past limit, which it names as
+// the config file spells sizes ("20MiB"), so the client reads the limit the
+// operator set. Its reason is "body_too_large".
+func BodyTooLarge(limit int64) *Error {
+	return New(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "request body larger than "+bytesize.Format(limit))
 }
 
 func (e *Error) Error() string {

@@ -85,3 +85,13 @@ func TestWriteHeadHasNoBody(t *testing.T) {
 		t.Errorf("HEAD: got %d with %d body bytes", rec.Code, rec.Body.Len())
 	}
 }
+
+func TestBodyTooLargeNamesTheLimitAsConfigured(t *testing.T) {
+	e := BodyTooLarge(20 << 20)
+	if e.Status != http.StatusRequestEntityTooLarge || e.Reason != ReasonBodyTooLarge {
+		t.Errorf("BodyTooLarge = %d %q, want 413 %q", e.Status, e.Reason, ReasonBodyTooLarge)
+	}
+	if want := "request body larger than 20MiB"; e.Msg != want {
+		t.Errorf("message = %q, want %q", e.Msg, want)
+	}
+}

@@ -119,6 +119,28 @@ func treeOf(procRoot string, pid int, now time.Time) (TreeSample, error) {
 	return ts, nil
 }
 
+// refresh re-reads the RSS of the processes of prev, without walking /proc
+// for new descendants or reading PSS (kept from prev): the cheap sample
+// taken between full ones while the tree is near its limit. The error wraps
+// fs.ErrNotExist when the root is gone.
+func refresh(procRoot string, prev TreeSample, now time.Time) (TreeSample, error) {
+	ts := TreeSample{Root: prev.Root, At: now, Procs: make([]ProcSample, 0, len(prev.Procs))}
+	for i, p := range prev.Procs {
+		status, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(p.PID), "status"))
+		if err != nil {
+			if i == 0 {
+				return ts, fmt.Errorf("process %d: %w", p.PID, err)
+			}
+			continue // a descendant exited
+		}
+		p.RSS = fieldKiB(status, "VmRSS:")
+		ts.Procs = append(ts.Procs, p)
+		ts.RSS += p.RSS
+		ts.PSS += p.PSS
+	}
+	return ts, nil
+}
+
 // readStat returns the parent PID and start time (in USER_HZ ticks since
 // boot) from /proc/<pid>/stat.
 func readStat(procRoot string, pid int) (ppid int, start uint64, err error) {

@@ -3,6 +3,7 @@ package memwatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -15,37 +16,85 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	// DefaultInterval is the sampling interval: the guide's monitor looked
-	// every 30 s, too slow to catch a leak before the kernel does.
-	DefaultInterval = 5 * time.Second
+	// DefaultInterval is the sampling interval while the app is well under
+	// its limit: the guide's monitor looked every 30 s, and even 5 s let a
+	// fast leak reach three times its budget before the restart began.
+	DefaultInterval = time.Second
+	// DefaultFastInterval is the sampling interval while the tree is above
+	// HotFraction of its limit or growing towards it fast: a leak of 50 MB/s
+	// moves 5 MB between samples.
+	DefaultFastInterval = 100 * time.Millisecond
 	// DefaultSamples is how many consecutive samples over the limit trigger
-	// OnExceed, so one short spike does not cost a restart.
+	// the graceful restart, so one short spike does not cost a restart.
 	DefaultSamples = 3
 	// DefaultGrace is how long after Watch no OnExceed is reported: imports
 	// and warm-up make a fresh app briefly larger than its steady state.
 	DefaultGrace = 30 * time.Second
 )
 
+// The rule's fixed ratios.
+const (
+	// HardFactor times the limit is the hard ceiling: a tree above it is
+	// reported at the first sample, as Exceed.Hard.
+	HardFactor = 1.25
+	// HotFraction of the limit is where sampling turns fast.
+	HotFraction = 0.8
+	// growthHorizon: a tree that would reach its limit within this time at
+	// the rate it grew since the last sample is sampled fast.
+	growthHorizon = 10 * time.Second
+)
+
+// Exceed is what OnExceed is told.
+type Exceed struct {
+	// Sample is the sample that crossed the line.
+	Sample TreeSample
+	// Hard is true for the hard rule: the tree is above Limit × HardFactor,
+	// or the box's available memory fell under the floor while the tree
+	// holds at least half its limit. The caller should restart at once and
+	// not start a second copy next to this one. Hard is reported once per
+	// watched root.
+	Hard bool
+	// Reason says which rule fired, for the log.
+	Reason string
+	// Available is the box's available memory at the sample (see Box); 0
+	// when unknown.
+	Available int64
+}
+
 // Options configures a Watcher.
 type Options struct {
 	// ProcRoot is where proc is mounted. If "", DefaultProcRoot is used.
 	ProcRoot string
-	// Interval is the time between samples. If zero, DefaultInterval.
+	// CgroupRoot is where cgroups are mounted, for the box's limit (see
+	// Box). If "", DefaultCgroupRoot.
+	CgroupRoot string
+	// Interval is the time between samples while the tree is well under its
+	// limit. If zero, DefaultInterval.
 	Interval time.Duration
+	// FastInterval is the time between samples while the tree is above
+	// HotFraction of its limit, or growing fast towards it. If zero,
+	// DefaultFastInterval; it is never longer than Interval.
+	FastInterval time.Duration
 	// Limit is the RSS of the whole tree, in bytes, above which a sample
 	// counts as over. Zero or negative means never over.
 	Limit int64
-	// Samples is how many consecutive samples over Limit trigger OnExceed.
-	// If zero, DefaultSamples.
+	// Samples is how many consecutive samples over Limit, spanning at least
+	// (Samples-1) × Interval, trigger the graceful OnExceed. If zero,
+	// DefaultSamples.
 	Samples int
-	// Grace is how long after Watch no OnExceed is reported. If zero,
+	// Grace is how long after Watch (and after a graceful OnExceed) no
+	// graceful OnExceed is reported; the hard rule ignores it. If zero,
 	// DefaultGrace; negative means no grace.
 	Grace time.Duration
-	// OnExceed is called from the Run goroutine when the tree stayed over
-	// Limit. It must not block long (start a goroutine for slow work). After
-	// it is called the count starts again and a new grace period begins.
-	// If nil, overuse is only logged.
-	OnExceed func(TreeSample)
+	// Floor is the box's available memory under which the hard rule fires
+	// (for a tree above half its limit). If zero, DefaultFloor of the
+	// box's memory; negative disables the floor.
+	Floor int64
+	// OnExceed is called from the Run goroutine when a rule fires. It must
+	// not block long (start a goroutine for slow work). After a graceful
+	// report the count starts again and a new grace period begins. If nil,
+	// overuse is only logged.
+	OnExceed func(Exceed)
 	// Metrics receives the bulwark_app_* and bulwark_machine_* gauges. If
 	// nil, a private set is used.
 	Metrics *metrics.Set
@@ -60,6 +109,10 @@ func (o Options) withDefaults() Options {
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
 	}
+	if o.FastInterval <= 0 {
+		o.FastInterval = DefaultFastInterval
+	}
+	o.FastInterval = min(o.FastInterval, o.Interval)
 	if o.Samples <= 0 {
 		o.Samples = DefaultSamples
 	}
@@ -75,8 +128,8 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Watcher samples the memory of one process tree and reports sustained
-// overuse. Its methods are safe for concurrent use.
+// Watcher samples the memory of one process tree and reports overuse. Its
+// methods are safe for concurrent use.
 type Watcher struct {
 	opts  Options
 	limit atomic.Int64
@@ -85,10 +138,17 @@ type Watcher struct {
 	root      int       // guarded by mu; 0 = nothing to watch
 	watchedAt time.Time // guarded by mu; start of the grace period
 	over      int       // guarded by mu; consecutive samples over the limit
+	overSince time.Time // guarded by mu; the first of them
+	hardFired bool      // guarded by mu; the hard rule fired for root
+	baseline  int64     // guarded by mu; the tree's RSS when its grace ended
 	last      TreeSample
 	gone      bool // guarded by mu; root vanished, logged once
 
 	rss, pss, procs, available, limitG *metrics.Gauge
+
+	// fullAt is when the last full walk of /proc was; owned by Run: the
+	// fast samples in between only re-read the known processes' RSS.
+	fullAt time.Time
 
 	// now asks Run for a sample at once (a new root was watched), so views
 	// do not show an empty tree for a whole interval.
@@ -120,7 +180,7 @@ func (w *Watcher) Watch(pid int) {
 func (w *Watcher) watch(pid int, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.root, w.watchedAt, w.over, w.gone = pid, now, 0, false
+	w.root, w.watchedAt, w.over, w.gone, w.hardFired, w.baseline = pid, now, 0, false, false, 0
 	select {
 	case w.now <- struct{}{}:
 	default:
@@ -134,65 +194,108 @@ func (w *Watcher) Last() TreeSample {
 	return w.last
 }
 
+// Baseline returns the tree's RSS at the first sample after its grace
+// period, what a fresh copy of the app holds; 0 before that.
+func (w *Watcher) Baseline() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.baseline
+}
+
 // SetLimit changes the limit (on reload); zero or negative means never over.
 func (w *Watcher) SetLimit(limit int64) {
 	w.limit.Store(limit)
 	w.limitG.Set(float64(max(limit, 0)))
 }
 
-// Run samples every Interval until ctx is done, then returns nil. It is the
-// only goroutine that calls OnExceed.
+// Run samples until ctx is done, every Interval, or every FastInterval
+// while the tree is near its limit, then returns nil. It is the only
+// goroutine that calls OnExceed.
 func (w *Watcher) Run(ctx context.Context) error {
-	t := time.NewTicker(w.opts.Interval)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		w.sample(time.Now())
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		case <-w.now:
+			t.Stop()
 		}
+		t.Reset(w.sample(time.Now()))
 	}
 }
 
-// sample takes one sample and, when the tree has stayed over the limit,
-// calls OnExceed (outside the lock).
-func (w *Watcher) sample(now time.Time) {
-	if m, err := Machine(w.opts.ProcRoot); err == nil {
-		w.available.Set(float64(m.MemAvailable))
+// sample takes one sample, calls OnExceed (outside the lock) when a rule
+// fires, and returns the time until the next sample.
+func (w *Watcher) sample(now time.Time) time.Duration {
+	box, boxErr := Box(w.opts.ProcRoot, w.opts.CgroupRoot)
+	if boxErr == nil {
+		w.available.Set(float64(box.MemAvailable))
 	}
 	w.mu.Lock()
-	root := w.root
+	root, prev := w.root, w.last
 	w.mu.Unlock()
 	if root == 0 {
-		return
+		return w.opts.Interval
 	}
-	ts, err := treeOf(w.opts.ProcRoot, root, now)
-	exceeded, ok := w.record(root, ts, err, now)
+	var ts TreeSample
+	var err error
+	if prev.Root == root && len(prev.Procs) > 0 && now.Sub(w.fullAt) < w.opts.Interval {
+		ts, err = refresh(w.opts.ProcRoot, prev, now) // between full samples
+	} else {
+		ts, err = treeOf(w.opts.ProcRoot, root, now)
+		w.fullAt = now
+	}
+	ex, ok := w.record(root, ts, err, now, box)
 	if !ok {
-		return
+		return w.opts.Interval
 	}
 	w.rss.Set(float64(ts.RSS))
 	w.pss.Set(float64(ts.PSS))
 	w.procs.Set(float64(len(ts.Procs)))
-	if exceeded {
-		w.opts.Logger.Warn("app memory over the limit",
-			"rss", ts.RSS, "pss", ts.PSS, "limit", w.limit.Load(),
-			"samples", w.opts.Samples, "processes", len(ts.Procs), "pid", root)
+	if ex != nil {
+		lvl := slog.LevelWarn
+		if ex.Hard {
+			lvl = slog.LevelError
+		}
+		w.opts.Logger.Log(context.Background(), lvl, "app memory over the limit: "+ex.Reason,
+			"rss", ts.RSS, "pss", ts.PSS, "limit", w.limit.Load(), "available", ex.Available,
+			"processes", len(ts.Procs), "pid", root, "hard", ex.Hard)
 		if w.opts.OnExceed != nil {
-			w.opts.OnExceed(ts)
+			w.opts.OnExceed(*ex)
 		}
 	}
+	if w.hot(prev, ts) {
+		return w.opts.FastInterval
+	}
+	return w.opts.Interval
 }
 
-// record updates the state with one sample and reports whether OnExceed is
-// due; ok is false when the sample is to be ignored.
-func (w *Watcher) record(root int, ts TreeSample, err error, now time.Time) (exceeded, ok bool) {
+// hot reports whether the tree is near its limit or growing fast towards
+// it, so that the next sample comes sooner.
+func (w *Watcher) hot(prev, ts TreeSample) bool {
+	limit := w.limit.Load()
+	if limit <= 0 {
+		return false
+	}
+	if float64(ts.RSS) >= HotFraction*float64(limit) {
+		return true
+	}
+	if prev.Root != ts.Root || prev.At.IsZero() || !ts.At.After(prev.At) || ts.RSS <= prev.RSS {
+		return false
+	}
+	rate := float64(ts.RSS-prev.RSS) / ts.At.Sub(prev.At).Seconds()
+	return float64(ts.RSS)+rate*growthHorizon.Seconds() >= float64(limit)
+}
+
+// record updates the state with one sample and returns the report due, if
+// any; ok is false when the sample is to be ignored.
+func (w *Watcher) record(root int, ts TreeSample, err error, now time.Time, box MachineSample) (ex *Exceed, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if root != w.root {
-		return false, false // Watch moved on while we sampled
+		return nil, false // Watch moved on while we sampled
 	}
 	if err != nil {
 		if !w.gone {
@@ -204,19 +307,49 @@ func (w *Watcher) record(root int, ts TreeSample, err error, now time.Time) (exc
 			w.opts.Logger.Log(context.Background(), lvl, "cannot sample app memory", "pid", root, "err", err)
 		}
 		w.over = 0
-		return false, false
+		return nil, false
 	}
 	w.gone = false
 	w.last = ts
-	if limit := w.limit.Load(); limit > 0 && ts.RSS > limit {
+	inGrace := w.opts.Grace > 0 && now.Sub(w.watchedAt) < w.opts.Grace
+	if w.baseline == 0 && !inGrace {
+		w.baseline = ts.RSS
+	}
+	limit := w.limit.Load()
+	if limit <= 0 {
+		w.over = 0
+		return nil, true
+	}
+	if ts.RSS > limit {
+		if w.over == 0 {
+			w.overSince = now
+		}
 		w.over++
 	} else {
 		w.over = 0
 	}
-	if w.over < w.opts.Samples || (w.opts.Grace > 0 && now.Sub(w.watchedAt) < w.opts.Grace) {
-		return false, true
+	if !w.hardFired {
+		floor := w.opts.Floor
+		if floor == 0 && box.MemTotal > 0 {
+			floor = DefaultFloor(box.MemTotal)
+		}
+		switch {
+		case float64(ts.RSS) > HardFactor*float64(limit):
+			w.hardFired = true
+			return &Exceed{Sample: ts, Hard: true, Available: box.MemAvailable,
+				Reason: fmt.Sprintf("above the hard ceiling (%.2f × max_memory) at one sample", HardFactor)}, true
+		case floor > 0 && box.MemTotal > 0 && box.MemAvailable < floor && ts.RSS > limit/2:
+			w.hardFired = true
+			return &Exceed{Sample: ts, Hard: true, Available: box.MemAvailable,
+				Reason: fmt.Sprintf("the box's available memory is under its floor (%d bytes)", floor)}, true
+		}
+	}
+	sustained := now.Sub(w.overSince) >= time.Duration(w.opts.Samples-1)*w.opts.Interval
+	if w.over < w.opts.Samples || !sustained || inGrace {
+		return nil, true
 	}
 	w.over = 0
 	w.watchedAt = now
-	return true, true
+	return &Exceed{Sample: ts, Available: box.MemAvailable,
+		Reason: fmt.Sprintf("above max_memory for %d samples", w.opts.Samples)}, true
 }

@@ -2,11 +2,13 @@ package observe
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -143,9 +145,10 @@ func (s *Server) handleReload(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, r, httperr.New(http.StatusNotImplemented, "reload_unsupported", "reload is not available"))
 		return
 	}
+	noWriteDeadline(w) // a reload that restarts the app waits for it
 	if err := s.opts.OnReload(); err != nil {
 		s.opts.Logger.Error("admin reload failed", "err", err)
-		httperr.Write(w, r, &httperr.Error{Status: http.StatusInternalServerError, Reason: "reload_failed",
+		httperr.Write(w, r, &httperr.Error{Status: actionStatus(err), Reason: "reload_failed",
 			Msg: "reload failed: " + err.Error(), Err: err})
 		return
 	}
@@ -160,13 +163,30 @@ func (s *Server) handleRestartApp(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, r, httperr.New(http.StatusConflict, "no_app", "no app supervised"))
 		return
 	}
+	noWriteDeadline(w) // the restart returns once the new app is ready
 	if err := s.opts.OnRestartApp(); err != nil {
 		s.opts.Logger.Error("admin restart-app failed", "err", err)
-		httperr.Write(w, r, &httperr.Error{Status: http.StatusInternalServerError, Reason: "restart_failed",
+		httperr.Write(w, r, &httperr.Error{Status: actionStatus(err), Reason: "restart_failed",
 			Msg: "restart failed: " + err.Error(), Err: err})
 		return
 	}
-	writeJSON(w, r, http.StatusOK, actionResult{OK: true, Message: "app restart started"})
+	writeJSON(w, r, http.StatusOK, actionResult{OK: true, Message: "app restarted"})
+}
+
+// actionStatus is the status of a failed action: the one an *httperr.Error
+// in err carries (502 when the new app did not start), else 500.
+func actionStatus(err error) int {
+	var he *httperr.Error
+	if errors.As(err, &he) {
+		return he.Status
+	}
+	return http.StatusInternalServerError
+}
+
+// noWriteDeadline lifts the server's WriteTimeout for an action that waits
+// for the app to start (up to its start_timeout).
+func noWriteDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 }
 
 func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {

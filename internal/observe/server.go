@@ -61,10 +61,12 @@ type Options struct {
 	Metrics *metrics.Set
 	// Snapshot reports the current state. Required.
 	Snapshot func() Snapshot
-	// OnReload is called by POST /api/reload. If nil, that answers 501.
+	// OnReload is called by POST /api/reload. If nil, that answers 501. An
+	// error answers 500, or the status of an *httperr.Error in it.
 	OnReload func() error
-	// OnRestartApp is called by POST /api/restart-app and should return once
-	// the restart has been started. If nil, that answers 409: no app is
+	// OnRestartApp is called by POST /api/restart-app and returns once the
+	// new app is ready, or with why it is not (an *httperr.Error in it sets
+	// the status; 500 otherwise). If nil, that answers 409: no app is
 	// supervised.
 	OnRestartApp func() error
 	// History is how many seconds of samples are kept for the dashboard.

@@ -67,8 +67,9 @@ type ProcInfo struct {
 
 // AppInfo describes the supervised app.
 type AppInfo struct {
-	// State is the supervisor's state, such as "starting", "running",
-	// "restarting" or "stopped".
+	// State is the supervisor's state, such as "starting", "ready",
+	// "restarting", "stopped", or "failing: <reason>" when the app cannot
+	// start.
 	State string `json:"state"`
 	// PID is the main process's PID; 0 when it is not running.
 	PID int `json:"pid"`
@@ -78,6 +79,9 @@ type AppInfo struct {
 	Restarts map[string]int `json:"restarts"`
 	// LastExit describes how the previous process ended ("" if none did).
 	LastExit string `json:"last_exit"`
+	// Stderr holds the last stderr lines of a start that failed, while
+	// State is "failing: <reason>".
+	Stderr []string `json:"stderr,omitempty"`
 	// MaxMemory is the restart threshold for the whole tree; 0 means none.
 	MaxMemory int64 `json:"max_memory_bytes"`
 	// Procs lists the app's process tree, main process first.

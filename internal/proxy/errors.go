@@ -27,7 +27,7 @@ var errorKinds = []string{kindConnect, kindConnectTimeout, kindTimeout, kindRese
 
 // Reasons of the answers the proxy makes that are not the app's fault.
 const (
-	reasonBodyTooLarge = "body_too_large"
+	reasonBodyTooLarge = httperr.ReasonBodyTooLarge
 	reasonClientBody   = "client_body"
 	reasonClientClosed = "client_closed"
 )
@@ -65,7 +65,7 @@ func classify(r *http.Request, err error) (he *httperr.Error, kind string) {
 	case errors.As(err, &he):
 		return he, ""
 	case errors.As(err, &mbe):
-		return errBodyTooLarge(mbe.Limit), ""
+		return httperr.BodyTooLarge(mbe.Limit), ""
 	case errors.Is(err, errClientBody):
 		return &httperr.Error{Status: http.StatusBadRequest, Reason: reasonClientBody, Msg: "the request body could not be read", Err: err}, ""
 	}

@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,7 +185,7 @@ func New(o Options) (*Proxy, error) {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.o().MaxBody > 0 && r.ContentLength > p.o().MaxBody {
 		p.timing(r).setReason(reasonBodyTooLarge)
-		httperr.Write(w, r, errBodyTooLarge(p.o().MaxBody))
+		httperr.Write(w, r, httperr.BodyTooLarge(p.o().MaxBody))
 		return
 	}
 	start := time.Now()
@@ -262,15 +261,6 @@ func (b *bufferPool) Put(buf []byte) {
 		return
 	}
 	b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
-}
-
-// errBodyTooLarge is the 413 for a body over MaxBody.
-func errBodyTooLarge(limit int64) *httperr.Error {
-	return &httperr.Error{
-		Status: http.StatusRequestEntityTooLarge,
-		Reason: reasonBodyTooLarge,
-		Msg:    "the request body is larger than the " + strconv.FormatInt(limit, 10) + " bytes allowed",
-	}
 }
 
 var errClientBody = errors.New("reading the request body from the client")

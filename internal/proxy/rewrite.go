@@ -10,6 +10,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"bulwark/internal/clientip"
+	"bulwark/internal/httperr"
 )
 
 // rewrite is ReverseProxy's Rewrite hook, for the upgrades it serves.
@@ -203,7 +204,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		// One byte too many: send up to the limit, then fail the request.
 		n = int(b.limit - b.n)
 		b.n = b.limit
-		return n, errBodyTooLarge(b.limit)
+		return n, httperr.BodyTooLarge(b.limit)
 	}
 	b.n += int64(n)
 	if err != nil && err != io.EOF {

@@ -11,15 +11,6 @@ import (
 	"bulwark/internal/httperr"
 )
 
-// errBodyTooLarge is the answer for a body past Options.MaxBody.
-func errBodyTooLarge(limit int64) *httperr.Error {
-	return &httperr.Error{
-		Status: http.StatusRequestEntityTooLarge,
-		Reason: reasonTooLarge,
-		Msg:    "request body larger than " + strconv.FormatInt(limit, 10) + " bytes",
-	}
-}
-
 // Requests returns a handler that, with BufferRequests, reads each request
 // body to its end into a Buffer before calling next, and hands next a
 // request whose Body reads from the spool with an exact ContentLength, no
@@ -43,7 +34,7 @@ func (s *Spool) Requests(next http.Handler) http.Handler {
 		}
 		limit := s.o().MaxBody
 		if limit > 0 && r.ContentLength > limit {
-			s.reject(w, r, errBodyTooLarge(limit))
+			s.reject(w, r, httperr.BodyTooLarge(limit))
 			return
 		}
 		if !s.o().BufferRequests {
@@ -130,7 +121,7 @@ func (s *Spool) fill(b *Buffer, body io.Reader) *httperr.Error {
 		if n > 0 {
 			total += int64(n)
 			if limit > 0 && total > limit {
-				return errBodyTooLarge(limit)
+				return httperr.BodyTooLarge(limit)
 			}
 			var werr error
 			if inPlace {
@@ -256,7 +247,7 @@ func bodyReadError(err error) *httperr.Error {
 	case errors.As(err, &he):
 		return he
 	case errors.As(err, &mbe):
-		return errBodyTooLarge(mbe.Limit)
+		return httperr.BodyTooLarge(mbe.Limit)
 	case errors.As(err, &ne) && ne.Timeout():
 		return &httperr.Error{Status: http.StatusRequestTimeout, Reason: "body_timeout",
 			Msg: "the request body arrived too slowly", Err: err}
@@ -295,7 +286,7 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 	if int64(n) > l.left {
 		n = int(l.left)
 		l.s.rejected[reasonTooLarge].Inc()
-		l.err = errBodyTooLarge(l.limit)
+		l.err = httperr.BodyTooLarge(l.limit)
 		return n, l.err
 	}
 	l.left -= int64(n)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"bulwark/internal/httperr"
 )
 
 // Defaults used for zero Options fields, and the Retry-After of a 507.
@@ -230,7 +232,7 @@ type Spool struct {
 // keep one client from exhausting the box, are counted in
 // bulwark_rejected_total too.
 const (
-	reasonTooLarge   = "body_too_large"
+	reasonTooLarge   = httperr.ReasonBodyTooLarge
 	reasonSpoolFull  = "spool_full"
 	reasonWriteError = "write_error"
 	reasonNoFiles    = "spool_fds"

@@ -13,7 +13,9 @@ import (
 )
 
 // joinCgroup puts pid into a new cgroup v2 below Bulwark's own, with
-// memory.high = MaxMemory and memory.max 25 % above. It returns the cgroup
+// memory.high = MaxMemory and memory.max 50 % above: the watchdog restarts
+// the app at 25 % above (memwatch.HardFactor), so the kernel's OOM kill
+// is the backstop, not the rule. It returns the cgroup
 // directory, or "" when there is none; the first failure is logged once and
 // cgroups are not tried again.
 func (s *Supervisor) joinCgroup(o Options, pid int) string {
@@ -61,7 +63,7 @@ func writeLimits(dir string, high int64) error {
 	if err := os.WriteFile(filepath.Join(dir, "memory.high"), []byte(strconv.FormatInt(high, 10)), 0); err != nil {
 		return fmt.Errorf("writing memory.high: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "memory.max"), []byte(strconv.FormatInt(high+high/4, 10)), 0); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "memory.max"), []byte(strconv.FormatInt(high+high/2, 10)), 0); err != nil {
 		return fmt.Errorf("writing memory.max: %w", err)
 	}
 	return nil

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 func fakeApp() {
 	time.AfterFunc(2*time.Minute, func() { os.Exit(9) })
 	if code := os.Getenv("FAKEAPP_EXIT"); code != "" {
-		fmt.Fprintln(os.Stderr, "fakeapp: failing at start on purpose")
+		fmt.Fprintln(os.Stderr, "ERROR: fakeapp: failing at start on purpose")
 		n, _ := strconv.Atoi(code)
 		os.Exit(n)
 	}

@@ -23,6 +23,7 @@ const (
 	gateClosed  = iota // requests wait
 	gateOpen           // requests pass
 	gateStopped        // the supervisor stopped: requests are answered at once
+	gateFailing        // the app's last start failed: requests are answered at once
 )
 
 // generation counts the requests in flight that entered through the gate
@@ -69,6 +70,15 @@ func errUnavailable(cause error) error {
 	}
 }
 
+// errFailing is the answer while the app fails to start. It says no more:
+// the app's stderr may hold secrets, and the log and status have it.
+var errFailing = &httperr.Error{
+	Status:     http.StatusServiceUnavailable,
+	Reason:     "app_failing",
+	Msg:        "the application is failing to start; the operator can see why in Bulwark's log or `bulwark status`",
+	RetryAfter: retryAfter,
+}
+
 var (
 	errHoldExpired = errors.New("app not ready within restart_hold")
 	errStopped     = errors.New("app supervisor stopped")
@@ -100,6 +110,9 @@ func (g *gate) wait(ctx context.Context, count bool) (*generation, error) {
 		case gateStopped:
 			g.mu.Unlock()
 			return nil, errUnavailable(errStopped)
+		case gateFailing:
+			g.mu.Unlock()
+			return nil, errFailing
 		}
 		openc := g.openc
 		g.mu.Unlock()
@@ -206,7 +219,8 @@ func (s *Supervisor) Gate(next http.Handler) http.Handler {
 // Wait blocks until the app is ready, for at most RestartHold: the proxy
 // calls it before its one retry of a request whose app died. The error is
 // an *httperr.Error (503 app_unavailable) when the hold runs out or the
-// supervisor stopped, or ctx.Err().
+// supervisor stopped, 503 app_failing at once while the app fails to
+// start, or ctx.Err().
 func (s *Supervisor) Wait(ctx context.Context) error {
 	_, err := s.gate.wait(ctx, false)
 	return err

@@ -101,7 +101,7 @@ type Options struct {
 	// CgroupRoot is where cgroup v2 is mounted. If "", DefaultCgroupRoot.
 	CgroupRoot string
 	// MaxMemory, when positive, is written as the app's cgroup memory.high,
-	// with memory.max 25 % above it. Zero means no cgroup limits.
+	// with memory.max 50 % above it. Zero means no cgroup limits.
 	MaxMemory int64
 	// Logger receives the supervisor's records and the app's output, one
 	// record per line with attributes app=true, stream and pid. If nil,

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,10 +81,11 @@ func (l *lines) add(s string) {
 	l.buf = append(l.buf, s)
 }
 
-func (l *lines) String() string {
+// lines returns a copy of the lines kept, oldest first.
+func (l *lines) lines() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return strings.Join(l.buf, "\n")
+	return slices.Clone(l.buf)
 }
 
 // expand returns argv with placeholders replaced and the instance's
@@ -129,6 +132,13 @@ func (s *Supervisor) start(o Options) (*instance, error) {
 	argv, addr, sockDir, err := expand(o)
 	if err != nil {
 		return nil, err
+	}
+	if o.placeholder() == "" {
+		// A leftover app on the address would answer the health probe and
+		// be taken for this one.
+		if err := checkFree(o.env.procRoot, o.Dir, addr); err != nil {
+			return nil, err
+		}
 	}
 	inst := &instance{addr: addr, sockDir: sockDir, stderr: &lines{max: stderrKeep}, done: make(chan struct{})}
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -194,15 +204,39 @@ func (s *Supervisor) pump(r *os.File, stream string, pid int, keep *lines) {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			text := strings.TrimRight(string(line), "\r\n")
+			lvl := slog.LevelInfo
 			if keep != nil {
 				keep.add(text)
+				lvl = stderrLevel(text)
 			}
-			s.log.Info(text, "app", true, "stream", stream, "pid", pid)
+			s.log.Log(context.Background(), lvl, text, "app", true, "stream", stream, "pid", pid)
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return // io.EOF, or the read end closed
 		}
 	}
+}
+
+// stderrLevel is the level an app's stderr line is logged at: Python
+// writes its INFO lines to stderr too, so only lines that say they are an
+// error (uvicorn's "ERROR:", gunicorn's "[ERROR]", logging's "CRITICAL",
+// a traceback, an exception "SomeError: …") are raised to WARN. A failed
+// start is logged at ERROR with its last stderr lines in any case.
+func stderrLevel(line string) slog.Level {
+	t := strings.TrimLeft(line, " \t[")
+	for _, p := range []string{"ERROR", "CRITICAL", "FATAL", "Traceback", "error:", "Error:", "fatal:"} {
+		if strings.HasPrefix(t, p) {
+			return slog.LevelWarn
+		}
+	}
+	if strings.Contains(t, "[ERROR]") || strings.Contains(t, "[CRITICAL]") { // gunicorn
+		return slog.LevelWarn
+	}
+	if name, _, ok := strings.Cut(t, ": "); ok && !strings.ContainsAny(name, " \t") &&
+		(strings.HasSuffix(name, "Error") || strings.HasSuffix(name, "Exception")) {
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
 }
 
 // setOOMScore makes the kernel's OOM killer prefer the app to Bulwark:
@@ -307,25 +341,50 @@ func probeClient(addr string) (*http.Client, string) {
 }
 
 // awaitReady probes the health URL of inst until it answers below 500, the
-// process exits, timeout passes or ctx ends.
-func (s *Supervisor) awaitReady(ctx context.Context, o Options, inst *instance) error {
+// process exits, timeout passes or ctx ends. When urgent is not nil it is
+// called (once) on Urgent meanwhile.
+func (s *Supervisor) awaitReady(ctx context.Context, o Options, inst *instance, urgent func()) error {
+	var urgentc <-chan struct{}
+	if urgent != nil {
+		urgentc = s.urgentc
+	}
 	client, base := probeClient(inst.addr)
 	defer client.CloseIdleConnections()
 	deadline := time.NewTimer(o.StartTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
+	foreign := "" // who answers instead of the app, once seen
 	for {
 		if ready(ctx, client, base+o.Health) {
-			return nil
+			// The answer counts only when the app's own tree listens there.
+			other, holders := foreignListener(o.env.procRoot, o.Dir, inst.addr, inst.pid)
+			if !other {
+				return nil
+			}
+			if foreign == "" {
+				foreign = describeHolders(holders)
+				s.log.Warn("another process answers on the app's address: waiting for the app's own listener",
+					"address", inst.addr, "held_by", foreign, "pid", inst.pid)
+			}
 		}
 		select {
 		case <-inst.done:
+			if foreign != "" {
+				return fmt.Errorf("app exited before it was ready: %s; its address %s is held by %s",
+					describeExit(inst.exit), inst.addr, foreign)
+			}
 			return fmt.Errorf("app exited before it was ready: %s", describeExit(inst.exit))
 		case <-deadline.C:
+			if foreign != "" {
+				return fmt.Errorf("app not ready within start_timeout (%v): its address %s is held by %s", o.StartTimeout, inst.addr, foreign)
+			}
 			return fmt.Errorf("app not ready within start_timeout (%v): GET %s never answered below 500", o.StartTimeout, o.Health)
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-urgentc:
+			urgentc = nil
+			urgent()
 		case <-tick.C:
 		}
 	}

@@ -89,6 +89,7 @@ type harness struct {
 	cancel  context.CancelFunc
 	runErr  chan error
 	started sync.Map // pid → time of OnStart
+	opts    Options  // as given to New, for Update
 }
 
 // fakeCommand returns the command that runs the test binary as the fake app.
@@ -157,7 +158,7 @@ func start(t *testing.T, o Options, env map[string]string) *harness {
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}
-	h.s = s
+	h.s, h.opts = s, o
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			host := h.addr.Load().(string)
@@ -367,7 +368,7 @@ func TestMakeCgroup(t *testing.T) {
 		t.Errorf("makeCgroup() = %q, want %q", dir, want)
 	}
 	for file, want := range map[string]string{
-		"memory.high": strconv.Itoa(400 << 20), "memory.max": strconv.Itoa(500 << 20), "cgroup.procs": "4242",
+		"memory.high": strconv.Itoa(400 << 20), "memory.max": strconv.Itoa(600 << 20), "cgroup.procs": "4242",
 	} {
 		if b, _ := os.ReadFile(filepath.Join(dir, file)); string(b) != want {
 			t.Errorf("%s = %q, want %q", file, b, want)
@@ -453,7 +454,7 @@ func TestCrashLoopBackoff(t *testing.T) {
 	var got []string
 	waitFor(t, 20*time.Second, fmt.Sprintf("%d back-offs", n), func() bool {
 		got = got[:0]
-		for _, r := range append(h.logs.find("restarting app after a crash"), h.logs.find("crash-looping")...) {
+		for _, r := range h.logs.find("the app is failing to start") {
 			got = append(got, r.attrs["backoff"])
 		}
 		return len(got) >= n
@@ -462,7 +463,7 @@ func TestCrashLoopBackoff(t *testing.T) {
 	// Records come in order within each message; merge by failure count.
 	var backoffs []string
 	for i := 1; i <= n; i++ {
-		for _, r := range append(h.logs.find("restarting app after a crash"), h.logs.find("crash-looping")...) {
+		for _, r := range h.logs.find("the app is failing to start") {
 			if r.attrs["failures"] == strconv.Itoa(i) {
 				backoffs = append(backoffs, r.attrs["backoff"])
 			}
@@ -472,9 +473,9 @@ func TestCrashLoopBackoff(t *testing.T) {
 	if !slices.Equal(backoffs, want) {
 		t.Errorf("back-offs = %v, want %v", backoffs, want)
 	}
-	loop := h.logs.find("app is crash-looping")
-	if len(loop) == 0 || !strings.Contains(loop[0].attrs["last"], "exit code 2") {
-		t.Errorf("crash-loop records = %v, want one naming exit code 2", loop)
+	loop := h.logs.find("the app is failing to start")
+	if len(loop) == 0 || !strings.Contains(loop[0].attrs["reason"], "exit code 2") {
+		t.Errorf("failing-start records = %v, want one naming exit code 2", loop)
 	}
 	if r := h.logs.find("app exited before it was ready"); len(r) == 0 || !strings.Contains(r[0].attrs["stderr"], "failing at start on purpose") {
 		t.Errorf("failed-start records = %v, want the app's stderr quoted", r)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ const (
 	StateReady      = "ready"      // serving
 	StateRestarting = "restarting" // graceful restart in progress
 	StateBackoff    = "backoff"    // crashed; waiting before the next start
+	StateFailing    = "failing"    // the last start failed; Status.Failure says why
 	StateStopped    = "stopped"    // not running (before Run, after it)
 )
 
@@ -48,12 +50,50 @@ type Status struct {
 	LastExit string
 	// Address is where the current app listens.
 	Address string
+	// Failure is why the last start failed, in one line, while State is
+	// StateFailing; "" otherwise.
+	Failure string
+	// Stderr holds the last lines the failed start wrote to stderr, while
+	// State is StateFailing.
+	Stderr []string
+}
+
+// StartError is returned when a new app instance did not become ready. Its
+// message is the reason followed by the app's last stderr lines, so that
+// whoever asked for the restart sees why without reading the log.
+type StartError struct {
+	// Reason says why, in one line.
+	Reason string
+	// Stderr holds the instance's last stderr lines, oldest first.
+	Stderr []string
+	// Err is the cause when the command could not be started at all.
+	Err error
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
+
+func (e *StartError) Error() string {
+	if len(e.Stderr) == 0 {
+		return e.Reason
+	}
+	return e.Reason + "\nthe app's last stderr lines:\n" + strings.Join(e.Stderr, "\n")
+}
+
+type applyReq struct {
+	opts  Options
+	reply chan error // cap 1
 }
 
 type restartReq struct {
 	reason string
+	hard   bool       // stop the old copy first, with hardStopGrace
 	reply  chan error // cap 1
 }
+
+// hardStopGrace is how long a copy stopped by RestartHard or Urgent has to
+// finish its requests after SIGTERM before SIGKILL: it is over its memory
+// ceiling and still growing.
+const hardStopGrace = time.Second
 
 // Supervisor runs the app. Run owns all process state; the other methods
 // are safe for concurrent use and talk to Run through channels.
@@ -62,6 +102,7 @@ type Supervisor struct {
 	gate      *gate
 	restartc  chan restartReq
 	updatec   chan struct{} // cap 1; the new options are in pending
+	applyc    chan applyReq
 	done      chan struct{} // closed when Run returns
 	running   atomic.Bool
 	restarts  map[string]*metrics.Counter
@@ -69,7 +110,8 @@ type Supervisor struct {
 	uptime    *metrics.Gauge
 	lastDur   *metrics.Gauge
 	forkc     chan forkReq
-	cgroupOff bool // Run-owned: cgroups failed once, not tried again
+	urgentc   chan struct{} // cap 1; see Urgent
+	cgroupOff bool          // Run-owned: cgroups failed once, not tried again
 
 	// Owned by the Run goroutine.
 	opts    Options
@@ -101,12 +143,14 @@ func New(o Options) (*Supervisor, error) {
 		gate:     newGate(set, o.RestartHold),
 		restartc: make(chan restartReq),
 		updatec:  make(chan struct{}, 1),
+		applyc:   make(chan applyReq),
 		done:     make(chan struct{}),
 		restarts: make(map[string]*metrics.Counter),
 		up:       set.GetOrCreateGauge("bulwark_app_up", nil),
 		uptime:   set.GetOrCreateGauge("bulwark_app_uptime_seconds", nil),
 		lastDur:  set.GetOrCreateGauge("bulwark_app_last_restart_duration_seconds", nil),
 		forkc:    make(chan forkReq),
+		urgentc:  make(chan struct{}, 1),
 		backoff:  o.BackoffMin,
 		status:   Status{State: StateStopped, Since: time.Now(), Restarts: map[string]int{}},
 	}
@@ -131,6 +175,9 @@ func (s *Supervisor) setState(state string) {
 	defer s.mu.Unlock()
 	if s.status.State != state {
 		s.status.State, s.status.Since = state, time.Now()
+	}
+	if state != StateFailing {
+		s.status.Failure, s.status.Stderr = "", nil
 	}
 	s.status.PID, s.status.Address = 0, ""
 	if s.cur != nil {
@@ -157,14 +204,39 @@ func (s *Supervisor) countRestart(reason string) {
 
 // Restart restarts the app gracefully for reason ("memory", "manual",
 // "reload"; others count as "manual") and returns once the new app is
-// ready, or with the error that prevented it. It blocks for up to
+// ready, or with the error that prevented it (a *StartError in its chain
+// when the new app did not become ready). It blocks for up to
 // StopTimeout×2 + StartTimeout, so callers on a loop (memwatch's OnExceed)
 // call it from a goroutine. A restart asked for while one runs follows it.
+// It resets the crash back-off: a fixed app starts at once. Only a restart
+// that succeeded is counted under reason.
 func (s *Supervisor) Restart(reason string) error {
+	return s.restartReq(restartReq{reason: reason, reply: make(chan error, 1)})
+}
+
+// RestartHard is Restart for an app over its hard memory ceiling: the
+// current copy is stopped first (SIGTERM at once, SIGKILL after a second)
+// and requests wait at the gate for the new one, even when a second copy
+// would fit, because the old one is still growing.
+func (s *Supervisor) RestartHard(reason string) error {
+	return s.restartReq(restartReq{reason: reason, hard: true, reply: make(chan error, 1)})
+}
+
+// Urgent tells a restart in progress that the old copy has crossed its
+// hard ceiling: a zero-downtime restart stops the old copy now and holds
+// requests until the new one is ready. It does not block, and does nothing
+// when no restart is in progress.
+func (s *Supervisor) Urgent() {
+	select {
+	case s.urgentc <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Supervisor) restartReq(req restartReq) error {
 	if !s.running.Load() {
 		return ErrNotRunning
 	}
-	req := restartReq{reason: reason, reply: make(chan error, 1)}
 	select {
 	case s.restartc <- req:
 	case <-s.done:
@@ -190,6 +262,30 @@ func (s *Supervisor) Update(o Options) {
 	select {
 	case s.updatec <- struct{}{}:
 	default:
+	}
+}
+
+// UpdateWait is Update that waits until the options are applied: when they
+// restart the app, until the new app is ready or has failed to become
+// ready. With "{port}" or "{socket}" the old app keeps serving when the new
+// one fails. Before Run starts (or after it ended) it is Update.
+func (s *Supervisor) UpdateWait(o Options) error {
+	if !s.running.Load() {
+		s.Update(o)
+		return nil
+	}
+	req := applyReq{opts: o, reply: make(chan error, 1)}
+	select {
+	case s.applyc <- req:
+	case <-s.done:
+		s.Update(o)
+		return nil
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-s.done:
+		return ErrNotRunning
 	}
 }
 
@@ -239,13 +335,24 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.crashed()
 		case <-retry:
 			s.retry = nil
-			if err := s.bringUp(ctx, StateStarting); err != nil && ctx.Err() == nil {
+			state := StateStarting
+			if s.Status().State == StateFailing {
+				state = StateFailing // until a start succeeds
+			}
+			if err := s.bringUp(ctx, state); err != nil && ctx.Err() == nil {
 				s.scheduleRetry(err)
 			}
 		case req := <-s.restartc:
-			req.reply <- s.restart(ctx, req.reason)
+			req.reply <- s.restart(ctx, req.reason, req.hard)
 		case <-s.updatec:
-			s.applyUpdate(ctx)
+			s.mu.Lock()
+			o := s.pending
+			s.mu.Unlock()
+			if err := s.applyUpdate(ctx, o); err != nil {
+				s.log.Error("reload restart failed", "err", err)
+			}
+		case req := <-s.applyc:
+			req.reply <- s.applyUpdate(ctx, req.opts)
 		case <-tick.C:
 			if s.cur != nil && !s.readyAt.IsZero() {
 				s.uptime.Set(time.Since(s.readyAt).Seconds())
@@ -259,14 +366,15 @@ var errStart = errors.New("cannot start the app")
 
 // bringUp starts a new instance as the current one, waits until it is
 // ready, announces its address and opens the gate. On failure no instance
-// is current (unless ctx ended: shutdown stops it).
+// is current (unless ctx ended: shutdown stops it) and the error holds a
+// *StartError.
 func (s *Supervisor) bringUp(ctx context.Context, state string) error {
 	o := s.opts
 	s.setState(state)
 	inst, err := s.start(o)
 	if err != nil {
 		s.log.Error("cannot start the app", "command", o.Command, "err", err)
-		return fmt.Errorf("%w: %w", errStart, err)
+		return fmt.Errorf("%w: %w", errStart, &StartError{Reason: err.Error(), Err: err})
 	}
 	s.cur = inst
 	s.setState(state)
@@ -274,14 +382,14 @@ func (s *Supervisor) bringUp(ctx context.Context, state string) error {
 	if o.OnStart != nil {
 		o.OnStart(inst.pid)
 	}
-	if err := s.awaitReady(ctx, o, inst); err != nil {
+	if err := s.awaitReady(ctx, o, inst, nil); err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
 		s.cur = nil
 		s.stop(inst, o.StopTimeout)
 		s.report(inst, err.Error())
-		return err
+		return &StartError{Reason: err.Error(), Stderr: inst.stderr.lines()}
 	}
 	s.ready(inst)
 	return nil
@@ -325,17 +433,32 @@ func (s *Supervisor) report(inst *instance, msg string) {
 	if inst.ooms > 0 {
 		attrs = append(attrs, "cgroup_oom_kills", inst.ooms)
 	}
-	attrs = append(attrs, "stderr", inst.stderr.String())
+	attrs = append(attrs, "stderr", strings.Join(inst.stderr.lines(), "\n"))
 	s.log.Error(msg, attrs...)
 }
 
-// scheduleRetry arms the back-off timer after a crash or failed start.
+// scheduleRetry arms the back-off timer after a crash or failed start. After
+// a failed start (a *StartError) the app is failing: the gate answers 503
+// at once instead of holding requests for an app that may never come.
 func (s *Supervisor) scheduleRetry(cause error) {
 	d := s.backoff
 	s.backoff = min(2*s.backoff, s.opts.BackoffMax)
 	s.crashes++
 	s.countRestart(ReasonCrash)
 	s.readyAt = time.Time{}
+	var se *StartError
+	if errors.As(cause, &se) {
+		s.gate.set(gateFailing)
+		reason, _, _ := strings.Cut(se.Reason, "\n")
+		s.setState(StateFailing)
+		s.mu.Lock()
+		s.status.Failure, s.status.Stderr = reason, se.Stderr
+		s.mu.Unlock()
+		s.log.Error("the app is failing to start; clients get 503 until it starts",
+			"reason", reason, "backoff", d, "failures", s.crashes)
+		s.armRetry(d)
+		return
+	}
 	s.gate.set(gateClosed)
 	s.setState(StateBackoff)
 	if s.crashes >= 3 {
@@ -344,6 +467,10 @@ func (s *Supervisor) scheduleRetry(cause error) {
 	} else {
 		s.log.Warn("restarting app after a crash", "backoff", d, "failures", s.crashes, "last", cause)
 	}
+	s.armRetry(d)
+}
+
+func (s *Supervisor) armRetry(d time.Duration) {
 	if s.retry != nil {
 		s.retry.Stop()
 	}
@@ -352,16 +479,24 @@ func (s *Supervisor) scheduleRetry(cause error) {
 
 // restart performs one graceful restart: zero-downtime when the command has
 // a placeholder and a second instance fits, hold-and-restart otherwise.
-func (s *Supervisor) restart(ctx context.Context, reason string) error {
+func (s *Supervisor) restart(ctx context.Context, reason string, hard bool) error {
 	t0 := time.Now()
-	s.countRestart(reason)
+	select { // an Urgent from before this restart is stale
+	case <-s.urgentc:
+	default:
+	}
 	defer func() { s.lastDur.Set(time.Since(t0).Seconds()) }()
 	if s.retry != nil { // in back-off: start now
 		s.retry.Stop()
 		s.retry = nil
 	}
+	// Someone asked for this start (after fixing the app, often): the
+	// back-off of earlier crashes no longer applies.
+	s.backoff, s.crashes = s.opts.BackoffMin, 0
 	mode := "hold"
-	if s.cur != nil && s.opts.placeholder() != "" {
+	if hard {
+		mode = "hold (memory above its hard ceiling)"
+	} else if s.cur != nil && s.opts.placeholder() != "" {
 		if s.opts.ZeroDowntime != nil && s.opts.ZeroDowntime() {
 			mode = "zero-downtime"
 		} else {
@@ -373,7 +508,11 @@ func (s *Supervisor) restart(ctx context.Context, reason string) error {
 	if mode == "zero-downtime" {
 		err = s.swap(ctx)
 	} else {
-		err = s.holdRestart(ctx)
+		grace := s.opts.StopTimeout
+		if hard {
+			grace = hardStopGrace
+		}
+		err = s.holdRestart(ctx, grace, hard)
 	}
 	if err != nil {
 		if ctx.Err() == nil && s.cur == nil {
@@ -381,23 +520,25 @@ func (s *Supervisor) restart(ctx context.Context, reason string) error {
 		}
 		return fmt.Errorf("restarting app (%s): %w", reason, err)
 	}
+	s.countRestart(reason)
 	s.log.Info("app restarted", "reason", reason, "mode", mode, "pid", s.cur.pid,
 		"seconds", time.Since(t0).Seconds())
 	return nil
 }
 
-// holdRestart closes the gate, drains, stops the current instance, starts a
+// holdRestart closes the gate, drains (unless hard: the app finishes its
+// requests after SIGTERM), stops the current instance with grace, starts a
 // new one and opens the gate when it is ready.
-func (s *Supervisor) holdRestart(ctx context.Context) error {
+func (s *Supervisor) holdRestart(ctx context.Context, grace time.Duration, hard bool) error {
+	s.gate.set(gateClosed) // a failing app's requests wait for this attempt too
 	if old := s.cur; old != nil {
-		s.gate.set(gateClosed)
 		s.setState(StateRestarting)
-		if !s.gate.drain(ctx, s.gate.current(), s.opts.StopTimeout) {
+		if !hard && !s.gate.drain(ctx, s.gate.current(), grace) {
 			s.log.Warn("requests still in flight after stop_timeout: stopping the app anyway",
 				"in_flight", s.InFlight())
 		}
 		s.cur = nil
-		s.stop(old, s.opts.StopTimeout)
+		s.stop(old, grace)
 		s.mu.Lock()
 		s.status.LastExit = describeExit(old.exit)
 		s.mu.Unlock()
@@ -414,17 +555,31 @@ func (s *Supervisor) swap(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("app started next to the running one", "pid", inst.pid, "address", inst.addr, "old_pid", old.pid)
-	if err := s.awaitReady(ctx, o, inst); err != nil {
+	oldStopped := false
+	urgent := func() {
+		s.log.Warn("app memory above its hard ceiling during the restart: stopping the old copy now; requests wait for the new one",
+			"pid", old.pid, "new_pid", inst.pid)
+		s.gate.set(gateClosed)
+		s.setState(StateRestarting)
+		s.cur = nil
+		s.stop(old, hardStopGrace)
+		oldStopped = true
+	}
+	if err := s.awaitReady(ctx, o, inst, urgent); err != nil {
 		s.stop(inst, o.StopTimeout)
-		if ctx.Err() == nil {
-			s.report(inst, "new app instance failed; the old one keeps serving")
+		if ctx.Err() != nil {
+			return err
 		}
-		return err
+		s.report(inst, "new app instance failed; the old one keeps serving")
+		return &StartError{Reason: err.Error() + "; the old app keeps serving", Stderr: inst.stderr.lines()}
 	}
 	if o.OnStart != nil {
 		o.OnStart(inst.pid)
 	}
 	s.ready(inst) // OnAddress(new), then the new generation gets the new requests
+	if oldStopped {
+		return nil
+	}
 	gen := s.gate.swap()
 	if !s.gate.drain(ctx, gen, o.StopTimeout) {
 		s.log.Warn("old app still had requests in flight after stop_timeout", "pid", old.pid)
@@ -433,29 +588,24 @@ func (s *Supervisor) swap(ctx context.Context) error {
 	return nil
 }
 
-// applyUpdate takes the pending options; a different app is restarted.
-func (s *Supervisor) applyUpdate(ctx context.Context) {
-	s.mu.Lock()
-	o := s.pending
-	s.mu.Unlock()
+// applyUpdate takes new options; a different app is restarted, and the
+// error says why the new one did not become ready.
+func (s *Supervisor) applyUpdate(ctx context.Context, o Options) error {
 	if len(o.Command) == 0 {
-		s.log.Error("ignoring app options without a command")
-		return
+		return errors.New("ignoring app options without a command")
 	}
 	o.Metrics, o.Logger, o.env = s.opts.Metrics, s.opts.Logger, s.opts.env
 	o = o.withDefaults()
 	if o.placeholder() == "" && o.Upstream == "" {
-		s.log.Error("ignoring app options without an upstream address")
-		return
+		return errors.New("ignoring app options without an upstream address")
 	}
 	changed := !sameApp(s.opts, o)
 	s.opts = o
 	s.gate.hold.Store(int64(o.RestartHold))
-	if changed && s.cur != nil {
-		if err := s.restart(ctx, ReasonReload); err != nil {
-			s.log.Error("reload restart failed", "err", err)
-		}
+	if changed && (s.cur != nil || s.retry != nil) {
+		return s.restart(ctx, ReasonReload, false)
 	}
+	return nil
 }
 
 // shutdown stops the current instance when Run ends: the gate answers at

@@ -26,7 +26,10 @@
 //
 // If P2 exits, fails to become ready within Options.UpgradeTimeout (it is
 // then killed), or P1 is stopped meanwhile, Upgrade returns an error and P1
-// keeps serving as if nothing happened. Only one upgrade runs at a time, and
+// keeps serving as if nothing happened. P2's stderr passes through a pipe
+// P1 reads until P2 is ready (P2 puts the real stderr back in Ready), so
+// the error carries P2's last stderr lines (a config error, say), and P1
+// records it next to the PID file, where Trigger reads it at once. Only one upgrade runs at a time, and
 // P2 refuses to upgrade again until P1 has exited (WaitForParent).
 //
 // The binary started is the path the process was started by (os.Args[0]),

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +68,12 @@ type Upgrader struct {
 	readyOnce sync.Once
 	readyErr  error
 
+	// realStderr is where stderr really goes (see handoff.go); restore is
+	// true in a new process whose fd 2 is the old process's pipe until
+	// Ready.
+	realStderr *os.File
+	restore    bool
+
 	ok, failed *metrics.Counter
 }
 
@@ -103,6 +110,15 @@ func New(o Options) (*Upgrader, error) {
 	}
 	if tf.HasParent() {
 		u.log.Info("started by an upgrade: taking over the listeners of the old process", "pid", os.Getpid())
+		if f, err := tf.Fds.File(stderrFile); err == nil && f != nil {
+			u.realStderr, u.restore = f, true // passed on to the next upgrade too
+		}
+	}
+	if u.realStderr == nil {
+		u.realStderr = os.Stderr
+		if err := tf.Fds.AddFile(stderrFile, os.Stderr); err != nil {
+			u.log.Warn("upgrades cannot report the new process's errors", "err", err)
+		}
 	}
 	return u, nil
 }
@@ -183,6 +199,12 @@ func (u *Upgrader) Ready() error {
 		}
 	}
 	u.readyOnce.Do(func() {
+		if u.restore {
+			if err := restoreStderr(u.realStderr); err != nil {
+				u.readyErr = err
+				return
+			}
+		}
 		if err := u.tf.Ready(); err != nil {
 			u.readyErr = fmt.Errorf("telling the old process this one is ready: %w", err)
 			return
@@ -203,9 +225,12 @@ func (u *Upgrader) Ready() error {
 // exited, and after Stop.
 func (u *Upgrader) Upgrade() error {
 	u.log.Info("upgrade: starting the new binary", "binary", u.binary, "pid", os.Getpid())
-	if err := u.tf.Upgrade(); err != nil {
+	err := u.upgradeTeed()
+	if serr := writeStatus(u.opts.PIDFile, os.Getpid(), err); serr != nil {
+		u.log.Warn("upgrade: cannot record the outcome for 'bulwark upgrade'", "err", serr)
+	}
+	if err != nil {
 		u.failed.Inc()
-		err = fmt.Errorf("upgrade: %w", err)
 		u.log.Error("upgrade failed: this process keeps serving", "err", err)
 		return err
 	}
@@ -218,6 +243,38 @@ func (u *Upgrader) Upgrade() error {
 	}
 	u.log.Info("upgrade: the new process is ready; this one stops accepting and drains", attrs...)
 	return nil
+}
+
+// upgradeTeed runs the upgrade with the new process's stderr passing
+// through a pipe (see handoff.go), and adds its last lines to a failure.
+// os.Stderr names the pipe while the upgrade runs, which is when tableflip
+// hands it to the new process; what this process writes there meanwhile
+// reaches the real stderr through the same copy.
+func (u *Upgrader) upgradeTeed() error {
+	var t *tail
+	var w, saved *os.File
+	if knowsHandoff(u.binary) {
+		r, pw, err := os.Pipe()
+		if err == nil {
+			t, w, saved = startTail(r, u.realStderr), pw, os.Stderr
+			os.Stderr = w
+		}
+	}
+	err := u.tf.Upgrade()
+	if w != nil {
+		os.Stderr = saved
+		w.Close() // the tail sees EOF once the new process has let go too
+	}
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("upgrade: %w", err)
+	if t != nil {
+		if lines := t.last(time.Second); len(lines) > 0 {
+			err = fmt.Errorf("%w\nthe new process's last stderr lines:\n%s", err, strings.Join(lines, "\n"))
+		}
+	}
+	return err
 }
 
 // Exit returns a channel that is closed when this process should stop

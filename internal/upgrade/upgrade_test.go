@@ -420,6 +420,11 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		t.Fatalf("second upgrade: %v", err)
 	}
 	waitFor(t, 15*time.Second, "the second process to exit", func() bool { return !running(second) })
+	// The second process wrote to the real stderr once the first was gone:
+	// its stderr was put back from the first one's pipe (handoff.go).
+	if want := fmt.Sprintf("upgrade: starting the new binary\" binary=%s pid=%d", os.Args[0], second); !strings.Contains(first.log(), want) {
+		t.Errorf("the second process's log after the first exited lacks %q:\n%s", want, first.log())
+	}
 	n = l.answers(third)
 	waitFor(t, 10*time.Second, "answers from the third process", func() bool { return l.answers(third) >= n+6 })
 
@@ -456,12 +461,14 @@ func TestFailedUpgradeKeepsServing(t *testing.T) {
 	l := startLoad(t, s.addr, 2, 2)
 	waitFor(t, 10*time.Second, "answers from the server", func() bool { return l.answers(s.pid) >= 4 })
 
-	// Trigger waits for a new PID in the file, which never comes.
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	// Trigger learns of the failure from the old process, with the new
+	// one's last stderr lines, long before its deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	oldPID, newPID, err := Trigger(ctx, pidFile)
-	if err == nil || !errors.Is(err, context.DeadlineExceeded) || oldPID != s.pid || newPID != 0 {
-		t.Fatalf("Trigger = %d, %d, %v; want %d, 0 and a deadline error", oldPID, newPID, err, s.pid)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || oldPID != s.pid || newPID != 0 ||
+		!strings.Contains(err.Error(), "failing on purpose before Ready") {
+		t.Fatalf("Trigger = %d, %d, %v; want %d, 0 and the new process's error", oldPID, newPID, err, s.pid)
 	}
 	waitFor(t, 10*time.Second, "the failure in the server log", func() bool {
 		return strings.Contains(s.log(), "upgrade failed")
