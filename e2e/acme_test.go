@@ -328,6 +328,9 @@ storage = %q
 	case <-time.After(30 * time.Second):
 		t.Fatal("the old process did not exit after the upgrade")
 	}
+	if in.exit != nil {
+		t.Errorf("the old process exited with %v, want 0", in.exit)
+	}
 	// The new process writes to the same output; nothing tracks its exit.
 	in = &instance{https: in.https, proc: &proc{out: in.out}}
 	// The new process manages both names from storage: its status shows
