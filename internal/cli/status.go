@@ -161,6 +161,7 @@ func renderStatus(st *observe.Status, addr string, lay statusLayout) string {
 			renderDB(line, d)
 		}
 	}
+	renderCerts(line, st.Time, st.Certs)
 	return b.String()
 }
 
