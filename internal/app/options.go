@@ -170,6 +170,7 @@ func (a *App) superviseOptions(cfg *config.Config) supervise.Options {
 		Command:      cfg.App.Command,
 		Dir:          cfg.App.Dir,
 		Env:          cfg.AppEnvOverrides(),
+		Unset:        cfg.AppEnvRemoved(),
 		DefaultEnv:   cfg.ProfileAppEnv(),
 		Upstream:     cfg.Upstream.Address[0], // one address with [app] (config checks)
 		Health:       cfg.App.Health,
