@@ -11,10 +11,10 @@ import (
 	"bulwark/internal/config"
 )
 
-// TestAppEnvClearsBulwarkVariables checks that the supervisor is told to
-// clear Bulwark's own BULWARK_* variables (the admin token among them) in
-// the app's environment, except those [app].env names.
-func TestAppEnvClearsBulwarkVariables(t *testing.T) {
+// TestAppEnvRemovesBulwarkVariables checks that the supervisor is told to
+// remove Bulwark's own BULWARK_* variables (the admin token among them)
+// from the app's environment, except those [app].env names.
+func TestAppEnvRemovesBulwarkVariables(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bulwark.toml")
 	toml := "[app]\ncommand = [\"app\"]\nenv = { BULWARK_LOG_LEVEL = \"debug\", SECRET = \"s\" }\n"
 	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
@@ -25,10 +25,13 @@ func TestAppEnvClearsBulwarkVariables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := (&App{cfg: cfg}).superviseOptions(cfg).Env
-	want := map[string]string{"BULWARK_ADMIN_TOKEN": "", "BULWARK_LOG_LEVEL": "debug", "SECRET": "s"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("superviseOptions().Env = %v, want %v", got, want)
+	o := (&App{cfg: cfg}).superviseOptions(cfg)
+	want := map[string]string{"BULWARK_LOG_LEVEL": "debug", "SECRET": "s"}
+	if !reflect.DeepEqual(o.Env, want) {
+		t.Errorf("superviseOptions().Env = %v, want %v", o.Env, want)
+	}
+	if want := []string{"BULWARK_ADMIN_TOKEN"}; !reflect.DeepEqual(o.Unset, want) {
+		t.Errorf("superviseOptions().Unset = %v, want %v", o.Unset, want)
 	}
 }
 

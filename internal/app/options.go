@@ -15,6 +15,7 @@ import (
 	"bulwark/internal/config"
 	"bulwark/internal/front"
 	"bulwark/internal/limit"
+	"bulwark/internal/listen"
 	"bulwark/internal/memwatch"
 	"bulwark/internal/proxy"
 	"bulwark/internal/spool"
@@ -171,6 +172,7 @@ func (a *App) superviseOptions(cfg *config.Config) supervise.Options {
 		Command:      cfg.App.Command,
 		Dir:          cfg.App.Dir,
 		Env:          cfg.AppEnvOverrides(),
+		Unset:        cfg.AppEnvRemoved(),
 		DefaultEnv:   cfg.ProfileAppEnv(),
 		Upstream:     cfg.Upstream.Address[0], // one address with [app] (config checks)
 		Health:       cfg.App.Health,
@@ -281,7 +283,7 @@ func (a *App) listen(ctx context.Context) (*listeners, error) {
 		if a.opts.Upgrader != nil {
 			return a.opts.Upgrader.Listen(ctx, "tcp", addr, a.cfg.Listen.Backlog)
 		}
-		return front.Listen(ctx, addr, a.cfg.Listen.Backlog)
+		return listen.TCP(ctx, addr, a.cfg.Listen.Backlog)
 	}
 	var lns listeners
 	var err error

@@ -27,7 +27,7 @@ func TestReloadAndRestartApp(t *testing.T) {
 		wantErr string
 	}{
 		{"reload", runReload, []string{"--admin", addr, "--token", testToken}, "configuration reloaded", ""},
-		{"restart-app", runRestartApp, []string{"--admin", addr, "--token", testToken}, "app restart started", ""},
+		{"restart-app", runRestartApp, []string{"--admin", addr, "--token", testToken}, "app restarted", ""},
 		{"reload without token", runReload, []string{"--admin", addr}, "", "needs a token"},
 		{"restart-app wrong token", runRestartApp, []string{"--admin", addr, "--token", "x"}, "", "refused the token"},
 		{"reload fails", runReload, []string{"--admin", noApp, "--token", testToken}, "",

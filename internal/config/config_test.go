@@ -516,7 +516,7 @@ func TestRenderRedacts(t *testing.T) {
 		t.Errorf("Render() does not show token = \"<redacted>\":\n%s", out)
 	}
 	for _, want := range []string{`env = { SECRET_KEY = "<redacted>" }`, "#   SECRET_KEY=<redacted>  (app.env)",
-		"#   BULWARK_ADMIN_TOKEN=  (cleared", "#   PYTHONDONTWRITEBYTECODE=1  (profile"} {
+		"#   BULWARK_ADMIN_TOKEN  (removed", "#   PYTHONDONTWRITEBYTECODE=1  (profile"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("Render() lacks %q:\n%s", want, out)
 		}
@@ -611,16 +611,19 @@ func TestAppEnviron(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	over := c.AppEnvOverrides()
-	want := map[string]string{"BULWARK_ADMIN_TOKEN": "", "BULWARK_FEATURE": "on", "SECRET": "s"}
+	want := map[string]string{"BULWARK_FEATURE": "on", "SECRET": "s"}
 	if !reflect.DeepEqual(over, want) {
 		t.Errorf("AppEnvOverrides() = %v, want %v", over, want)
+	}
+	if got, want := c.AppEnvRemoved(), []string{"BULWARK_ADMIN_TOKEN"}; !slices.Equal(got, want) {
+		t.Errorf("AppEnvRemoved() = %v, want %v", got, want)
 	}
 	var got []string
 	for _, v := range c.AppEnviron() {
 		got = append(got, v.Name+"="+v.Value+" "+v.From)
 	}
 	wantList := []string{
-		"BULWARK_ADMIN_TOKEN= cleared", "BULWARK_FEATURE=on app.env",
+		"BULWARK_ADMIN_TOKEN= removed", "BULWARK_FEATURE=on app.env",
 		"DB_MAX_OVERFLOW=3 profile", "DB_POOL_RECYCLE=280 profile", "DB_POOL_SIZE=3 profile", "DB_POOL_TIMEOUT=30 profile",
 		"PYTHONDONTWRITEBYTECODE=1 profile", "PYTHONUNBUFFERED=0 environment", "SECRET=s app.env",
 	}

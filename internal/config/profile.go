@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -154,23 +155,25 @@ func (c *Config) AppEnv() map[string]string {
 }
 
 // AppEnvOverrides returns the variables the supervisor sets over Bulwark's
-// own environment (the one Load read) for the app: [app].env, and an empty
-// value for every BULWARK_* variable that [app].env does not name. Those
-// are Bulwark's settings, BULWARK_ADMIN_TOKEN among them; an app that
-// prints its environment must not hand out admin control. They are
-// emptied rather than removed because the supervisor can only set
-// variables over the environment it inherits.
+// own environment (the one Load read) for the app: [app].env.
 func (c *Config) AppEnvOverrides() map[string]string {
-	out := make(map[string]string, len(c.App.Env))
+	return maps.Clone(c.App.Env)
+}
+
+// AppEnvRemoved returns, sorted, the variables of Bulwark's own environment
+// the app does not get: every BULWARK_* variable that [app].env does not
+// name. Those are Bulwark's settings, BULWARK_ADMIN_TOKEN among them; an
+// app that prints its environment must not hand out admin control.
+func (c *Config) AppEnvRemoved() []string {
+	var out []string
 	for _, kv := range c.environ {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, EnvPrefix) {
-			out[k] = ""
+		k, _, _ := strings.Cut(kv, "=")
+		if _, named := c.App.Env[k]; strings.HasPrefix(k, EnvPrefix) && !named {
+			out = append(out, k)
 		}
 	}
-	for k, v := range c.App.Env {
-		out[k] = v
-	}
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // AppEnvVar is one variable of the app's environment that Bulwark decides,
@@ -178,14 +181,15 @@ func (c *Config) AppEnvOverrides() map[string]string {
 type AppEnvVar struct {
 	Name, Value string
 	// From is "app.env", "profile", "environment" (Bulwark's own, which
-	// beat the profile) or "cleared" (a BULWARK_* variable emptied).
+	// beat the profile) or "removed" (a BULWARK_* variable the app does
+	// not get; Value is "").
 	From string
 }
 
 // AppEnviron returns, sorted by name, the variables of the app's
 // environment that differ from a plain copy of Bulwark's: the profile's
 // (or Bulwark's own value where it beats the profile), [app].env, and the
-// BULWARK_* variables cleared. Every other variable of Bulwark's
+// BULWARK_* variables removed. Every other variable of Bulwark's
 // environment passes through unchanged.
 func (c *Config) AppEnviron() []AppEnvVar {
 	inherited := map[string]string{}
@@ -206,11 +210,10 @@ func (c *Config) AppEnviron() []AppEnvVar {
 		out = append(out, AppEnvVar{k, v, "profile"})
 	}
 	for k, v := range over {
-		from := "app.env"
-		if _, named := c.App.Env[k]; !named {
-			from = "cleared"
-		}
-		out = append(out, AppEnvVar{k, v, from})
+		out = append(out, AppEnvVar{k, v, "app.env"})
+	}
+	for _, k := range c.AppEnvRemoved() {
+		out = append(out, AppEnvVar{k, "", "removed"})
 	}
 	slices.SortFunc(out, func(a, b AppEnvVar) int { return strings.Compare(a.Name, b.Name) })
 	return out

@@ -99,8 +99,8 @@ func (c *Config) renderAppEnviron(b *strings.Builder) {
 		switch v.From {
 		case "app.env":
 			fmt.Fprintf(b, "#   %s=<redacted>  (app.env)\n", v.Name)
-		case "cleared":
-			fmt.Fprintf(b, "#   %s=  (cleared: Bulwark's own setting; name it in app.env to pass it on)\n", v.Name)
+		case "removed":
+			fmt.Fprintf(b, "#   %s  (removed: Bulwark's own setting; name it in app.env to pass it on)\n", v.Name)
 		case "profile":
 			fmt.Fprintf(b, "#   %s=%s  (profile %s)\n", v.Name, v.Value, c.Resolved)
 		default:

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"bulwark/internal/listen"
 )
 
 // BenchmarkH1KeepAlive measures one keep-alive HTTP/1.1 request over TLS
@@ -167,7 +169,7 @@ func startBench(b *testing.B, h http.Handler) *testServer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ln, err := Listen(b.Context(), "127.0.0.1:0", 4096)
+	ln, err := listen.TCP(b.Context(), "127.0.0.1:0", 4096)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +21,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/net/http2"
+
+	"bulwark/internal/listen"
 )
 
 var (
@@ -74,7 +75,7 @@ func start(t *testing.T, h http.Handler, tlsOn bool, mod func(*Options)) *testSe
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := Listen(context.Background(), "127.0.0.1:0", 128)
+	ln, err := listen.TCP(context.Background(), "127.0.0.1:0", 128)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,38 +578,6 @@ func TestShutdownLetsRequestsFinish(t *testing.T) {
 	}
 	if err := <-errc; err != nil {
 		t.Errorf("Shutdown: %v", err)
-	}
-}
-
-func TestListenSetsBacklog(t *testing.T) {
-	ss, err := exec.LookPath("ss")
-	if err != nil {
-		t.Skip("ss (iproute2) not installed; backlog not checked")
-	}
-	ln, err := Listen(context.Background(), "127.0.0.1:0", 37)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
-	out, err := exec.Command(ss, "-Hltn", fmt.Sprintf("sport = :%d", port)).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := strings.Fields(string(out))
-	if len(fields) < 3 || fields[2] != "37" {
-		t.Errorf("ss says %q; want Send-Q (the backlog) 37", out)
-	}
-}
-
-func TestListenIPv6(t *testing.T) {
-	ln, err := Listen(context.Background(), "[::1]:0", 16)
-	if err != nil {
-		t.Skipf("no IPv6 loopback here: %v", err)
-	}
-	defer ln.Close()
-	if !strings.HasPrefix(ln.Addr().String(), "[::1]:") {
-		t.Errorf("got %s", ln.Addr())
 	}
 }
 

@@ -59,6 +59,9 @@ type Options struct {
 	Dir string
 	// Env is added to Bulwark's environment; these values win.
 	Env map[string]string
+	// Unset names variables of Bulwark's environment the app does not get
+	// (Bulwark's own BULWARK_* settings), unless Env sets them.
+	Unset []string
 	// DefaultEnv is added only for keys absent from both Env and Bulwark's
 	// environment (the profile's DB_POOL_SIZE and friends). Nil adds none.
 	DefaultEnv map[string]string
@@ -187,17 +190,18 @@ func (o Options) placeholder() string {
 func sameApp(a, b Options) bool {
 	return slices.Equal(a.Command, b.Command) && a.Dir == b.Dir && a.Upstream == b.Upstream &&
 		a.Health == b.Health && maps.Equal(a.Env, b.Env) && maps.Equal(a.DefaultEnv, b.DefaultEnv) &&
+		slices.Equal(a.Unset, b.Unset) &&
 		a.MaxMemory == b.MaxMemory
 }
 
-// buildEnv returns base with env set over it and def added for keys absent
-// from both, in a stable order.
-func buildEnv(base []string, env, def map[string]string) []string {
+// buildEnv returns base less the names in unset, with env set over it and
+// def added for keys absent from both, in a stable order.
+func buildEnv(base []string, env, def map[string]string, unset []string) []string {
 	out := make([]string, 0, len(base)+len(env)+len(def))
 	present := make(map[string]bool, len(base))
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
-		if _, over := env[k]; over {
+		if _, over := env[k]; over || slices.Contains(unset, k) {
 			continue
 		}
 		present[k] = true

@@ -143,7 +143,7 @@ func (s *Supervisor) start(o Options) (*instance, error) {
 	inst := &instance{addr: addr, sockDir: sockDir, stderr: &lines{max: stderrKeep}, done: make(chan struct{})}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = o.Dir
-	cmd.Env = buildEnv(o.env.environ(), o.Env, o.DefaultEnv)
+	cmd.Env = buildEnv(o.env.environ(), o.Env, o.DefaultEnv, o.Unset)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	outR, outW, err := os.Pipe()
 	if err != nil {

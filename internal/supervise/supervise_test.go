@@ -628,15 +628,18 @@ func TestBuildEnv(t *testing.T) {
 	tests := []struct {
 		base     []string
 		env, def map[string]string
+		unset    []string
 		want     []string
 	}{
-		{[]string{"A=1"}, nil, nil, []string{"A=1"}},
-		{[]string{"A=1", "B=2"}, map[string]string{"B": "x"}, nil, []string{"A=1", "B=x"}},
-		{[]string{"A=1"}, map[string]string{"B": "x"}, map[string]string{"A": "d", "B": "d", "C": "d"}, []string{"A=1", "B=x", "C=d"}},
+		{[]string{"A=1"}, nil, nil, nil, []string{"A=1"}},
+		{[]string{"A=1", "B=2"}, map[string]string{"B": "x"}, nil, nil, []string{"A=1", "B=x"}},
+		{[]string{"A=1"}, map[string]string{"B": "x"}, map[string]string{"A": "d", "B": "d", "C": "d"}, nil, []string{"A=1", "B=x", "C=d"}},
+		// Removed, not emptied; Env still wins over unset.
+		{[]string{"A=1", "T=secret", "U=2"}, map[string]string{"U": "x"}, nil, []string{"T", "U"}, []string{"A=1", "U=x"}},
 	}
 	for _, tt := range tests {
-		if got := buildEnv(tt.base, tt.env, tt.def); !slices.Equal(got, tt.want) {
-			t.Errorf("buildEnv(%v, %v, %v) = %v, want %v", tt.base, tt.env, tt.def, got, tt.want)
+		if got := buildEnv(tt.base, tt.env, tt.def, tt.unset); !slices.Equal(got, tt.want) {
+			t.Errorf("buildEnv(%v, %v, %v, %v) = %v, want %v", tt.base, tt.env, tt.def, tt.unset, got, tt.want)
 		}
 	}
 }

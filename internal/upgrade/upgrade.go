@@ -16,7 +16,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/cloudflare/tableflip"
 
-	"bulwark/internal/front"
+	"bulwark/internal/listen"
 )
 
 // DefaultUpgradeTimeout is how long Upgrade waits for the new process to
@@ -152,11 +152,11 @@ func resolveBinary() (string, error) {
 // when it passed one for exactly this pair, otherwise a new one. The pair
 // is compared as written ("0.0.0.0:443" and ":443" differ), so keep the
 // configured address unchanged across an upgrade. The listen(2) backlog is
-// set in both cases (zero means front.DefaultBacklog). The listener is
+// set in both cases (zero means listen.DefaultBacklog). The listener is
 // passed on to the next upgrade; closing it is the caller's job.
 func (u *Upgrader) Listen(ctx context.Context, network, addr string, backlog int) (net.Listener, error) {
 	if backlog <= 0 {
-		backlog = front.DefaultBacklog
+		backlog = listen.DefaultBacklog
 	}
 	ln, err := u.tf.Listener(network, addr)
 	if err != nil {
@@ -178,7 +178,7 @@ func (u *Upgrader) Listen(ctx context.Context, network, addr string, backlog int
 			return nil, fmt.Errorf("listen on %s: %w", addr, err)
 		}
 	}
-	if err := front.SetBacklog(ln, backlog); err != nil {
+	if err := listen.SetBacklog(ln, backlog); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}

@@ -1,4 +1,8 @@
-package front
+// Package listen opens the TCP listeners Bulwark serves on with a chosen
+// listen(2) backlog, and sets the backlog of a listener inherited during an
+// upgrade. It is its own package so that the upgrade code, which hands
+// sockets over, needs no server package.
+package listen
 
 import (
 	"context"
@@ -8,18 +12,18 @@ import (
 	"syscall"
 )
 
-// DefaultBacklog is the listen(2) backlog used when Listen is given zero.
+// DefaultBacklog is the listen(2) backlog used when TCP is given zero.
 const DefaultBacklog = 2048
 
-// Listen opens a TCP listener on addr ("host:port", "[::1]:port" or ":port")
+// TCP opens a TCP listener on addr ("host:port", "[::1]:port" or ":port")
 // with the given listen(2) backlog.
 //
 // Go's net package always passes the kernel's somaxconn as the backlog.
 // Linux lets listen(2) be called again on a listening socket, which only
-// changes the backlog, so Listen binds with the net package (keeping its
+// changes the backlog, so TCP binds with the net package (keeping its
 // dual-stack and address handling) and then sets the backlog on the socket.
 // The kernel still caps the value at net.core.somaxconn.
-func Listen(ctx context.Context, addr string, backlog int) (net.Listener, error) {
+func TCP(ctx context.Context, addr string, backlog int) (net.Listener, error) {
 	if backlog <= 0 {
 		backlog = DefaultBacklog
 	}
