@@ -6,7 +6,8 @@
 # for ss, nginx, HAProxy and Caddy to validate the benchmark's peer configs;
 # and h2spec, the HTTP/2 conformance suite, built through the Go module proxy.
 #
-#   scripts/test.sh            vet, race tests, benchmarks compiled and run briefly
+#   scripts/test.sh            vet, race tests, each fuzz target for 8 s (FUZZTIME),
+#                              benchmarks compiled and run briefly
 #   scripts/test.sh -short     skips the slowest end-to-end tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +66,19 @@ echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 15m "$@" ./...
+echo "== fuzz (each target briefly; their seed corpora ran above as ordinary tests)"
+# go test takes one -fuzz target per run. A failure leaves its input under
+# the package's testdata/fuzz/<Target>/, which then runs as a seed. Five
+# targets of 8 s and their instrumented builds take about 90 s.
+fuzztime=${FUZZTIME:-8s}
+for target in \
+  internal/front:FuzzParseHead \
+  internal/front:FuzzRequestFraming \
+  internal/front:FuzzChunkedBody \
+  internal/front:FuzzH2Frames \
+  internal/proxy:FuzzReadResponse; do
+  go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "./${target%%:*}/"
+done
 echo "== benchmarks (compiled and run briefly; numbers are not judged here)"
 go test -run '^$' -bench . -benchtime=100x -timeout 10m ./... >/tmp/bulwark-bench.txt
 grep -E '^(ok|FAIL|Benchmark)' /tmp/bulwark-bench.txt | tail -n 40
