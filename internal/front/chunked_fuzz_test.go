@@ -343,3 +343,26 @@ func FuzzRequestFraming(f *testing.F) {
 		compareFraming(t, in)
 	})
 }
+
+// TestChunkedAttacksRefused: the chunked bodies behind net/http's
+// advisories fail the body read (and so close the connection), whatever
+// net/http does: a bare LF ending a chunk-size or chunk-data line
+// (CVE-2025-22871), chunk extensions that outweigh the data
+// (CVE-2023-39326), a size past 64 bits.
+func TestChunkedAttacksRefused(t *testing.T) {
+	overhead := strings.Repeat("1;"+strings.Repeat("e", 1000)+"\r\nx\r\n", 32) + "0\r\n\r\n"
+	for name, body := range map[string]string{
+		"bare LF after the size":    "3\nabc\r\n0\r\n\r\n",
+		"bare LF after the data":    "3\r\nabc\n0\r\n\r\n",
+		"bare LF in the last chunk": "3\r\nabc\r\n0\n\r\n",
+		"bare CR in an extension":   "3;a\rb\r\nabc\r\n0\r\n\r\n",
+		"extension overhead":        overhead,
+		"size past 63 bits":         "8000000000000000\r\n",
+		"smuggled after a bare LF":  "0\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		r := bulwarkFraming(t, []byte(chunkedHead+body))
+		if !r.headOK() || r.bodyErr == nil {
+			t.Errorf("%s: head %q, body %q read without error; want a body error", name, r.headErr, r.body)
+		}
+	}
+}

@@ -279,3 +279,26 @@ func FuzzReadResponse(f *testing.F) {
 		compareResponses(t, in, method)
 	})
 }
+
+// TestChunkedAnswerAttacksRefused: the app's chunked answers behind
+// net/http's advisories fail the body (the connection is not reused): a
+// bare LF ending a chunk line (CVE-2025-22871), extensions that outweigh
+// the data (CVE-2023-39326), "Transfer-Encoding: \rchunked"
+// (CVE-2022-1705).
+func TestChunkedAnswerAttacksRefused(t *testing.T) {
+	const head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+	overhead := strings.Repeat("1;"+strings.Repeat("e", 1000)+"\r\nx\r\n", 32) + "0\r\n\r\n"
+	for name, in := range map[string]string{
+		"bare LF after the size": head + "3\nabc\r\n0\r\n\r\n",
+		"bare LF after the data": head + "3\r\nabc\n0\r\n\r\n",
+		"extension overhead":     head + overhead,
+		"CR before chunked":      "HTTP/1.1 200 OK\r\nTransfer-Encoding: \rchunked\r\n\r\n0\r\n\r\n",
+		"CR after chunked":       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\r\n\r\n0\r\n\r\n",
+		"CL and TE":              "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	} {
+		r := bulwarkResponse([]byte(in), "GET")
+		if r.err == nil && r.bodyErr == nil {
+			t.Errorf("%s: read as %d with body %q; want an error", name, r.status, r.body)
+		}
+	}
+}
