@@ -357,7 +357,7 @@ func TestChunkedAttacksRefused(t *testing.T) {
 		"bare LF in the last chunk": "3\r\nabc\r\n0\n\r\n",
 		"bare CR in an extension":   "3;a\rb\r\nabc\r\n0\r\n\r\n",
 		"extension overhead":        overhead,
-		"size past 63 bits":         "8000000000000000\r\n",
+		"size past 64 bits":         "10000000000000000\r\n0\r\n\r\n",
 		"smuggled after a bare LF":  "0\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
 	} {
 		r := bulwarkFraming(t, []byte(chunkedHead+body))
