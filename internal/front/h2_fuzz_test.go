@@ -54,7 +54,7 @@ const (
 	opPriority            // stream, dependency stream, weight
 	opGoAway              // last stream, code
 	opContinuation        // stream, end headers, extra field
-	opRaw                 // type, flags, stream, length, payload
+	opRaw                 // type (0-15), flags, stream, length, payload
 	opRawHeaders          // stream, flags, length, HPACK bytes
 	h2OpCount
 )
@@ -207,7 +207,7 @@ func h2Frames(prog []byte) []byte {
 			enc.WriteField(extra)
 			fr.WriteContinuation(id, end, blk.Bytes())
 		case opRaw:
-			typ, flags, id, n := c.byte()%12, c.byte(), c.stream(), int(c.byte())
+			typ, flags, id, n := c.byte()%16, c.byte(), c.stream(), int(c.byte())
 			fr.WriteRawFrame(http2.FrameType(typ), http2.Flags(flags), id, c.bytes(n))
 		case opRawHeaders:
 			id, flags, n := c.stream(), c.byte(), int(c.byte())
@@ -507,6 +507,15 @@ func h2Seeds() [][]byte {
 		[]byte{opRaw, 8, 0, 4, 3, 0, 0, 1},           // WINDOW_UPDATE of 3 bytes
 		[]byte{opRaw, 3, 0, 4, 4, 0, 0, 0, 8},        // RST_STREAM on stream 0
 		[]byte{opRaw, 0xb, 0, 0, 3, 1, 2, 3},         // an unknown frame type
+		[]byte{opSettings, 0, 1, 5, 0, 0, 0, 0},      // MAX_FRAME_SIZE 0 (CVE-2026-33814)
 	)
+	// Frame types 0xa-0xf, which made x/net's server panic
+	// (CVE-2026-27141), alone and inside a header block.
+	for typ := byte(0xa); typ <= 0xf; typ++ {
+		seeds = append(seeds,
+			[]byte{opRaw, typ, 0xff, 0, 4, 1, 2, 3, 4},
+			[]byte{opRaw, typ, 0, 4, 0},
+			cat(hdr(0, 2, 0, 0, 0, 0), []byte{opRaw, typ, 0, 0, 0}))
+	}
 	return seeds
 }
