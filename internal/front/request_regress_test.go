@@ -24,3 +24,24 @@ func TestBareCRInHeaderValueRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestTrailerBareLFRefused: readTrailer ends a trailer line, and the
+// trailer section, at a bare LF. Go's own HTTP/1 server does the same in
+// Go 1.26 (when a CRLF CRLF follows somewhere in its buffer) and upstream
+// now calls that a bug (golang/go#81143, "security hardening"): with an
+// intermediary that reads the bare LF differently, the bytes after "0\r\n\n"
+// are a request to one and trailer to the other. The fix: in readTrailer,
+// refuse a line that does not end in CRLF. Remove the Skip with the fix.
+func TestTrailerBareLFRefused(t *testing.T) {
+	t.Skip("known gap: a bare LF ends a request trailer line or section (request.go readTrailer; golang/go#81143)")
+	for _, body := range []string{
+		"0\r\n\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+		"0\r\nX: 1\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+		"0\r\nX: 1\r\n\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		in := chunkedHead + body
+		if r := bulwarkFraming(t, []byte(in)); r.headOK() && r.bodyErr == nil {
+			t.Errorf("%q: body read to its end, next request %q; want a body error", in, r.rest)
+		}
+	}
+}
