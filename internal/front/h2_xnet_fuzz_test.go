@@ -19,6 +19,14 @@ import (
 // error code), or neither does. The code itself is not compared: RFC 9113
 // often leaves the choice open (PROTOCOL_ERROR or a more specific one),
 // and the two differ on purpose where listed in h2VerdictDifference.
+//
+// The list is not complete yet: a few minutes of fuzzing still finds
+// differences to classify (for example the programs "72X022000000000001200"
+// and "\x00\x00\x01\x00\x01\x00\x00\x00\x01\x01\x00\x02\x00\x00\x007A00200000000"),
+// so this target runs on its seeds in go test but not in scripts/test.sh's
+// fuzz step. Each difference found so far was either an RFC 9113 MUST that
+// Bulwark keeps and x/net does not, or a Bulwark bug now reported
+// (TestH2NoFramesAfterReset; frames on even stream IDs).
 func FuzzH2VerdictMatchesXNet(f *testing.F) {
 	for _, s := range h2Seeds() {
 		f.Add(s)
@@ -99,6 +107,8 @@ func verdictString(code int) string {
 //	| even stream ID below the highest client | stream is idle (no push)  | only IDs above the highest one |
 //	| stream ID                               |                           | opened count as idle, so a     |
 //	|                                         |                           | stream error or nothing        |
+//	| HEADERS on an even stream ID with a     | a stream error (its field | PROTOCOL_ERROR on the          |
+//	| malformed field                         | check comes first)        | connection (RFC 9113 5.1.1)    |
 //	| a setting twice in one SETTINGS frame   | PROTOCOL_ERROR            | applied in order (RFC 9113     |
 //	|                                         |                           | 6.5.3)                         |
 func h2VerdictDifference(in []byte, ours, theirs int) string {
@@ -126,6 +136,8 @@ func h2VerdictDifference(in []byte, ours, theirs int) string {
 	case ours < 0 && theirs == int(http2.ErrCodeProtocol) && sc.evenStream:
 		// KNOWN, reported: a minor deviation of Bulwark's.
 		return "a frame on an even (server) stream ID below the last client stream: a stream error, not PROTOCOL_ERROR"
+	case ours == int(http2.ErrCodeProtocol) && theirs < 0 && sc.evenHeaders:
+		return "HEADERS on an even stream ID: PROTOCOL_ERROR (RFC 9113 5.1.1) even when the block is malformed"
 	case sc.selfDep:
 		return "a stream refused for depending on itself: opened (and closed) for Bulwark, idle for x/net"
 	case ours == int(http2.ErrCodeProtocol) && theirs < 0 && sc.idleFrame:
@@ -145,6 +157,7 @@ type frameScan struct {
 	badPriority bool // a PRIORITY frame on a stream, not 5 bytes long
 	goAway      bool // the client sent GOAWAY
 	evenStream  bool // DATA, WINDOW_UPDATE or RST_STREAM on an even stream ID
+	evenHeaders bool // HEADERS on an even stream ID
 }
 
 // scanFrames reads the frame headers of in, after the client preface.
@@ -158,6 +171,7 @@ func scanFrames(in []byte) frameScan {
 		id := binary.BigEndian.Uint32(p[5:9]) & (1<<31 - 1)
 		switch typ {
 		case http2.FrameHeaders:
+			sc.evenHeaders = sc.evenHeaders || id%2 == 0
 			if p[4]&0x20 != 0 && length >= 5 {
 				q := p[9:min(9+length, len(p))]
 				if p[4]&0x8 != 0 && len(q) > 0 {
