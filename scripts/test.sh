@@ -7,7 +7,8 @@
 # h2spec, the HTTP/2 conformance suite, and Pebble, Let's Encrypt's test CA,
 # built through the Go module proxy.
 #
-#   scripts/test.sh            vet, race tests, benchmarks compiled and run briefly
+#   scripts/test.sh            vet, race tests, each fuzz target for 8 s (FUZZTIME),
+#                              benchmarks compiled and run briefly
 #   scripts/test.sh -short     skips the slowest end-to-end tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,6 +80,19 @@ echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 15m "$@" ./...
+echo "== fuzz (each target briefly; their seed corpora ran above as ordinary tests)"
+# go test takes one -fuzz target per run. A failure leaves its input under
+# the package's testdata/fuzz/<Target>/, which then runs as a seed. Five
+# targets of 8 s take about 50 s with a warm build cache, 90-100 s cold.
+fuzztime=${FUZZTIME:-8s}
+for target in \
+  internal/front:FuzzParseHead \
+  internal/front:FuzzRequestFraming \
+  internal/front:FuzzChunkedBody \
+  internal/front:FuzzH2Frames \
+  internal/proxy:FuzzReadResponse; do
+  go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "./${target%%:*}/"
+done
 echo "== benchmarks (compiled and run briefly; numbers are not judged here)"
 go test -run '^$' -bench . -benchtime=100x -timeout 10m ./... >/tmp/bulwark-bench.txt
 grep -E '^(ok|FAIL|Benchmark)' /tmp/bulwark-bench.txt | tail -n 40

@@ -1,0 +1,86 @@
+package front
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// TestH2NoFramesAfterReset: once the server has reset a stream (here for a
+// body longer than its content-length), it must send nothing more on it
+// (RFC 9113 5.1: no frames but PRIORITY on a closed stream; a strict client
+// may take one as a connection error, STREAM_CLOSED, and so lose its
+// other streams). h2Response.finish still sends the answer's HEADERS when
+// it has no body left to send: send() writes the head without checking
+// that the stream is over. Found by FuzzH2VerdictMatchesXNet. Remove the
+// Skip with the fix (and set checkFramesAfterReset in h2_fuzz_test.go).
+func TestH2NoFramesAfterReset(t *testing.T) {
+	t.Skip("known bug: HEADERS sent on a stream after the server's RST_STREAM (h2stream.go h2Response.send)")
+	release := make(chan struct{})
+	started := make(chan struct{})
+	srv, err := New(Options{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release // returns without reading the body or writing anything
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, sc := net.Pipe()
+	defer cli.Close()
+	go srv.serveH2(sc, nil)
+	cli.SetDeadline(time.Now().Add(10 * time.Second))
+	frames := make(chan http2.Frame, 64)
+	go func() {
+		defer close(frames)
+		fr := http2.NewFramer(nil, cli)
+		fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			frames <- f
+		}
+	}()
+	io.WriteString(cli, http2.ClientPreface)
+	fr := http2.NewFramer(cli, nil)
+	fr.WriteSettings()
+	var blk bytes.Buffer
+	enc := hpack.NewEncoder(&blk)
+	for _, f := range []hpack.HeaderField{{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "https"},
+		{Name: ":path", Value: "/"}, {Name: ":authority", Value: "x"}, {Name: "content-length", Value: "1"}} {
+		enc.WriteField(f)
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk.Bytes(), EndHeaders: true})
+	<-started
+	fr.WriteData(1, true, []byte("too long")) // past content-length: the server resets stream 1
+	reset := false
+	for f := range frames {
+		if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.StreamID == 1 {
+			reset = true
+			close(release)
+			// Once the handler's stream is retired, a PING marks where
+			// everything the server sends on it has been sent.
+			if !waitUntil(10*time.Second, func() bool { return srv.Stats().H2Streams == 0 }) {
+				t.Fatal("the stream is still counted 10 s after its handler was released")
+			}
+			fr.WritePing(false, [8]byte{1})
+			continue
+		}
+		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() && p.Data == [8]byte{1} {
+			break
+		}
+		if reset && f.Header().StreamID == 1 {
+			t.Errorf("after RST_STREAM on stream 1 the server sent %v", f)
+		}
+	}
+	if !reset {
+		t.Fatal("the server did not reset stream 1")
+	}
+}
