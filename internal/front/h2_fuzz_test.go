@@ -301,11 +301,6 @@ func runH2Program(t *testing.T, prog []byte) {
 	}
 }
 
-// checkFramesAfterReset makes driveH2 fail on a frame the server sends on
-// a stream after resetting it. Off while that is a known bug: see
-// TestH2NoFramesAfterReset; turn it on with the fix.
-const checkFramesAfterReset = false
-
 // driveH2 runs serve on one end of a net.Pipe, sends in and a final PING
 // on the other, waits for the PING's answer, a GOAWAY with an error or the
 // end of the connection, and closes it. It fails t if a frame from the server does not parse,
@@ -338,7 +333,7 @@ func driveH2(t *testing.T, serve func(net.Conn), in []byte) (goAway int) {
 			// HEADERS or DATA after the server's own RST_STREAM (a second
 			// RST_STREAM is harmless: receivers ignore it).
 			h := f.Header()
-			if checkFramesAfterReset && resetIDs[h.StreamID] && (h.Type == http2.FrameHeaders || h.Type == http2.FrameData) {
+			if resetIDs[h.StreamID] && (h.Type == http2.FrameHeaders || h.Type == http2.FrameData) {
 				readErr <- fmt.Errorf("%v on stream %d after its RST_STREAM", h, h.StreamID)
 				return
 			}

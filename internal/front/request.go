@@ -69,6 +69,21 @@ func (c *h1Conn) readRequest(ctx context.Context) (*http.Request, error) {
 	return req, nil
 }
 
+// trimOWS removes the optional whitespace around a field value: SP and HTAB
+// only (RFC 9110 5.6.3). textproto.TrimBytes would also remove a bare CR,
+// reading "Transfer-Encoding: \rchunked" as chunked (the CVE-2022-1705
+// vector); left in, the CR makes the value invalid and the head is refused.
+// It re-slices b, so an all-blank value stays a non-nil empty slice.
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
 // readHead reads the request head into buf up to and excluding the empty
 // line, and appends the offsets of the ends of its lines to ends. It fails
 // with 431 (414 for the request line) when the head exceeds max bytes.
@@ -176,7 +191,7 @@ func parseHead(ctx context.Context, head []byte, ends []int) (*http.Request, err
 			// This also refuses whitespace before the colon (RFC 9112 5.1).
 			return nil, badRequest("bad_header", "malformed header name")
 		}
-		value := sub(textproto.TrimBytes(line[colon+1:]))
+		value := sub(trimOWS(line[colon+1:]))
 		if !httpguts.ValidHeaderFieldValue(value) {
 			return nil, badRequest("bad_header", "malformed header value")
 		}
@@ -520,13 +535,17 @@ func (c *h1Conn) send100Continue() error {
 // bounded like a head.
 func readTrailer(br *bufio.Reader, max int) error {
 	total := 0
+	lineLen := 0    // bytes of the current line read so far
+	lastCR := false // the byte before the next fragment is CR
 	for {
-		line, err := br.ReadSlice('\n')
-		total += len(line)
+		frag, err := br.ReadSlice('\n')
+		total += len(frag)
 		if total > max {
 			return errors.New("trailer too large")
 		}
 		if err == bufio.ErrBufferFull {
+			lineLen += len(frag)
+			lastCR = frag[len(frag)-1] == '\r'
 			continue
 		}
 		if err != nil {
@@ -535,8 +554,16 @@ func readTrailer(br *bufio.Reader, max int) error {
 			}
 			return err
 		}
-		if len(line) == 1 || len(line) == 2 && line[0] == '\r' {
+		// Every trailer line ends in CRLF: a bare LF read differently by
+		// another hop would let the bytes after it be a request to one and
+		// trailer to the other (golang/go#81143).
+		crlf := len(frag) >= 2 && frag[len(frag)-2] == '\r' || len(frag) == 1 && lastCR
+		if !crlf {
+			return errors.New("trailer line not ended by CRLF")
+		}
+		if lineLen+len(frag) == 2 {
 			return nil
 		}
+		lineLen, lastCR = 0, false
 	}
 }

@@ -521,6 +521,14 @@ func (pc *upConn) readTrailer(res *http.Response) error {
 		}
 		return fmt.Errorf("reading the app's trailer: %w", err)
 	}
+	// Unlike a head, a trailer gets no bare-LF leniency: every line ends
+	// in CRLF, or the pooled connection's next answer could start where
+	// the app did not mean it to (golang/go#81143).
+	for i, c := range block {
+		if c == '\n' && (i == 0 || block[i-1] != '\r') {
+			return errors.New("malformed trailer from the app: a line not ended by CRLF")
+		}
+	}
 	n, err := checkFields(block, false)
 	if err != nil {
 		return fmt.Errorf("malformed trailer from the app: %w", err)
