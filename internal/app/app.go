@@ -6,7 +6,7 @@
 //
 // The chain a request takes:
 //
-//	front (TLS, HTTP/1.1 loop, HTTP/2) → accesslog → spool.Responses →
+//	front (TLS, HTTP/1.1 loop, HTTP/2) → accesslog → edge (cors) → spool.Responses →
 //	spool.Requests (body limit, request spool) → admit (slot, queue) →
 //	supervise.Gate (hold while the app restarts) → proxy → app
 //
@@ -90,6 +90,7 @@ type App struct {
 	front    *front.Server
 	redirect *front.Server // nil when listen.http is off
 	admin    *adminServer  // nil when admin.listen is off
+	edge     edge          // CORS, static files, compression, routes (edge.go)
 
 	started time.Time
 	mu      sync.Mutex // guards reload
@@ -165,6 +166,8 @@ func New(cfg *config.Config, o Options) (*App, error) {
 	a.access, a.accessW, err = a.accessLogger(cfg)
 	add("log.access", err)
 
+	add("edge", a.buildEdge(cfg))
+
 	if len(errs) > 0 {
 		a.closeBuilt()
 		return nil, errors.Join(errs...)
@@ -219,6 +222,7 @@ func (a *App) handler() http.Handler {
 	h = a.admit.Middleware(h)
 	h = a.spool.Requests(h)
 	h = a.spool.Responses(h)
+	h = a.wrapEdge(h)
 	return a.access.Middleware(h)
 }
 

@@ -83,6 +83,8 @@ type Config struct {
 	Admin    Admin    `toml:"admin"`
 	Observe  Observe  `toml:"observe"`
 	Log      Log      `toml:"log"`
+	// The edge sections (edge.go).
+	CORS CORS `toml:"cors"`
 
 	// File is the file Load read, "" when none.
 	File string `toml:"-"`
@@ -411,6 +413,7 @@ func Default() *Config {
 			Access:       DefaultLogAccess,
 			AccessFormat: DefaultLogFormat,
 		},
+		CORS:    defaultCORS(),
 		Sources: map[string]Source{},
 		locs:    map[string]location{},
 	}

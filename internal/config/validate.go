@@ -27,6 +27,7 @@ func (c *Config) Validate() error {
 	c.validateApp(v)
 	c.validateMemory(v)
 	c.validateAdmin(v)
+	c.validateCORS(v)
 	if db := c.Observe.Database; db != "" {
 		u, err := url.Parse(db)
 		switch {

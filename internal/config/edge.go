@@ -1,0 +1,96 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// This file holds the edge sections of the second round (issue 19): what
+// Bulwark answers or changes at the front door so the app never has to.
+
+// DefaultCORSMaxAge is how long a browser may cache a preflight's answer.
+const DefaultCORSMaxAge = 10 * time.Minute
+
+// CORS is the [cors] table: cross-origin requests answered at the edge (the
+// guide's CORSMiddleware). Empty Origins turns it off.
+type CORS struct {
+	// Origins are the allowed origins ("https://app.example.com"), or "*".
+	Origins []string `toml:"origins"`
+	// Methods are the methods a preflight may ask for.
+	Methods []string `toml:"methods"`
+	// Headers are the request headers a preflight may ask for; "*" allows any.
+	Headers []string `toml:"headers"`
+	// Credentials lets the browser send cookies and read the answer
+	// (Access-Control-Allow-Credentials: true).
+	Credentials bool `toml:"credentials"`
+	// MaxAge is how long a browser may cache a preflight's answer.
+	MaxAge Duration `toml:"max_age"`
+}
+
+// defaultCORS is [cors] as Default() has it: off.
+func defaultCORS() CORS {
+	return CORS{
+		Origins: []string{},
+		Methods: []string{"GET", "POST"},
+		Headers: []string{},
+		MaxAge:  Duration(DefaultCORSMaxAge),
+	}
+}
+
+func (c *Config) validateCORS(v *validator) {
+	co := c.CORS
+	for i, o := range co.Origins {
+		key := fmt.Sprintf("cors.origins[%d]", i)
+		if o == "*" {
+			if co.Credentials {
+				v.fail(key, errors.New(`"*" cannot be used with cors.credentials = true: browsers reject `+
+					`a wildcard origin on credentialed requests; list the origins`))
+			}
+			continue
+		}
+		if err := checkOrigin(o); err != nil {
+			v.fail(key, err)
+		}
+	}
+	for i, m := range co.Methods {
+		if !isToken(m) {
+			v.fail(fmt.Sprintf("cors.methods[%d]", i), fmt.Errorf("must be an HTTP method such as \"PUT\", got %q", m))
+		}
+	}
+	for i, h := range co.Headers {
+		if h != "*" && !isToken(h) {
+			v.fail(fmt.Sprintf("cors.headers[%d]", i), fmt.Errorf("must be a header name such as \"Authorization\", got %q", h))
+		}
+	}
+	v.duration("cors.max_age", co.MaxAge, 0, 0)
+}
+
+// checkOrigin reports why o is not a serialized origin ("scheme://host[:port]").
+func checkOrigin(o string) error {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf(`must be an origin such as "https://app.example.com" (scheme, host and port only), got %q`, o)
+	}
+	if strings.HasSuffix(o, "/") {
+		return fmt.Errorf("must not end with a slash: browsers send %q", strings.TrimSuffix(o, "/"))
+	}
+	return nil
+}
+
+// isToken reports whether s is an RFC 9110 token (a method or header name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
