@@ -6,7 +6,8 @@
 //
 // The chain a request takes:
 //
-//	front (TLS, HTTP/1.1 loop, HTTP/2) → accesslog → edge (cors) → spool.Responses →
+//	front (TLS, HTTP/1.1 loop, HTTP/2) → accesslog → cors → static files →
+//	spool.Responses →
 //	spool.Requests (body limit, request spool) → admit (slot, queue) →
 //	supervise.Gate (hold while the app restarts) → proxy → app
 //
@@ -210,6 +211,9 @@ func (a *App) closeBuilt() {
 	}
 	if a.accessW != nil {
 		a.accessW.Close()
+	}
+	if a.edge.static != nil {
+		a.edge.static.Close()
 	}
 }
 

@@ -84,7 +84,8 @@ type Config struct {
 	Observe  Observe  `toml:"observe"`
 	Log      Log      `toml:"log"`
 	// The edge sections (edge.go).
-	CORS CORS `toml:"cors"`
+	CORS   CORS     `toml:"cors"`
+	Static []Static `toml:"static"`
 
 	// File is the file Load read, "" when none.
 	File string `toml:"-"`
@@ -414,6 +415,7 @@ func Default() *Config {
 			AccessFormat: DefaultLogFormat,
 		},
 		CORS:    defaultCORS(),
+		Static:  []Static{},
 		Sources: map[string]Source{},
 		locs:    map[string]location{},
 	}

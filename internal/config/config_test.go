@@ -80,6 +80,11 @@ func TestParseDuration(t *testing.T) {
 		{"30", 0, "duration needs a unit"},
 		{"", 0, "duration needs a unit"},
 		{"30 seconds", 0, "not valid"},
+		{"7d", 7 * 24 * time.Hour, ""},
+		{"1d12h", 36 * time.Hour, ""},
+		{"d", 0, "not valid"},
+		{"1.5d", 0, "not valid"},
+		{"-1d", 0, "not valid"},
 	}
 	for _, tt := range tests {
 		got, err := ParseDuration(tt.in)

@@ -94,3 +94,35 @@ func isToken(s string) bool {
 	}
 	return true
 }
+
+// Static is one [[static]] table: a URL prefix served from a directory
+// without the app (nginx location + alias).
+type Static struct {
+	// Path is the URL prefix, starting and ending with "/".
+	Path string `toml:"path"`
+	// Dir is the directory served under Path.
+	Dir string `toml:"dir"`
+	// Cache is the Cache-Control max-age; 0 sends no-cache (revalidate
+	// every time). Names with a content hash also get "immutable".
+	Cache Duration `toml:"cache"`
+}
+
+func (c *Config) validateStatic(v *validator) {
+	seen := map[string]bool{}
+	for i, s := range c.Static {
+		key := fmt.Sprintf("static[%d]", i)
+		switch {
+		case !strings.HasPrefix(s.Path, "/") || !strings.HasSuffix(s.Path, "/"):
+			v.fail(key+".path", fmt.Errorf(`must start and end with "/", such as "/static/", got %q`, s.Path))
+		case strings.Contains(s.Path, "/./") || strings.Contains(s.Path, "/../") || strings.Contains(s.Path, "//"):
+			v.fail(key+".path", fmt.Errorf("must be a clean path, got %q", s.Path))
+		case seen[s.Path]:
+			v.fail(key+".path", fmt.Errorf("%q is served by an earlier [[static]] already", s.Path))
+		}
+		seen[s.Path] = true
+		if s.Dir == "" {
+			v.fail(key+".dir", errors.New("must be set: the directory to serve"))
+		}
+		v.duration(key+".cache", s.Cache, 0, 0)
+	}
+}

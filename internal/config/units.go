@@ -127,11 +127,22 @@ func ParseDuration(s string) (Duration, error) {
 	if _, err := strconv.ParseFloat(t, 64); err == nil {
 		return 0, fmt.Errorf("%w, got %q", errDurationUnit, s)
 	}
-	d, err := time.ParseDuration(t)
-	if err != nil {
-		return 0, fmt.Errorf("duration %q is not valid: use a number with a unit (ms, s, m, h), e.g. \"1m30s\"", s)
+	// Whole days lead, as caching times are written ("7d", "1d12h").
+	var days time.Duration
+	if i := strings.IndexByte(t, 'd'); i > 0 {
+		if n, err := strconv.ParseUint(t[:i], 10, 16); err == nil {
+			days, t = time.Duration(n)*24*time.Hour, t[i+1:]
+		}
 	}
-	return Duration(d), nil
+	d := time.Duration(0)
+	var err error
+	if t != "" || days == 0 {
+		d, err = time.ParseDuration(t)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("duration %q is not valid: use a number with a unit (ms, s, m, h, d), e.g. \"1m30s\"", s)
+	}
+	return Duration(days + d), nil
 }
 
 // D returns d as a time.Duration.

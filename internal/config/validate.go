@@ -28,6 +28,7 @@ func (c *Config) Validate() error {
 	c.validateMemory(v)
 	c.validateAdmin(v)
 	c.validateCORS(v)
+	c.validateStatic(v)
 	if db := c.Observe.Database; db != "" {
 		u, err := url.Parse(db)
 		switch {
