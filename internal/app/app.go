@@ -7,7 +7,7 @@
 // The chain a request takes:
 //
 //	front (TLS, HTTP/1.1 loop, HTTP/2) → accesslog → cors → static files →
-//	spool.Responses →
+//	spool.Responses → compress →
 //	spool.Requests (body limit, request spool) → admit (slot, queue) →
 //	supervise.Gate (hold while the app restarts) → proxy → app
 //
@@ -225,6 +225,7 @@ func (a *App) handler() http.Handler {
 	}
 	h = a.admit.Middleware(h)
 	h = a.spool.Requests(h)
+	h = a.wrapCompress(h)
 	h = a.spool.Responses(h)
 	h = a.wrapEdge(h)
 	return a.access.Middleware(h)

@@ -84,8 +84,9 @@ type Config struct {
 	Observe  Observe  `toml:"observe"`
 	Log      Log      `toml:"log"`
 	// The edge sections (edge.go).
-	CORS   CORS     `toml:"cors"`
-	Static []Static `toml:"static"`
+	CORS     CORS     `toml:"cors"`
+	Compress Compress `toml:"compress"`
+	Static   []Static `toml:"static"`
 
 	// File is the file Load read, "" when none.
 	File string `toml:"-"`
@@ -414,10 +415,11 @@ func Default() *Config {
 			Access:       DefaultLogAccess,
 			AccessFormat: DefaultLogFormat,
 		},
-		CORS:    defaultCORS(),
-		Static:  []Static{},
-		Sources: map[string]Source{},
-		locs:    map[string]location{},
+		CORS:     defaultCORS(),
+		Compress: defaultCompress(),
+		Static:   []Static{},
+		Sources:  map[string]Source{},
+		locs:     map[string]location{},
 	}
 	for _, k := range schemaKeys() {
 		c.Sources[k.path] = SourceDefault

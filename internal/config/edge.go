@@ -126,3 +126,34 @@ func (c *Config) validateStatic(v *validator) {
 		v.duration(key+".cache", s.Cache, 0, 0)
 	}
 }
+
+// DefaultCompressMinSize is the smallest app answer compressed.
+const DefaultCompressMinSize = 1 * KiB
+
+// Compress is the [compress] table: compression of the app's answers.
+type Compress struct {
+	// Types are the media types compressed ("text/*" matches every text
+	// type); empty turns compression off.
+	Types []string `toml:"types"`
+	// MinSize is the smallest answer compressed.
+	MinSize ByteSize `toml:"min_size"`
+}
+
+// defaultCompress is [compress] as Default() has it: on for text, JSON,
+// JavaScript and SVG.
+func defaultCompress() Compress {
+	return Compress{
+		Types:   []string{"text/*", "application/json", "application/javascript", "image/svg+xml"},
+		MinSize: DefaultCompressMinSize,
+	}
+}
+
+func (c *Config) validateCompress(v *validator) {
+	for i, t := range c.Compress.Types {
+		typ, sub, ok := strings.Cut(t, "/")
+		if !ok || !isToken(typ) || typ == "*" || (sub != "*" && !isToken(sub)) {
+			v.fail(fmt.Sprintf("compress.types[%d]", i), fmt.Errorf(`must be a media type such as "application/json" or "text/*", got %q`, t))
+		}
+	}
+	v.size("compress.min_size", c.Compress.MinSize, 0, 1*MiB)
+}

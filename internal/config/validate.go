@@ -29,6 +29,7 @@ func (c *Config) Validate() error {
 	c.validateAdmin(v)
 	c.validateCORS(v)
 	c.validateStatic(v)
+	c.validateCompress(v)
 	if db := c.Observe.Database; db != "" {
 		u, err := url.Parse(db)
 		switch {
