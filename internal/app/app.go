@@ -7,7 +7,7 @@
 // The chain a request takes:
 //
 //	front (TLS, HTTP/1.1 loop, HTTP/2) → accesslog → cors → static files →
-//	spool.Responses → compress →
+//	route (per-path body limit) → spool.Responses → compress →
 //	spool.Requests (body limit, request spool) → admit (slot, queue) →
 //	supervise.Gate (hold while the app restarts) → proxy → app
 //
@@ -202,7 +202,7 @@ func Check(cfg *config.Config) (warnings []string, err error) {
 	}
 	defer a.closeBuilt()
 	w, err := spool.CheckDir(a.spoolDir())
-	return w, err
+	return append(w, routeWarnings(cfg)...), err
 }
 
 func (a *App) closeBuilt() {

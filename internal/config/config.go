@@ -87,6 +87,7 @@ type Config struct {
 	CORS     CORS     `toml:"cors"`
 	Compress Compress `toml:"compress"`
 	Static   []Static `toml:"static"`
+	Route    []Route  `toml:"route"`
 
 	// File is the file Load read, "" when none.
 	File string `toml:"-"`
@@ -418,6 +419,7 @@ func Default() *Config {
 		CORS:     defaultCORS(),
 		Compress: defaultCompress(),
 		Static:   []Static{},
+		Route:    []Route{},
 		Sources:  map[string]Source{},
 		locs:     map[string]location{},
 	}

@@ -157,3 +157,98 @@ func (c *Config) validateCompress(v *validator) {
 	}
 	v.size("compress.min_size", c.Compress.MinSize, 0, 1*MiB)
 }
+
+// Route is one [[route]] table: limits for the requests under a path
+// prefix (nginx location); the longest matching prefix wins. A key left
+// out takes the global value.
+type Route struct {
+	// Path is the URL path prefix, starting with "/".
+	Path string `toml:"path"`
+	// MaxBody overrides limits.max_body.
+	MaxBody *ByteSize `toml:"max_body"`
+	// BodyBuffer overrides limits.body_buffer.
+	BodyBuffer *ByteSize `toml:"body_buffer"`
+	// BufferRequests overrides limits.buffer_requests.
+	BufferRequests *bool `toml:"buffer_requests"`
+	// BufferResponses overrides limits.buffer_responses.
+	BufferResponses *bool `toml:"buffer_responses"`
+	// ReadTimeout overrides upstream.read_timeout.
+	ReadTimeout *Duration `toml:"read_timeout"`
+	// SendTimeout overrides upstream.send_timeout.
+	SendTimeout *Duration `toml:"send_timeout"`
+}
+
+// Effective is a route's rules with the global values filled in.
+type Effective struct {
+	Path            string
+	MaxBody         ByteSize
+	BodyBuffer      ByteSize
+	BufferRequests  bool
+	BufferResponses bool
+	ReadTimeout     Duration
+	SendTimeout     Duration
+}
+
+// Effective returns the route's rules with c's global values for the keys
+// the route leaves out.
+func (r Route) Effective(c *Config) Effective {
+	e := Effective{
+		Path:            r.Path,
+		MaxBody:         c.Limits.MaxBody,
+		BodyBuffer:      c.Limits.BodyBuffer,
+		BufferRequests:  c.Limits.BufferRequests,
+		BufferResponses: c.Limits.BufferResponses,
+		ReadTimeout:     c.Upstream.ReadTimeout,
+		SendTimeout:     c.Upstream.SendTimeout,
+	}
+	if r.MaxBody != nil {
+		e.MaxBody = *r.MaxBody
+	}
+	if r.BodyBuffer != nil {
+		e.BodyBuffer = *r.BodyBuffer
+	}
+	if r.BufferRequests != nil {
+		e.BufferRequests = *r.BufferRequests
+	}
+	if r.BufferResponses != nil {
+		e.BufferResponses = *r.BufferResponses
+	}
+	if r.ReadTimeout != nil {
+		e.ReadTimeout = *r.ReadTimeout
+	}
+	if r.SendTimeout != nil {
+		e.SendTimeout = *r.SendTimeout
+	}
+	return e
+}
+
+func (e Effective) String() string {
+	return fmt.Sprintf("max_body = %s, body_buffer = %s, buffer_requests = %t, buffer_responses = %t, read_timeout = %s, send_timeout = %s",
+		e.MaxBody, e.BodyBuffer, e.BufferRequests, e.BufferResponses, e.ReadTimeout, e.SendTimeout)
+}
+
+func (c *Config) validateRoutes(v *validator) {
+	seen := map[string]bool{}
+	for i, r := range c.Route {
+		key := fmt.Sprintf("route[%d]", i)
+		switch {
+		case !strings.HasPrefix(r.Path, "/"):
+			v.fail(key+".path", fmt.Errorf(`must be a path prefix starting with "/", such as "/api/upload/", got %q`, r.Path))
+		case seen[r.Path]:
+			v.fail(key+".path", fmt.Errorf("%q has an earlier [[route]] already", r.Path))
+		}
+		seen[r.Path] = true
+		if r.MaxBody != nil {
+			v.size(key+".max_body", *r.MaxBody, 1, 0)
+		}
+		if r.BodyBuffer != nil {
+			v.size(key+".body_buffer", *r.BodyBuffer, 1*KiB, 0)
+		}
+		if r.ReadTimeout != nil {
+			v.positive(key+".read_timeout", *r.ReadTimeout)
+		}
+		if r.SendTimeout != nil {
+			v.positive(key+".send_timeout", *r.SendTimeout)
+		}
+	}
+}

@@ -37,6 +37,9 @@ func (c *Config) renderTables(b *strings.Builder) {
 				}
 				fmt.Fprintf(b, "%s = %s\n", name, renderValue(keyInfo{kind: kindOf(f.Type())}, f))
 			}
+			if k.name == "route" {
+				fmt.Fprintf(b, "# effective: %s\n", c.Route[i].Effective(c))
+			}
 		}
 	}
 }

@@ -234,6 +234,15 @@ func (w *walker) setValue(f reflect.Value, path, leaf string, line int, val *uns
 		w.inline(target{v: f, path: path}, val)
 		return
 	}
+	if f.Kind() == reflect.Pointer { // an optional key ([[route]]): set only when valid
+		n := len(w.errs)
+		p := reflect.New(f.Type().Elem())
+		w.setValue(p.Elem(), path, leaf, line, val)
+		if len(w.errs) == n {
+			f.Set(p)
+		}
+		return
+	}
 	k := kindOf(f.Type())
 	bad := func() { w.fail(line, path, "expected %s, got %s", k.expected(), kindName(val)) }
 	switch k {

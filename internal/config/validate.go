@@ -30,6 +30,7 @@ func (c *Config) Validate() error {
 	c.validateCORS(v)
 	c.validateStatic(v)
 	c.validateCompress(v)
+	c.validateRoutes(v)
 	if db := c.Observe.Database; db != "" {
 		u, err := url.Parse(db)
 		switch {
