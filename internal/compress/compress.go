@@ -119,12 +119,6 @@ func (c *Compressor) Update(o Options) {
 	c.opts.Store(p)
 }
 
-// Enabled reports whether any type is compressed.
-func (c *Compressor) Enabled() bool {
-	p := c.opts.Load()
-	return len(p.exact) > 0 || len(p.prefixes) > 0
-}
-
 // Middleware compresses next's answers as the package doc says, adding
 // Vary: Accept-Encoding to every answer whose type is compressed (for
 // this client or not) and weakening a strong ETag of a compressed one
@@ -143,7 +137,8 @@ func (c *Compressor) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// compressible reports whether an answer of media type mt may be compressed.
+// compressible reports whether an answer with this Content-Type may be
+// compressed.
 func (p *compiled) compressible(contentType string) bool {
 	mt, _, _ := strings.Cut(contentType, ";")
 	mt = strings.ToLower(strings.TrimSpace(mt))

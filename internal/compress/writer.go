@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // state is where a writer is in deciding about its answer.
@@ -30,14 +31,9 @@ type writer struct {
 	code   int
 	buf    []byte // stateBuffering: at most p.minSize bytes
 	enc    encoder
-	pool   poolRef
-	slot   bool // enc is a full encoder holding a slot
-	stream bool // text/event-stream: stateless gzip only
-}
-
-// poolRef is the pool enc goes back to.
-type poolRef = interface {
-	Put(any)
+	pool   *sync.Pool // where enc goes back
+	slot   bool       // enc is a full encoder holding a slot
+	stream bool       // text/event-stream: stateless gzip only
 }
 
 var (

@@ -90,9 +90,6 @@ func (c *CORS) Update(o Options) {
 	c.opts.Store(p)
 }
 
-// Enabled reports whether any origin is allowed.
-func (c *CORS) Enabled() bool { return len(c.opts.Load().origins) > 0 }
-
 // Middleware answers preflights (OPTIONS with Origin and
 // Access-Control-Request-Method) itself, never calling next for them, and
 // adds Access-Control-Allow-Origin (and -Credentials) to the answers next

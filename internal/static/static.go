@@ -138,9 +138,6 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// Enabled reports whether any directory is served.
-func (s *Server) Enabled() bool { return len(s.cur.Load().list) > 0 }
-
 // Middleware serves requests under a mount's prefix (the longest that
 // matches) and passes every other request to next. Under a prefix, the
 // answer is always Bulwark's: 404 for a name that is missing or refused.
