@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -77,5 +79,44 @@ func TestRouteWarnings(t *testing.T) {
 	}
 	if got := streamPaths(cfg); len(got) != 1 || got[0] != "/slow/" {
 		t.Errorf("streamPaths = %q; want the route's path", got)
+	}
+}
+
+// TestEdgeReload: a reload applies new CORS origins and static
+// directories to the running chain.
+func TestEdgeReload(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(dirA, "v.txt"), []byte("A"), 0o644)
+	os.WriteFile(filepath.Join(dirB, "v.txt"), []byte("B"), 0o644)
+	edgeTOML := func(origin, dir string) string {
+		return "[log]\naccess = \"off\"\n[cors]\norigins = [\"" + origin + "\"]\n[[static]]\npath = \"/s/\"\ndir = \"" + dir + "\"\n"
+	}
+	first := testConfig(t, edgeTOML("https://a.example", dirA))
+	a, err := New(first, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.closeBuilt()
+	h := a.handler()
+	get := func(origin string) (allow, body string) {
+		r := httptest.NewRequest(http.MethodGet, "/s/v.txt", nil)
+		r.Header.Set("Origin", origin)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Header().Get("Access-Control-Allow-Origin"), rec.Body.String()
+	}
+	if allow, body := get("https://a.example"); allow != "https://a.example" || body != "A" {
+		t.Errorf("before the reload: allow %q, body %q; want https://a.example, A", allow, body)
+	}
+	next := testConfig(t, edgeTOML("https://b.example", dirB))
+	next.Limits.SpoolDir, next.TLS.CertDir = first.Limits.SpoolDir, first.TLS.CertDir
+	if err := a.Reload(next); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if allow, body := get("https://a.example"); allow != "" || body != "B" {
+		t.Errorf("after the reload, old origin: allow %q, body %q; want none, B", allow, body)
+	}
+	if allow, _ := get("https://b.example"); allow != "https://b.example" {
+		t.Errorf("after the reload, new origin: allow %q; want https://b.example", allow)
 	}
 }

@@ -26,8 +26,8 @@ import (
 	"bulwark/internal/httperr"
 )
 
-// DefaultMaxOpen bounds the files open for transfers at once when
-// Options.MaxOpen is zero.
+// DefaultMaxOpen is the most files open for transfers at once when
+// Options.MaxOpen is zero; fewer when RLIMIT_NOFILE is small (an eighth of it).
 const DefaultMaxOpen = 1024
 
 // DefaultOpenWait is how long a request waits for a file slot when
@@ -56,7 +56,8 @@ type Options struct {
 	// Mounts are the directories served; none serves nothing.
 	Mounts []Mount
 	// MaxOpen bounds the files open for transfers at once, part of the
-	// process's file-descriptor budget; zero means DefaultMaxOpen.
+	// process's file-descriptor budget; zero means an eighth of
+	// RLIMIT_NOFILE, between 16 and DefaultMaxOpen.
 	MaxOpen int
 	// OpenWait is how long a request waits for a file slot before a 503;
 	// zero means DefaultOpenWait.
@@ -65,7 +66,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.MaxOpen <= 0 {
-		o.MaxOpen = DefaultMaxOpen
+		o.MaxOpen = defaultMaxOpen()
 	}
 	if o.OpenWait <= 0 {
 		o.OpenWait = DefaultOpenWait
