@@ -6,8 +6,9 @@
 //
 // The chain a request takes:
 //
-//	front (connection caps, TLS, HTTP/1.1 loop, HTTP/2) → accesslog →
-//	limit.Rates (rate_per_ip: 429 before the body is read) → spool.Responses →
+//	front (connection caps, TLS, HTTP/1.1 loop, HTTP/2) → accesslog → cors →
+//	static files → route (per-path body limit) → limit.Rates (rate_per_ip:
+//	429 before the body is read) → spool.Responses → compress →
 //	spool.Requests (body limit, request spool) → admit (slot, queue) →
 //	supervise.Gate (hold while the app restarts) → proxy → app
 //
@@ -97,6 +98,7 @@ type App struct {
 	front    *front.Server
 	redirect *front.Server // nil when listen.http is off
 	admin    *adminServer  // nil when admin.listen is off
+	edge     edge          // CORS, static files, compression, routes (edge.go)
 
 	started    time.Time
 	mu         sync.Mutex  // guards reload
@@ -186,6 +188,8 @@ func New(cfg *config.Config, o Options) (*App, error) {
 	a.access, a.accessW, err = a.accessLogger(cfg)
 	add("log.access", err)
 
+	add("edge", a.buildEdge(cfg))
+
 	if len(errs) > 0 {
 		a.closeBuilt()
 		return nil, errors.Join(errs...)
@@ -227,7 +231,7 @@ func Check(cfg *config.Config) (warnings []string, err error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	return append(warnings, w...), errors.Join(errs...)
+	return append(append(warnings, w...), routeWarnings(cfg)...), errors.Join(errs...)
 }
 
 func (a *App) closeBuilt() {
@@ -236,6 +240,9 @@ func (a *App) closeBuilt() {
 	}
 	if a.accessW != nil {
 		a.accessW.Close()
+	}
+	if a.edge.static != nil {
+		a.edge.static.Close()
 	}
 }
 
@@ -247,8 +254,10 @@ func (a *App) handler() http.Handler {
 	}
 	h = a.admit.Middleware(h)
 	h = a.spool.Requests(h)
+	h = a.wrapCompress(h)
 	h = a.spool.Responses(h)
 	h = a.rates.Middleware(h)
+	h = a.wrapEdge(h)
 	return a.access.Middleware(h)
 }
 

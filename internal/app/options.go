@@ -128,10 +128,10 @@ func (a *App) spoolOptions(cfg *config.Config) spool.Options {
 		MemoryPerBody:   int64(cfg.Limits.BodyBuffer),
 		MemoryBudget:    int64(cfg.Limits.SpoolMemory),
 		DiskLimit:       int64(cfg.Limits.SpoolDisk),
-		MaxBody:         int64(cfg.Limits.MaxBody),
+		MaxBody:         bodyCeiling(cfg), // each route's own: the router (edge.go)
 		BufferRequests:  cfg.Limits.BufferRequests,
 		BufferResponses: cfg.Limits.BufferResponses,
-		StreamPaths:     cfg.Limits.StreamPaths,
+		StreamPaths:     streamPaths(cfg),
 		SendTimeout:     cfg.Upstream.SendTimeout.D(),
 		Logger:          a.log,
 		Metrics:         a.set,
@@ -146,7 +146,7 @@ func (a *App) proxyOptions(cfg *config.Config) proxy.Options {
 		SendTimeout:    cfg.Upstream.SendTimeout.D(),
 		ReadTimeout:    cfg.Upstream.ReadTimeout.D(),
 		TrustedProxies: cfg.Listen.TrustedPrefixes(),
-		MaxBody:        int64(cfg.Limits.MaxBody),
+		MaxBody:        bodyCeiling(cfg), // each route's own: the router (edge.go)
 		Logger:         a.log,
 		Metrics:        a.set,
 

@@ -64,6 +64,9 @@ func (a *App) Reload(cfg *config.Config) error {
 	if err := a.spool.Update(a.spoolOptions(cfg)); err != nil {
 		errs = append(errs, fmt.Errorf("limits: %w", err))
 	}
+	if err := a.updateEdge(cfg); err != nil {
+		errs = append(errs, err)
+	}
 	if err := a.reopenAccessLog(cfg); err != nil {
 		errs = append(errs, fmt.Errorf("log.access: %w; lines still go where they went", err))
 	}

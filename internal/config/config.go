@@ -88,6 +88,11 @@ type Config struct {
 	Observe  Observe  `toml:"observe"`
 	Log      Log      `toml:"log"`
 	Acme     Acme     `toml:"acme"`
+	// The edge sections (edge.go).
+	CORS     CORS     `toml:"cors"`
+	Compress Compress `toml:"compress"`
+	Static   []Static `toml:"static"`
+	Route    []Route  `toml:"route"`
 
 	// File is the file Load read, "" when none.
 	File string `toml:"-"`
@@ -467,8 +472,12 @@ func Default() *Config {
 			Domains:    []string{},
 			Challenges: []string{ChallengeHTTP01, ChallengeTLSALPN01},
 		},
-		Sources: map[string]Source{},
-		locs:    map[string]location{},
+		CORS:     defaultCORS(),
+		Compress: defaultCompress(),
+		Static:   []Static{},
+		Route:    []Route{},
+		Sources:  map[string]Source{},
+		locs:     map[string]location{},
 	}
 	for _, k := range schemaKeys() {
 		c.Sources[k.path] = SourceDefault

@@ -164,6 +164,8 @@ func (w *walker) hint(t target, name string, asTable bool) string {
 		for _, n := range names {
 			if f, _ := fieldByTag(t.v, n); f.Kind() == reflect.Struct {
 				tables = append(tables, "["+n+"]")
+			} else if f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct {
+				tables = append(tables, "[["+n+"]]")
 			} else {
 				keys = append(keys, n)
 			}
@@ -230,6 +232,15 @@ func (w *walker) setValue(f reflect.Value, path, leaf string, line int, val *uns
 			return
 		}
 		w.inline(target{v: f, path: path}, val)
+		return
+	}
+	if f.Kind() == reflect.Pointer { // an optional key ([[route]]): set only when valid
+		n := len(w.errs)
+		p := reflect.New(f.Type().Elem())
+		w.setValue(p.Elem(), path, leaf, line, val)
+		if len(w.errs) == n {
+			f.Set(p)
+		}
 		return
 	}
 	k := kindOf(f.Type())
@@ -301,7 +312,7 @@ func (w *walker) setValue(f reflect.Value, path, leaf string, line int, val *uns
 			return
 		}
 		f.Set(reflect.ValueOf(w.strings(line, path, val)))
-	case kindCertPairs:
+	case kindCertPairs, kindTables:
 		if val.Kind != unstable.Array {
 			bad()
 			return
@@ -312,7 +323,11 @@ func (w *walker) setValue(f reflect.Value, path, leaf string, line int, val *uns
 			el := it.Node()
 			epath := fmt.Sprintf("%s[%d]", path, i)
 			if el.Kind != unstable.InlineTable {
-				w.fail(line, epath, "expected a table with cert and key, got %s", kindName(el))
+				what := "a table"
+				if k == kindCertPairs {
+					what = "a table with cert and key"
+				}
+				w.fail(line, epath, "expected %s, got %s", what, kindName(el))
 				continue
 			}
 			list = reflect.Append(list, reflect.New(f.Type().Elem()).Elem())

@@ -100,6 +100,11 @@ func (c *Config) applyEnv(environ []string) []error {
 				break
 			}
 		}
+		if section == "" && tableListEnv(rest) != "" {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("environment %s ignored: [[%s]] can only be set in the config file",
+				name, tableListEnv(rest)))
+			continue
+		}
 		if section == "" {
 			if w := envMisspelling(name, rest, sections); w != "" {
 				c.Warnings = append(c.Warnings, w)
@@ -132,6 +137,17 @@ func (c *Config) applyEnv(environ []string) []error {
 		}
 	}
 	return errs
+}
+
+// tableListEnv returns the array of tables ("static", "route") that rest,
+// a BULWARK_ variable without its prefix, names, or "".
+func tableListEnv(rest string) string {
+	for _, k := range schemaKeys() {
+		if k.kind == kindTables && strings.HasPrefix(rest, strings.ToUpper(k.name)+"_") {
+			return k.name
+		}
+	}
+	return ""
 }
 
 // envName returns the environment variable for a key path.

@@ -38,6 +38,9 @@ func (c *Config) Render() string {
 	section := ""
 	var certs []CertPair
 	for _, k := range schemaKeys() {
+		if k.kind == kindTables {
+			continue // after every table (renderTables)
+		}
 		if k.section == "" && section == "" && !strings.HasSuffix(b.String(), "\n\n") {
 			b.WriteString("\n")
 		}
@@ -74,6 +77,7 @@ func (c *Config) Render() string {
 	if section == "tls" {
 		flushCerts(&b, c, certs)
 	}
+	c.renderTables(&b)
 	return b.String()
 }
 

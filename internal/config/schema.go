@@ -20,6 +20,7 @@ const (
 	kindCertPairs
 	kindStringMap
 	kindAddresses // a string, or an array of strings
+	kindTables    // a top-level array of tables: [[static]], [[route]]
 )
 
 var (
@@ -65,7 +66,11 @@ var schemaKeys = sync.OnceValue(func() []keyInfo {
 			}
 			continue
 		}
-		out = append(out, keyInfo{path: name, name: name, index: []int{i}, kind: kindOf(f.Type)})
+		k := kindOf(f.Type)
+		if k == kindCertPairs {
+			k = kindTables // at the top level a list of tables is a section of its own
+		}
+		out = append(out, keyInfo{path: name, name: name, index: []int{i}, kind: k})
 	}
 	return out
 })
@@ -170,6 +175,8 @@ func (k kind) expected() string {
 		return "a table of strings"
 	case kindAddresses:
 		return "a string, or an array of strings"
+	case kindTables:
+		return "an array of tables"
 	}
 	return "a value"
 }

@@ -28,6 +28,10 @@ func (c *Config) Validate() error {
 	c.validateMemory(v)
 	c.validateAdmin(v)
 	c.validateAcme(v)
+	c.validateCORS(v)
+	c.validateStatic(v)
+	c.validateCompress(v)
+	c.validateRoutes(v)
 	if db := c.Observe.Database; db != "" {
 		u, err := url.Parse(db)
 		switch {

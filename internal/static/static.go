@@ -1,0 +1,315 @@
+// Package static serves files from directories under URL prefixes, without
+// the app: conditional and partial requests (through http.ServeContent),
+// Content-Type by extension, precompressed .br/.zst/.gz siblings, and
+// Cache-Control from the configured age. It refuses directory listings,
+// dotfiles, and any name that would leave the directory — "..", encoded
+// separators, and symlinks pointing outside (the directory is an os.Root).
+// Choosing the prefixes and directories is left to the caller.
+package static
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"bulwark/internal/httperr"
+)
+
+// DefaultMaxOpen is the most files open for transfers at once when
+// Options.MaxOpen is zero; fewer when RLIMIT_NOFILE is small (an eighth of it).
+const DefaultMaxOpen = 1024
+
+// DefaultOpenWait is how long a request waits for a file slot when
+// Options.OpenWait is zero; then 503.
+const DefaultOpenWait = 5 * time.Second
+
+// bufSize is the size of the pooled copy buffers: one per transfer in
+// flight, whatever the file's size.
+const bufSize = 32 << 10
+
+// Mount is one directory served under a URL prefix.
+type Mount struct {
+	// Path is the URL prefix, starting and ending with "/".
+	Path string
+	// Dir is the directory served under Path.
+	Dir string
+	// Cache is the Cache-Control max-age; zero sends "no-cache" (the
+	// browser revalidates, and gets a 304 while the file is unchanged).
+	// Names that carry a content hash (app.3f2a9c1b.js) also get
+	// "immutable".
+	Cache time.Duration
+}
+
+// Options configure a Server.
+type Options struct {
+	// Mounts are the directories served; none serves nothing.
+	Mounts []Mount
+	// MaxOpen bounds the files open for transfers at once, part of the
+	// process's file-descriptor budget; zero means an eighth of
+	// RLIMIT_NOFILE, between 16 and DefaultMaxOpen.
+	MaxOpen int
+	// OpenWait is how long a request waits for a file slot before a 503;
+	// zero means DefaultOpenWait.
+	OpenWait time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxOpen <= 0 {
+		o.MaxOpen = defaultMaxOpen()
+	}
+	if o.OpenWait <= 0 {
+		o.OpenWait = DefaultOpenWait
+	}
+	return o
+}
+
+// Server serves the mounts; Update replaces them while it serves.
+type Server struct {
+	cur   atomic.Pointer[mounts]
+	slots chan struct{} // one per open file; sized at New
+	wait  time.Duration
+	bufs  sync.Pool // *[bufSize]byte
+}
+
+// mounts is one generation of mounts, longest prefix first.
+type mounts struct {
+	list []*mount
+}
+
+type mount struct {
+	Mount
+	root *os.Root
+}
+
+// New opens every mount's directory and returns a Server, or an error
+// naming each directory that cannot be served.
+func New(o Options) (*Server, error) {
+	o = o.withDefaults()
+	s := &Server{slots: make(chan struct{}, o.MaxOpen), wait: o.OpenWait}
+	s.bufs.New = func() any { return new([bufSize]byte) }
+	if err := s.Update(o); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Update opens the directories of o's mounts and, when all opened, serves
+// them from now on; on error the old mounts stay. The old directories are
+// closed once the transfers that use them end (os.Root's cleanup), not at
+// once, so that no transfer is cut. MaxOpen and OpenWait apply from New only.
+func (s *Server) Update(o Options) error {
+	var errs []error
+	next := &mounts{}
+	for _, m := range o.Mounts {
+		root, err := os.OpenRoot(m.Dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("serving %s: %w", m.Path, err))
+			continue
+		}
+		next.list = append(next.list, &mount{Mount: m, root: root})
+	}
+	if len(errs) > 0 {
+		for _, m := range next.list {
+			m.root.Close()
+		}
+		return errors.Join(errs...)
+	}
+	slices.SortStableFunc(next.list, func(a, b *mount) int { return len(b.Path) - len(a.Path) })
+	s.cur.Store(next)
+	return nil
+}
+
+// Close closes the directories of the current mounts.
+func (s *Server) Close() error {
+	var errs []error
+	for _, m := range s.cur.Load().list {
+		errs = append(errs, m.root.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Middleware serves requests under a mount's prefix (the longest that
+// matches) and passes every other request to next. Under a prefix, the
+// answer is always Bulwark's: 404 for a name that is missing or refused.
+func (s *Server) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range s.cur.Load().list {
+			if strings.HasPrefix(r.URL.Path, m.Path) {
+				s.serve(w, r, m)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+var errNotFound = httperr.New(http.StatusNotFound, "static_not_found", "no such file")
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, m *mount) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// Not httperr.Write: a 405 must carry Allow, which it would drop.
+		h := w.Header()
+		h.Set("Allow", "GET, HEAD")
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Bulwark-Error", "static_method")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		_, _ = io.WriteString(w, "405 static files answer GET and HEAD only (bulwark)\n")
+		return
+	}
+	name, ok := cleanName(r.URL.Path[len(m.Path):], r.URL.RawPath)
+	if !ok {
+		httperr.Write(w, r, errNotFound)
+		return
+	}
+	if !s.acquire(r) {
+		httperr.Write(w, r, &httperr.Error{Status: http.StatusServiceUnavailable, Reason: "static_files",
+			Msg: "too many files open, try again shortly", RetryAfter: time.Second})
+		return
+	}
+	defer s.release()
+	f, fi, err := openRegular(m.root, name)
+	if err != nil {
+		httperr.Write(w, r, errNotFound)
+		return
+	}
+	defer f.Close()
+
+	h := w.Header()
+	ctype := contentType(name)
+	if v, vf, vfi, ok := precompressed(m.root, name, r.Header.Get("Accept-Encoding")); ok {
+		f.Close()
+		f, fi = vf, vfi
+		h.Set("Content-Encoding", v.coding)
+		if ctype == "" {
+			ctype = "application/octet-stream" // never sniff compressed bytes
+		}
+		h.Set("ETag", etag(fi, v.coding))
+	} else {
+		h.Set("ETag", etag(fi, ""))
+	}
+	if ctype != "" {
+		h.Set("Content-Type", ctype)
+	}
+	h.Add("Vary", "Accept-Encoding")
+	h.Set("Cache-Control", cacheControl(m.Cache, name))
+	http.ServeContent(&pooledWriter{ResponseWriter: w, s: s}, r, name, fi.ModTime(), f)
+}
+
+// acquire takes a file slot, waiting up to s.wait; it reports false when
+// none was free in time or the client left.
+func (s *Server) acquire(r *http.Request) bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.wait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+	return false
+}
+
+func (s *Server) release() { <-s.slots }
+
+// cleanName turns the part of the URL path after the prefix into a name
+// inside the directory, or reports false for a name that is refused: empty
+// (a directory), an empty, dot or dot-dot segment, a dotfile, a backslash
+// or NUL, or a separator that came percent-encoded.
+func cleanName(rel, rawPath string) (string, bool) {
+	if rel == "" || strings.ContainsAny(rel, "\\\x00") {
+		return "", false
+	}
+	if lower := strings.ToLower(rawPath); strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+		return "", false
+	}
+	for seg := range strings.SplitSeq(rel, "/") {
+		if seg == "" || seg[0] == '.' {
+			return "", false
+		}
+	}
+	return rel, true
+}
+
+// openRegular opens name in root when it is a regular file (a symlink that
+// stays inside root is followed; one that leaves it fails).
+func openRegular(root *os.Root, name string) (*os.File, fs.FileInfo, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fs.ErrNotExist
+	}
+	return f, fi, nil
+}
+
+// etag is a strong validator from the file's modification time and size,
+// and the coding of a precompressed variant (each is its own representation).
+func etag(fi fs.FileInfo, coding string) string {
+	t := `"` + strconv.FormatInt(fi.ModTime().UnixNano(), 36) + "-" + strconv.FormatInt(fi.Size(), 36)
+	if coding != "" {
+		t += "-" + coding
+	}
+	return t + `"`
+}
+
+// cacheControl is the Cache-Control of a file served with max-age age.
+func cacheControl(age time.Duration, name string) string {
+	if age <= 0 {
+		return "no-cache"
+	}
+	v := "public, max-age=" + strconv.FormatInt(int64(age/time.Second), 10)
+	if hashed(name) {
+		v += ", immutable"
+	}
+	return v
+}
+
+// pooledWriter gives http.ServeContent a ReadFrom that copies through a
+// pooled buffer, so a transfer holds one buffer whatever its size.
+type pooledWriter struct {
+	http.ResponseWriter
+	s *Server
+}
+
+func (pw *pooledWriter) ReadFrom(src io.Reader) (int64, error) {
+	buf := pw.s.bufs.Get().(*[bufSize]byte)
+	defer pw.s.bufs.Put(buf)
+	// Hide ReadFrom from io.CopyBuffer, which would call it again.
+	return io.CopyBuffer(struct{ io.Writer }{pw.ResponseWriter}, src, buf[:])
+}
+
+// Flush passes on to the client's writer.
+func (pw *pooledWriter) Flush() { _ = http.NewResponseController(pw.ResponseWriter).Flush() }
+
+// Hijack is not used by ServeContent; it is here so the writer keeps the
+// interfaces of the one it wraps.
+func (pw *pooledWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(pw.ResponseWriter).Hijack()
+}
+
+// Unwrap serves http.ResponseController.
+func (pw *pooledWriter) Unwrap() http.ResponseWriter { return pw.ResponseWriter }
+
+var (
+	_ io.ReaderFrom = (*pooledWriter)(nil)
+	_ http.Flusher  = (*pooledWriter)(nil)
+)

@@ -1,0 +1,289 @@
+package static
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tree writes a served directory and a secret beside it, and returns the
+// served directory.
+func tree(t *testing.T) string {
+	t.Helper()
+	top := t.TempDir()
+	dir := filepath.Join(top, "public")
+	files := map[string]string{
+		"public/app.css":             "body{color:red}",
+		"public/app.3f2a9c1b.js":     "console.log(1)",
+		"public/big.txt":             strings.Repeat("0123456789", 100),
+		"public/data.json":           `{"a":1}`,
+		"public/data.json.br":        "BR-BYTES",
+		"public/data.json.zst":       "ZSTD-BYTES",
+		"public/data.json.gz":        "GZIP-BYTES",
+		"public/only-gz.svg":         "<svg/>",
+		"public/only-gz.svg.gz":      "GZ-SVG",
+		"public/.env":                "SECRET=1",
+		"public/.git/config":         "[core]",
+		"public/sub/page.html":       "<p>hi</p>",
+		"secret.txt":                 "top secret",
+		"public/sub/.hidden/x.txt":   "hidden",
+		"public/noext":               "plain bytes",
+		"public/index-BRfz3XyO.js":   "vite",
+		"public/Roboto-Regular.woff": "font",
+	}
+	for name, body := range files {
+		p := filepath.Join(top, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(top, "secret.txt"), filepath.Join(dir, "leak.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../secret.txt", filepath.Join(dir, "leak2.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("app.css", filepath.Join(dir, "alias.css")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func newServer(t *testing.T, cache time.Duration) (*Server, http.Handler) {
+	t.Helper()
+	s, err := New(Options{Mounts: []Mount{{Path: "/static/", Dir: tree(t), Cache: cache}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("from the app")) })
+	return s, s.Middleware(next)
+}
+
+func get(h http.Handler, target string, hdr ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return rec
+}
+
+func TestServeFile(t *testing.T) {
+	_, h := newServer(t, 7*24*time.Hour)
+	rec := get(h, "/static/app.css")
+	if rec.Code != 200 || rec.Body.String() != "body{color:red}" {
+		t.Fatalf("GET app.css = %d %q", rec.Code, rec.Body)
+	}
+	hd := rec.Header()
+	for k, want := range map[string]string{
+		"Content-Type":  "text/css; charset=utf-8",
+		"Cache-Control": "public, max-age=604800",
+		"Vary":          "Accept-Encoding",
+	} {
+		if got := hd.Get(k); got != want {
+			t.Errorf("%s = %q; want %q", k, got, want)
+		}
+	}
+	if hd.Get("ETag") == "" || hd.Get("Last-Modified") == "" {
+		t.Errorf("ETag %q, Last-Modified %q; want both", hd.Get("ETag"), hd.Get("Last-Modified"))
+	}
+	if got := get(h, "/elsewhere").Body.String(); got != "from the app" {
+		t.Errorf("GET /elsewhere = %q; want the app's answer", got)
+	}
+}
+
+func TestConditional(t *testing.T) {
+	_, h := newServer(t, 0)
+	first := get(h, "/static/app.css")
+	if got := first.Header().Get("Cache-Control"); got != "no-cache" {
+		t.Errorf("Cache-Control with cache 0 = %q; want no-cache", got)
+	}
+	if rec := get(h, "/static/app.css", "If-None-Match", first.Header().Get("ETag")); rec.Code != 304 || rec.Body.Len() != 0 {
+		t.Errorf("If-None-Match = %d with %d bytes; want 304, empty", rec.Code, rec.Body.Len())
+	}
+	if rec := get(h, "/static/app.css", "If-Modified-Since", first.Header().Get("Last-Modified")); rec.Code != 304 {
+		t.Errorf("If-Modified-Since = %d; want 304", rec.Code)
+	}
+	if rec := get(h, "/static/app.css", "If-None-Match", `"other"`); rec.Code != 200 {
+		t.Errorf("If-None-Match of another ETag = %d; want 200", rec.Code)
+	}
+}
+
+func TestRanges(t *testing.T) {
+	_, h := newServer(t, 0)
+	rec := get(h, "/static/big.txt", "Range", "bytes=10-14")
+	if rec.Code != 206 || rec.Body.String() != "01234" || rec.Header().Get("Content-Range") != "bytes 10-14/1000" {
+		t.Errorf("single range = %d %q %q; want 206 \"01234\" bytes 10-14/1000", rec.Code, rec.Body, rec.Header().Get("Content-Range"))
+	}
+	rec = get(h, "/static/big.txt", "Range", "bytes=0-1,995-")
+	mt, params, _ := mime.ParseMediaType(rec.Header().Get("Content-Type"))
+	if rec.Code != 206 || mt != "multipart/byteranges" {
+		t.Fatalf("multiple ranges = %d %q; want 206 multipart/byteranges", rec.Code, mt)
+	}
+	mr := multipart.NewReader(rec.Body, params["boundary"])
+	var parts []string
+	for range 3 {
+		p, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		b, _ := io.ReadAll(p)
+		parts = append(parts, p.Header.Get("Content-Range")+"="+string(b))
+	}
+	if want := []string{"bytes 0-1/1000=01", "bytes 995-999/1000=56789"}; strings.Join(parts, " ") != strings.Join(want, " ") {
+		t.Errorf("parts = %q; want %q", parts, want)
+	}
+	if rec := get(h, "/static/big.txt", "Range", "bytes=5000-"); rec.Code != 416 {
+		t.Errorf("range past the end = %d; want 416", rec.Code)
+	}
+}
+
+func TestPrecompressed(t *testing.T) {
+	_, h := newServer(t, 0)
+	tests := []struct{ accept, wantBody, wantEnc string }{
+		{"gzip, deflate, br, zstd", "BR-BYTES", "br"},
+		{"gzip, zstd", "ZSTD-BYTES", "zstd"},
+		{"gzip", "GZIP-BYTES", "gzip"},
+		{"br;q=0.5, gzip;q=0.9", "GZIP-BYTES", "gzip"},
+		{"br;q=0", `{"a":1}`, ""},
+		{"", `{"a":1}`, ""},
+		{"identity", `{"a":1}`, ""},
+	}
+	etags := map[string]string{}
+	for _, tt := range tests {
+		rec := get(h, "/static/data.json", "Accept-Encoding", tt.accept)
+		hd := rec.Header()
+		if rec.Body.String() != tt.wantBody || hd.Get("Content-Encoding") != tt.wantEnc {
+			t.Errorf("Accept-Encoding %q: body %q, encoding %q; want %q, %q", tt.accept, rec.Body, hd.Get("Content-Encoding"), tt.wantBody, tt.wantEnc)
+		}
+		if hd.Get("Content-Type") != "application/json" || hd.Get("Vary") != "Accept-Encoding" {
+			t.Errorf("Accept-Encoding %q: Content-Type %q, Vary %q", tt.accept, hd.Get("Content-Type"), hd.Get("Vary"))
+		}
+		etags[tt.wantEnc] = hd.Get("ETag")
+	}
+	if len(etags) != 4 || etags["br"] == etags[""] || etags["gzip"] == etags["zstd"] {
+		t.Errorf("ETags per coding = %q; want four different ones", etags)
+	}
+	// No .br sibling: the next coding the client takes.
+	if rec := get(h, "/static/only-gz.svg", "Accept-Encoding", "br, gzip"); rec.Body.String() != "GZ-SVG" ||
+		rec.Header().Get("Content-Type") != "image/svg+xml" {
+		t.Errorf("only-gz.svg = %q, %q; want the .gz as image/svg+xml", rec.Body, rec.Header().Get("Content-Type"))
+	}
+}
+
+func TestRefused(t *testing.T) {
+	_, h := newServer(t, 0)
+	for _, target := range []string{
+		"/static/../secret.txt",
+		"/static/%2e%2e/secret.txt",
+		"/static/sub/%2e%2e/%2e%2e/secret.txt",
+		"/static/sub%2fpage.html",
+		"/static/sub%5cpage.html",
+		"/static/..%5csecret.txt",
+		"/static/leak.txt",
+		"/static/leak2.txt",
+		"/static/.env",
+		"/static/.git/config",
+		"/static/sub/.hidden/x.txt",
+		"/static/",
+		"/static/sub/",
+		"/static/sub",
+		"/static/sub//page.html",
+		"/static/./app.css",
+		"/static/missing.css",
+	} {
+		rec := get(h, target)
+		if rec.Code != 404 || strings.Contains(rec.Body.String(), "secret") || strings.Contains(rec.Body.String(), "SECRET") ||
+			strings.Contains(rec.Body.String(), "<a href") {
+			t.Errorf("GET %s = %d %q; want 404 without content", target, rec.Code, rec.Body)
+		}
+	}
+	if rec := get(h, "/static/alias.css"); rec.Code != 200 || rec.Body.String() != "body{color:red}" {
+		t.Errorf("a symlink inside the directory = %d %q; want it served", rec.Code, rec.Body)
+	}
+	r := httptest.NewRequest(http.MethodPost, "/static/app.css", bytes.NewReader([]byte("x")))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != 405 || rec.Header().Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST = %d, Allow %q; want 405, GET, HEAD", rec.Code, rec.Header().Get("Allow"))
+	}
+}
+
+func TestHashedNames(t *testing.T) {
+	tests := map[string]bool{
+		"app.3f2a9c1b.js":          true,
+		"index-BRfz3XyO.js":        true,
+		"css/main.0123abcd.css":    true,
+		"app.js":                   false,
+		"jquery-3.7.1.min.js":      false,
+		"Roboto-Regular.woff":      false,
+		"material-20240101.woff2":  false,
+		"logo-deadbeef.svg":        false, // hex without a digit
+		"readme-abcdefgh.txt":      false,
+		"vendor.abcdef0123456.css": true,
+	}
+	for name, want := range tests {
+		if got := hashed(name); got != want {
+			t.Errorf("hashed(%q) = %v; want %v", name, got, want)
+		}
+	}
+	_, h := newServer(t, time.Hour)
+	if got := get(h, "/static/app.3f2a9c1b.js").Header().Get("Cache-Control"); got != "public, max-age=3600, immutable" {
+		t.Errorf("Cache-Control of a hashed name = %q", got)
+	}
+}
+
+func TestLongestPrefixAndUpdate(t *testing.T) {
+	dir := tree(t)
+	s, err := New(Options{Mounts: []Mount{{Path: "/static/", Dir: dir}, {Path: "/static/sub/", Dir: filepath.Join(dir, "sub")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := s.Middleware(http.NotFoundHandler())
+	if rec := get(h, "/static/sub/page.html"); rec.Code != 200 {
+		t.Errorf("GET /static/sub/page.html = %d; want 200", rec.Code)
+	}
+	if err := s.Update(Options{Mounts: []Mount{{Path: "/static/", Dir: filepath.Join(dir, "nope")}}}); err == nil {
+		t.Errorf("Update with a missing directory succeeded")
+	}
+	if rec := get(h, "/static/app.css"); rec.Code != 200 {
+		t.Errorf("after a failed Update, GET = %d; want the old mounts", rec.Code)
+	}
+	if _, err := New(Options{Mounts: []Mount{{Path: "/x/", Dir: filepath.Join(dir, "app.css")}}}); err == nil {
+		t.Errorf("New with a file as the directory succeeded")
+	}
+}
+
+func TestFileSlots(t *testing.T) {
+	s, err := New(Options{Mounts: []Mount{{Path: "/static/", Dir: tree(t)}}, MaxOpen: 1, OpenWait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := s.Middleware(http.NotFoundHandler())
+	s.slots <- struct{}{} // a transfer in flight holds the only slot
+	if rec := get(h, "/static/app.css"); rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("GET with no file slot = %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	<-s.slots
+	if rec := get(h, "/static/app.css"); rec.Code != 200 {
+		t.Errorf("GET with a free slot = %d; want 200", rec.Code)
+	}
+	if len(s.slots) != 0 {
+		t.Errorf("%d slots held after the transfers ended; want 0", len(s.slots))
+	}
+}
