@@ -20,12 +20,14 @@ const (
 	kindCertPairs
 	kindStringMap
 	kindAddresses // a string, or an array of strings
+	kindWorkers   // an integer, or "auto"
 )
 
 var (
 	byteSizeType  = reflect.TypeFor[ByteSize]()
 	durationType  = reflect.TypeFor[Duration]()
 	addressesType = reflect.TypeFor[Addresses]()
+	workersType   = reflect.TypeFor[Workers]()
 )
 
 // keyInfo describes one leaf key of the schema.
@@ -111,6 +113,8 @@ func kindOf(t reflect.Type) kind {
 		return kindDuration
 	case t == addressesType:
 		return kindAddresses
+	case t == workersType:
+		return kindWorkers
 	case t.Kind() == reflect.String:
 		return kindString
 	case t.Kind() == reflect.Int:
@@ -170,6 +174,8 @@ func (k kind) expected() string {
 		return "a table of strings"
 	case kindAddresses:
 		return "a string, or an array of strings"
+	case kindWorkers:
+		return `an integer, or "auto"`
 	}
 	return "a value"
 }
