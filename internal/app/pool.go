@@ -133,4 +133,3 @@ func (a *App) poolInfo(cfg *config.Config) *observe.AppInfo {
 	}
 	return info
 }
-
