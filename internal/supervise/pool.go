@@ -359,7 +359,9 @@ func (p *Pool) Gate(next http.Handler) http.Handler {
 		}
 		defer wk.sup.gate.leave(gen)
 		wk.reqs.Inc()
-		if lim := wk.limit.Load(); wk.served.Add(1) == lim && lim > 0 {
+		// At or past the limit, not only at it: the count may pass it while
+		// an earlier recycle of this worker still drains.
+		if lim := wk.limit.Load(); wk.served.Add(1) >= lim && lim > 0 && !wk.busy.Load() {
 			p.recycleAsync(wk, ReasonMaxRequests)
 		}
 		p.mu.Lock()
