@@ -216,7 +216,7 @@ func New(cfg *config.Config, o Options) (*App, error) {
 // Every problem is reported at once, each named by its config key.
 func Check(cfg *config.Config) (warnings []string, err error) {
 	errs := checkApp(cfg)
-	warnings = keyModeWarnings(cfg)
+	warnings = append(keyModeWarnings(cfg), poolNote(cfg)...)
 	a, err := New(cfg, Options{})
 	if err != nil {
 		return warnings, errors.Join(append(errs, keyedErrors(cfg, err)...)...)

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"net/http"
 
 	"bulwark/internal/config"
@@ -25,6 +26,15 @@ func poolSize(cfg *config.Config) (int, string) {
 		machine = box.MemTotal
 	}
 	return cfg.PoolSize(machine, cfg.Memory.LimitBytes())
+}
+
+// poolNote is what check says about the pool: how many workers, and why.
+func poolNote(cfg *config.Config) []string {
+	if len(cfg.App.Command) == 0 || !usesPool(cfg) {
+		return nil
+	}
+	n, why := poolSize(cfg)
+	return []string{fmt.Sprintf("app.workers: the app runs as %d workers (%s)", n, why)}
 }
 
 // newPool builds the pool and one memory watcher per worker.

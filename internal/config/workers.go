@@ -69,8 +69,9 @@ func (c *Config) PoolSize(machineMemory, bulwarkLimit int64) (int, string) {
 	}
 	budget := machineMemory - bulwarkLimit - machineMemory/8
 	n := int(max(budget, 0) / limit)
+	mib := func(b int64) string { return strconv.FormatInt(b>>20, 10) + "MiB" }
 	why := fmt.Sprintf(`app.workers = "auto": memory %s less Bulwark's %s and a reserve of %s leaves %s, room for %d workers of app.max_memory %s`,
-		ByteSize(machineMemory), ByteSize(bulwarkLimit), ByteSize(machineMemory/8), ByteSize(max(budget, 0)), n, c.App.MaxMemory)
+		mib(machineMemory), mib(bulwarkLimit), mib(machineMemory/8), mib(max(budget, 0)), n, c.App.MaxMemory)
 	if n > 2*cpus {
 		n = 2 * cpus
 		why += fmt.Sprintf("; capped at twice the %d CPUs: %d", cpus, n)
