@@ -304,3 +304,24 @@ func TestPoolRestartRolls(t *testing.T) {
 		t.Errorf("manual recycles = %d, want 2", got)
 	}
 }
+
+// TestPoolMaxLifetime recycles workers past max_lifetime, one at a time,
+// and counts the reason.
+func TestPoolMaxLifetime(t *testing.T) {
+	h := startPool(t, PoolOptions{Workers: 2, MaxLifetime: time.Second}, nil)
+	waitPoolReady(t, h, 2)
+	first := h.workerPIDs()
+	waitFor(t, 30*time.Second, "both workers recycled for max_lifetime", func() bool {
+		now := h.workerPIDs()
+		return h.p.Ready() == 2 && now[0] != first[0] && now[1] != first[1]
+	})
+	if got := h.p.recycles[ReasonMaxLifetime].Get(); got < 2 {
+		t.Errorf("max_lifetime recycles = %d, want at least 2", got)
+	}
+	_, rows := h.p.Status()
+	for _, r := range rows {
+		if r.LastRecycle != ReasonMaxLifetime {
+			t.Errorf("worker %d last recycle %q, want %q", r.Index, r.LastRecycle, ReasonMaxLifetime)
+		}
+	}
+}
