@@ -324,3 +324,35 @@ func TestPoolRequestTimeout(t *testing.T) {
 	}
 	noRace(t, in)
 }
+
+// TestPoolFailedRollKeepsOldWorkers: restart-app of a pool whose app no
+// longer imports fails with the app's error, the roll stops at the first
+// worker, and every old worker keeps serving (no failed request).
+func TestPoolFailedRollKeepsOldWorkers(t *testing.T) {
+	requireUvicorn(t)
+	appDir := appCopy(t)
+	in := startBulwark(t, socketAppConfig(appDir)+"workers = 2\n", nil)
+	var first []int
+	waitFor(t, 60*time.Second, "2 workers ready", func() bool {
+		var ready int
+		first, ready = in.pool(t).pids()
+		return ready == 2
+	})
+	l := startLoad(t, in, 4, "/", 120*time.Second)
+	setBroken(t, appDir, true)
+	out, err := in.cli("restart-app", "--admin", in.admin).CombinedOutput()
+	t.Logf("restart-app of the broken pool: %v\n%s", err, out)
+	if err == nil || !strings.Contains(string(out), "bulwark_e2e_no_such_module") || !strings.Contains(string(out), "roll stopped") {
+		t.Errorf("restart-app of a broken pool: err %v, output %q; want non-zero naming the import error and the stopped roll", err, out)
+	}
+	now, ready := in.pool(t).pids()
+	ok, bad, errs := l.finish()
+	t.Logf("PIDs %v -> %v, %d ready; requests %d ok, %d failed", first, now, ready, ok, bad)
+	if !slices.Equal(now, first) || ready != 2 {
+		t.Errorf("after the failed roll PIDs %v (%d ready), want the old %v all ready", now, ready, first)
+	}
+	if bad != 0 {
+		t.Errorf("%d requests failed during the failed roll (first: %v)", bad, errs)
+	}
+	noRace(t, in)
+}
