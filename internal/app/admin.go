@@ -73,11 +73,17 @@ func generatedTokenFile(cfg *config.Config) string {
 func (as *adminServer) run(ctx context.Context) error { return as.srv.Run(ctx) }
 
 func (as *adminServer) restartApp() func() error {
-	if as.a.sup == nil {
+	if as.a.sup == nil && as.a.pool == nil {
 		return nil
 	}
+	restart := func() error {
+		if as.a.pool != nil {
+			return as.a.pool.Restart("manual")
+		}
+		return as.a.sup.Restart("manual")
+	}
 	return func() error {
-		if err := as.a.sup.Restart("manual"); err != nil {
+		if err := restart(); err != nil {
 			as.a.log.Error("manual restart of the app failed", "err", err)
 			return appFailed(err)
 		}
@@ -130,6 +136,10 @@ func (as *adminServer) snapshot() observe.Snapshot {
 		if mm := cfg.MachineMemory; mm > 0 && mm < m.MemTotal {
 			s.Machine.MemTotal = mm
 		}
+	}
+	if a.pool != nil {
+		s.App = a.poolInfo(cfg)
+		as.noteRestarts(s.App.Restarts, s.App.LastExit)
 	}
 	if a.sup != nil {
 		st := a.sup.Status()

@@ -90,8 +90,10 @@ type App struct {
 	proxy    *proxy.Proxy
 	admit    *admit.Limiter
 	spool    *spool.Spool
-	sup      *supervise.Supervisor // nil without [app]
-	watch    *memwatch.Watcher     // nil without [app]
+	sup      *supervise.Supervisor // nil without [app], or with a pool
+	watch    *memwatch.Watcher     // nil without [app], or with a pool
+	pool     *supervise.Pool       // the app as workers (see usesPool); nil otherwise
+	watches  []*memwatch.Watcher   // one per worker of pool
 	self     *memwatch.Self
 	access   *accesslog.Logger
 	accessW  io.Closer // the access-log file, when it is one
@@ -167,7 +169,10 @@ func New(cfg *config.Config, o Options) (*App, error) {
 		Logger:         a.log,
 	})
 
-	if len(cfg.App.Command) > 0 {
+	if len(cfg.App.Command) > 0 && usesPool(cfg) {
+		a.pool, err = a.newPool(cfg)
+		add("app", err)
+	} else if len(cfg.App.Command) > 0 {
 		a.watch = memwatch.New(memwatch.Options{
 			Interval: cfg.App.CheckInterval.D(),
 			Limit:    int64(cfg.App.MaxMemory),
@@ -221,7 +226,7 @@ func New(cfg *config.Config, o Options) (*App, error) {
 // Every problem is reported at once, each named by its config key.
 func Check(cfg *config.Config) (warnings []string, err error) {
 	errs := checkApp(cfg)
-	warnings = keyModeWarnings(cfg)
+	warnings = append(keyModeWarnings(cfg), poolNote(cfg)...)
 	a, err := New(cfg, Options{})
 	if err != nil {
 		return warnings, errors.Join(append(errs, keyedErrors(cfg, err)...)...)
@@ -252,6 +257,9 @@ func (a *App) handler() http.Handler {
 	if a.sup != nil {
 		h = a.sup.Gate(h)
 	}
+	if a.pool != nil {
+		h = a.pool.Gate(h)
+	}
 	h = a.admit.Middleware(h)
 	h = a.spool.Requests(h)
 	h = a.wrapCompress(h)
@@ -278,9 +286,13 @@ func (a *App) appPicksAddress() bool {
 // is ready, so the old process keeps serving until then and nothing is
 // held; otherwise the old process is released at once.
 func (a *App) becomeReady(ctx context.Context, upg *upgrade.Upgrader) error {
-	if a.sup != nil && upg.HasParent() && a.appPicksAddress() {
+	if (a.sup != nil || a.pool != nil) && upg.HasParent() && a.appPicksAddress() {
 		wctx, cancel := context.WithTimeout(ctx, a.config().App.StartTimeout.D())
-		err := a.sup.Wait(wctx)
+		wait := a.sup.Wait
+		if a.pool != nil {
+			wait = a.pool.Wait
+		}
+		err := wait(wctx)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("upgrade: the new app did not become ready: %w", err)
@@ -362,6 +374,19 @@ func (a *App) Run(ctx context.Context) error {
 			return a.sup.Run(bgCtx)
 		})
 		bg.Go(func() error { return a.watch.Run(bgCtx) })
+	}
+	if a.pool != nil {
+		bg.Go(func() error {
+			if upg != nil && !a.appPicksAddress() {
+				if err := upg.WaitForParent(bgCtx); err != nil {
+					return nil
+				}
+			}
+			return a.pool.Run(bgCtx)
+		})
+		for _, w := range a.watches {
+			bg.Go(func() error { return w.Run(bgCtx) })
+		}
 	}
 	if a.admin != nil {
 		bg.Go(func() error { return a.admin.run(bgCtx) })

@@ -164,6 +164,9 @@ func (a *App) proxyOptions(cfg *config.Config) proxy.Options {
 	if a.sup != nil {
 		o.AwaitReady = a.sup.Wait
 	}
+	if a.pool != nil {
+		o.AwaitReady = a.pool.Wait
+	}
 	return o
 }
 

@@ -79,7 +79,7 @@ func (a *App) Reload(cfg *config.Config) error {
 		Metrics:         a.set,
 		Logger:          a.log,
 	})
-	if !slices.Equal(cfg.Upstream.Address, old.Upstream.Address) && a.sup == nil {
+	if !slices.Equal(cfg.Upstream.Address, old.Upstream.Address) && a.sup == nil && a.pool == nil {
 		if err := a.proxy.SetUpstream(cfg.Upstream.Address...); err != nil {
 			errs = append(errs, fmt.Errorf("upstream.address: %w", err))
 		}
@@ -87,6 +87,16 @@ func (a *App) Reload(cfg *config.Config) error {
 	a.cfgMu.Lock()
 	a.cfg = cfg
 	a.cfgMu.Unlock()
+	if a.pool != nil {
+		for _, w := range a.watches {
+			w.SetLimit(int64(cfg.App.MaxMemory))
+		}
+		// Waits for the roll: a reload that breaks the app must say so.
+		if err := a.pool.UpdateWait(a.poolOptions(cfg, a.pool.Size())); err != nil {
+			a.log.Error("reload: the new app did not start", "err", err)
+			errs = append(errs, appFailed(fmt.Errorf("app: %w", err)))
+		}
+	}
 	if a.sup != nil {
 		a.watch.SetLimit(int64(cfg.App.MaxMemory))
 		if appChanged(old, cfg) {
@@ -139,6 +149,7 @@ func needsUpgrade(a, b *config.Config) []string {
 	check("log.format", a.Log.Format != b.Log.Format)
 	check("limits.spool_dir", a.Limits.SpoolDir != b.Limits.SpoolDir)
 	check("acme", !reflect.DeepEqual(a.Acme, b.Acme))
+	check("app.workers", a.App.Workers != b.App.Workers || usesPool(a) != usesPool(b))
 	return changed
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,6 +133,10 @@ func renderStatus(st *observe.Status, addr string, lay statusLayout) string {
 		line("%-12s %s for %s · restarts %s", "APP", app.State, uptimeAt(st.Time, app.Since), fmtRestarts(app.Restarts))
 		if app.LastExit != "" {
 			line("%-12s last exit: %s", "", app.LastExit)
+		}
+		for _, w := range app.Workers { // a pool: one row per worker
+			line("%-12s %d pid %d %s · RSS %s · served %d · in flight %d · up %s · last recycle %s", "  worker",
+				w.Index, w.PID, w.State, fmtBytes(w.RSS), w.Served, w.InFlight, uptimeAt(st.Time, w.Started), cmp.Or(w.LastRecycle, "-"))
 		}
 	} else {
 		line("%-12s none supervised", "APP")

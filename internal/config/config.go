@@ -294,6 +294,19 @@ type App struct {
 	CheckInterval Duration `toml:"check_interval"`
 	// RestartHold is how long requests wait for a restarting app.
 	RestartHold Duration `toml:"restart_hold"`
+	// Workers is how many copies of the app run side by side, each its
+	// own supervised process on its own {port} or {socket}; WorkersAuto
+	// sizes the pool from the memory budget (see PoolSize).
+	Workers Workers `toml:"workers"`
+	// MaxRequests recycles a worker after this many requests, plus up to
+	// MaxRequestsJitter more (drawn per worker); 0 = never.
+	MaxRequests       int `toml:"max_requests"`
+	MaxRequestsJitter int `toml:"max_requests_jitter"`
+	// MaxLifetime recycles a worker this long after it started; 0 = never.
+	MaxLifetime Duration `toml:"max_lifetime"`
+	// RequestTimeout replaces a worker that has not answered one request
+	// within it; the client gets a 504. 0 = no limit.
+	RequestTimeout Duration `toml:"request_timeout"`
 }
 
 // Memory is the [memory] table: Bulwark's own memory.
@@ -456,6 +469,7 @@ func Default() *Config {
 			StopTimeout:   Duration(DefaultStopTimeout),
 			CheckInterval: Duration(DefaultCheckInterval),
 			RestartHold:   Duration(DefaultRestartHold),
+			Workers:       1,
 		},
 		Memory: Memory{
 			Limit:           DefaultMemoryLimit,

@@ -297,6 +297,17 @@ func (w *walker) setValue(f reflect.Value, path, leaf string, line int, val *uns
 			}
 			f.SetInt(int64(d))
 		}
+	case kindWorkers:
+		if val.Kind != unstable.Integer && val.Kind != unstable.String {
+			bad()
+			return
+		}
+		n, err := parseWorkers(string(val.Data))
+		if err != nil {
+			w.fail(line, path, "%w", err)
+			return
+		}
+		f.SetInt(int64(n))
 	case kindAddresses:
 		switch val.Kind {
 		case unstable.String:

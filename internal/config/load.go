@@ -211,6 +211,12 @@ func (c *Config) setEnv(path, name, value string) error {
 			return fail(err)
 		}
 		f.SetInt(int64(d))
+	case kindWorkers:
+		n, err := parseWorkers(value)
+		if err != nil {
+			return fail(err)
+		}
+		f.SetInt(int64(n))
 	case kindAddresses:
 		list := Addresses{}
 		for _, s := range strings.Split(value, ",") {

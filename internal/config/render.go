@@ -156,6 +156,11 @@ func renderValue(k keyInfo, f reflect.Value) string {
 		return quote(ByteSize(f.Int()).String())
 	case kindDuration:
 		return quote(Duration(f.Int()).String())
+	case kindWorkers:
+		if w := Workers(f.Int()); w == WorkersAuto {
+			return quote(w.String())
+		}
+		return strconv.FormatInt(f.Int(), 10)
 	case kindAddresses:
 		if list := f.Interface().(Addresses); len(list) == 1 {
 			return quote(list[0])

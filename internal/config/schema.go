@@ -21,12 +21,14 @@ const (
 	kindStringMap
 	kindAddresses // a string, or an array of strings
 	kindTables    // a top-level array of tables: [[static]], [[route]]
+	kindWorkers   // an integer, or "auto"
 )
 
 var (
 	byteSizeType  = reflect.TypeFor[ByteSize]()
 	durationType  = reflect.TypeFor[Duration]()
 	addressesType = reflect.TypeFor[Addresses]()
+	workersType   = reflect.TypeFor[Workers]()
 )
 
 // keyInfo describes one leaf key of the schema.
@@ -116,6 +118,8 @@ func kindOf(t reflect.Type) kind {
 		return kindDuration
 	case t == addressesType:
 		return kindAddresses
+	case t == workersType:
+		return kindWorkers
 	case t.Kind() == reflect.String:
 		return kindString
 	case t.Kind() == reflect.Int:
@@ -177,6 +181,8 @@ func (k kind) expected() string {
 		return "a string, or an array of strings"
 	case kindTables:
 		return "an array of tables"
+	case kindWorkers:
+		return `an integer, or "auto"`
 	}
 	return "a value"
 }

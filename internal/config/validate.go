@@ -344,6 +344,32 @@ func (c *Config) validateApp(v *validator) {
 	}
 	v.duration("app.check_interval", a.CheckInterval, 100*time.Millisecond, 0)
 	v.duration("app.restart_hold", a.RestartHold, 0, 0)
+	c.validatePool(v)
+}
+
+// validatePool checks the worker pool keys: several workers need an
+// address each, so the command must carry {port} or {socket}.
+func (c *Config) validatePool(v *validator) {
+	a := c.App
+	switch {
+	case a.Workers == WorkersAuto:
+	case a.Workers < 1 || a.Workers > maxWorkers:
+		v.fail("app.workers", fmt.Errorf(`must be from 1 to %d, or "auto", got %d`, maxWorkers, a.Workers))
+	}
+	if (a.Workers > 1 || a.Workers == WorkersAuto) && len(a.Command) > 0 && !HasPlaceholder(a.Command) {
+		v.fail("app.workers", errors.New(`several workers need an address each: write "--port {port}" or "--uds {socket}" in app.command`))
+	}
+	if a.Workers == WorkersAuto && a.MaxMemory <= 0 && len(a.Command) > 0 {
+		v.fail("app.workers", errors.New(`"auto" divides the memory budget by app.max_memory, which is 0: set app.max_memory or a number of workers`))
+	}
+	if a.MaxRequests < 0 {
+		v.fail("app.max_requests", fmt.Errorf("must be 0 (never) or more, got %d", a.MaxRequests))
+	}
+	if a.MaxRequestsJitter < 0 {
+		v.fail("app.max_requests_jitter", fmt.Errorf("must be 0 or more, got %d", a.MaxRequestsJitter))
+	}
+	v.duration("app.max_lifetime", a.MaxLifetime, 0, 0)
+	v.duration("app.request_timeout", a.RequestTimeout, 0, 0)
 }
 
 func (c *Config) validateMemory(v *validator) {

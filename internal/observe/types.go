@@ -89,6 +89,33 @@ type AppInfo struct {
 	// RSS and PSS are summed over the whole tree.
 	RSS int64 `json:"rss_bytes"`
 	PSS int64 `json:"pss_bytes"`
+	// Workers has one row per worker when the app runs as a pool
+	// ([app] workers); empty for the single app.
+	Workers []WorkerInfo `json:"workers,omitempty"`
+}
+
+// WorkerInfo is one worker of an app pool.
+type WorkerInfo struct {
+	// Index is the worker's number, its BULWARK_WORKER.
+	Index int `json:"index"`
+	// PID is its process's PID; 0 when none runs.
+	PID int `json:"pid"`
+	// State is its supervisor's state, as AppInfo.State.
+	State string `json:"state"`
+	// RSS and PSS are its process tree's memory.
+	RSS int64 `json:"rss_bytes"`
+	PSS int64 `json:"pss_bytes"`
+	// Served counts the requests sent to its current process.
+	Served int64 `json:"requests_served"`
+	// InFlight counts its requests in flight.
+	InFlight int `json:"in_flight"`
+	// Started is when its current process started.
+	Started time.Time `json:"started"`
+	// LastRecycle is why it was last recycled ("memory", "max_requests",
+	// "max_lifetime", "request_timeout", "manual", "reload"); "" before.
+	LastRecycle string `json:"last_recycle,omitempty"`
+	// Restarts counts its restarts by reason.
+	Restarts map[string]int `json:"restarts"`
 }
 
 // MachineInfo is the memory of the machine, or of the cgroup Bulwark runs in

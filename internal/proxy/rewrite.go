@@ -22,7 +22,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) { p.rewriteOut(pr.In, pr.Out)
 // headers and the client's Forwarded and X-Forwarded-* headers are already
 // gone from out (by outgoing, or by ReverseProxy).
 func (p *Proxy) rewriteOut(in, out *http.Request) {
-	t := p.targets.Load().pick()
+	t := p.targets.Load().route(in.Context())
 	out.URL.Scheme = "http"
 	out.URL.Host = t.urlHost
 	// Bulwark does not interpret the query, so the app gets it verbatim

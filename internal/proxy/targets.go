@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -70,6 +71,46 @@ func (ts *targets) pick() *target {
 		return t
 	}
 	return ts.list[ts.next.Add(1)%uint64(len(ts.list))]
+}
+
+// upstreamKey is the context key of the address a request is bound for.
+type upstreamKey struct{}
+
+// WithUpstream returns ctx with the app address its request must go to
+// ("host:port" or "unix:/path"), as chosen by a pool of workers in front
+// of the proxy. It need not be among the proxy's addresses: a worker being
+// drained is not, and still gets the requests it was given.
+func WithUpstream(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, upstreamKey{}, addr)
+}
+
+// route returns the address for a new request: the one its context is
+// bound for (WithUpstream), else the next one in turn.
+func (ts *targets) route(ctx context.Context) *target {
+	if addr, ok := ctx.Value(upstreamKey{}).(string); ok && addr != "" {
+		for _, t := range ts.list {
+			if t.name == addr {
+				return t
+			}
+		}
+		if t, err := parseUpstream(addr); err == nil {
+			return t
+		}
+	}
+	return ts.pick()
+}
+
+// retryHost returns the pool key of another address that is up for a
+// request that failed at key, or key when there is no other: a request
+// whose worker died is sent again to one that lives.
+func (ts *targets) retryHost(key string) string {
+	if len(ts.list) < 2 && (len(ts.list) == 0 || ts.list[0].urlHost == key) {
+		return key
+	}
+	if t := ts.nextUp([]string{key}); t != nil {
+		return t.urlHost
+	}
+	return key
 }
 
 // nextUp returns the next address in turn that is up and not among tried,

@@ -253,6 +253,7 @@ func (p *Proxy) retry(req *http.Request, first error, got1xx func(int, textproto
 		if !ok {
 			return nil, err
 		}
+		again.URL.Host = p.targets.Load().retryHost(req.URL.Host)
 		p.log.Debug("retrying request the app never answered", "method", req.Method, "path", req.URL.Path, "err", err, "attempt", attempt+1)
 		res, _, err = p.roundTripOnce(again, got1xx)
 		if err == nil || p.o().AwaitReady == nil || kindOf(err) != kindConnect {

@@ -42,10 +42,15 @@ type gate struct {
 	total  atomic.Int64 // requests in flight through the gate
 	notify func()       // test hook: called when a request starts waiting
 
+	// onChange, if not nil, is called after every change of state, outside
+	// mu (the pool's view of which workers take requests).
+	onChange func()
+
 	mu    sync.Mutex
 	state int           // guarded by mu
 	openc chan struct{} // guarded by mu; closed whenever state != gateClosed
 	gen   *generation   // guarded by mu
+	addr  string        // guarded by mu; the serving instance's address
 }
 
 func newGate(set *metrics.Set, hold time.Duration) *gate {
@@ -146,8 +151,8 @@ func (g *gate) leave(gen *generation) {
 
 func (g *gate) set(state int) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.state == state {
+		g.mu.Unlock()
 		return
 	}
 	switch {
@@ -157,6 +162,38 @@ func (g *gate) set(state int) {
 		close(g.openc) // releases every waiter at once
 	}
 	g.state = state
+	g.mu.Unlock()
+	if g.onChange != nil {
+		g.onChange()
+	}
+}
+
+// setAddr records the address requests entering from now on go to.
+func (g *gate) setAddr(addr string) {
+	g.mu.Lock()
+	g.addr = addr
+	g.mu.Unlock()
+}
+
+// tryEnter counts a request in the current generation when the gate is
+// open, and returns it with the address the request must go to; ok is
+// false, and nothing counted, when the gate is not open.
+func (g *gate) tryEnter() (gen *generation, addr string, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state != gateOpen {
+		return nil, "", false
+	}
+	g.gen.n++
+	g.total.Add(1)
+	return g.gen, g.addr, true
+}
+
+// isOpen reports whether requests pass now.
+func (g *gate) isOpen() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.state == gateOpen
 }
 
 // swap starts a new generation and returns the old one for draining.

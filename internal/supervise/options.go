@@ -116,6 +116,9 @@ type Options struct {
 
 	// env replaces the operating system in tests; zero means the real one.
 	env env
+	// worker is the index of a pool's worker, as the worker label of its
+	// metrics; "" for the app alone.
+	worker string
 }
 
 // env is the supervisor's view of the operating system (tableflip style).

@@ -146,18 +146,34 @@ func New(o Options) (*Supervisor, error) {
 		applyc:   make(chan applyReq),
 		done:     make(chan struct{}),
 		restarts: make(map[string]*metrics.Counter),
-		up:       set.GetOrCreateGauge("bulwark_app_up", nil),
-		uptime:   set.GetOrCreateGauge("bulwark_app_uptime_seconds", nil),
-		lastDur:  set.GetOrCreateGauge("bulwark_app_last_restart_duration_seconds", nil),
+		up:       set.GetOrCreateGauge(metricName("bulwark_app_up", o.worker, ""), nil),
+		uptime:   set.GetOrCreateGauge(metricName("bulwark_app_uptime_seconds", o.worker, ""), nil),
+		lastDur:  set.GetOrCreateGauge(metricName("bulwark_app_last_restart_duration_seconds", o.worker, ""), nil),
 		forkc:    make(chan forkReq),
 		urgentc:  make(chan struct{}, 1),
 		backoff:  o.BackoffMin,
 		status:   Status{State: StateStopped, Since: time.Now(), Restarts: map[string]int{}},
 	}
 	for _, r := range []string{ReasonCrash, ReasonMemory, ReasonManual, ReasonReload} {
-		s.restarts[r] = set.GetOrCreateCounter(`bulwark_app_restarts_total{reason="` + r + `"}`)
+		s.restarts[r] = set.GetOrCreateCounter(metricName("bulwark_app_restarts_total", o.worker, r))
 	}
 	return s, nil
+}
+
+// metricName is a series name with the worker and reason labels that are
+// not "".
+func metricName(base, worker, reason string) string {
+	var labels []string
+	if reason != "" {
+		labels = append(labels, `reason="`+reason+`"`)
+	}
+	if worker != "" {
+		labels = append(labels, `worker="`+worker+`"`)
+	}
+	if len(labels) == 0 {
+		return base
+	}
+	return base + "{" + strings.Join(labels, ",") + "}"
 }
 
 // Status returns a snapshot of the app's state.
@@ -397,6 +413,7 @@ func (s *Supervisor) bringUp(ctx context.Context, state string) error {
 
 // ready makes inst the serving instance: address, gate, state.
 func (s *Supervisor) ready(inst *instance) {
+	s.gate.setAddr(inst.addr)
 	if inst.addr != s.addr {
 		s.addr = inst.addr
 		if s.opts.OnAddress != nil {
@@ -594,7 +611,7 @@ func (s *Supervisor) applyUpdate(ctx context.Context, o Options) error {
 	if len(o.Command) == 0 {
 		return errors.New("ignoring app options without a command")
 	}
-	o.Metrics, o.Logger, o.env = s.opts.Metrics, s.opts.Logger, s.opts.env
+	o.Metrics, o.Logger, o.env, o.worker = s.opts.Metrics, s.opts.Logger, s.opts.env, s.opts.worker
 	o = o.withDefaults()
 	if o.placeholder() == "" && o.Upstream == "" {
 		return errors.New("ignoring app options without an upstream address")

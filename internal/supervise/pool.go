@@ -1,0 +1,616 @@
+package supervise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sync/errgroup"
+
+	"bulwark/internal/httperr"
+)
+
+// Recycle reasons of a pool's worker, label values of
+// bulwark_app_recycles_total next to ReasonMemory, ReasonManual and
+// ReasonReload.
+const (
+	ReasonMaxRequests    = "max_requests"
+	ReasonMaxLifetime    = "max_lifetime"
+	ReasonRequestTimeout = "request_timeout"
+)
+
+// WorkerEnv is the environment variable that tells a worker its index.
+const WorkerEnv = "BULWARK_WORKER"
+
+// lifetimeCheck is how often the pool looks for workers past max_lifetime.
+const lifetimeCheck = time.Second
+
+// PoolOptions configures a Pool.
+type PoolOptions struct {
+	// App is the command and its settings, as for one Supervisor. Its
+	// OnAddress, OnStart and ZeroDowntime are not used: see the fields
+	// below.
+	App Options
+	// Workers is the number of workers; less than 1 means 1. More than one
+	// needs a placeholder in App.Command.
+	Workers int
+	// MaxRequests recycles a worker after this many requests plus a random
+	// share of MaxRequestsJitter, drawn for every new instance; 0 = never.
+	MaxRequests, MaxRequestsJitter int
+	// MaxLifetime recycles a worker this long after it started, plus up to
+	// a tenth more at random so that workers started together do not all
+	// come due together; 0 = never.
+	MaxLifetime time.Duration
+	// RequestTimeout bounds the wait for the head of a worker's answer:
+	// past it the client gets 504 and the worker is replaced. 0 = none.
+	RequestTimeout time.Duration
+	// OnAddresses, if not nil, is called with the addresses of the workers
+	// that take requests whenever that list changes (never with an empty
+	// list), for the proxy's failover and retries.
+	OnAddresses func(addrs []string)
+	// OnWorkerStart, if not nil, is called with a worker's index and the
+	// PID of each of its new processes (for its memory watcher).
+	OnWorkerStart func(worker, pid int)
+	// WorkerFits, if not nil, reports whether a second copy of the worker
+	// fits in memory now: then it is recycled next to its replacement,
+	// else in place (its share of the requests goes to the others).
+	WorkerFits func(worker int) bool
+	// Route returns r bound for the worker at addr; required.
+	Route func(r *http.Request, addr string) *http.Request
+}
+
+// Pool runs the app as several supervised workers, each its own process
+// group on its own address, and spreads the requests among those ready:
+// the one with the fewest requests in flight, in turn among equals. It
+// recycles one worker at a time. Its methods are safe for concurrent use.
+type Pool struct {
+	log      *slog.Logger
+	workers  []*worker
+	rr       atomic.Uint64
+	roll     sync.Mutex // one recycle or roll at a time
+	hold     atomic.Int64
+	held     *metrics.Counter
+	holdH    *metrics.PrometheusHistogram
+	recycles map[string]*metrics.Counter
+	running  atomic.Bool
+
+	mu        sync.Mutex
+	opts      PoolOptions   // guarded by mu
+	changed   chan struct{} // guarded by mu; closed and replaced on any change
+	published []string      // guarded by mu; the last list given to OnAddresses
+}
+
+// worker is one slot of the pool.
+type worker struct {
+	index int
+	sup   *Supervisor
+	reqs  *metrics.Counter
+
+	pid      atomic.Int64
+	started  atomic.Int64 // Unix nanoseconds the current process started
+	served   atomic.Int64 // requests sent to the current process
+	limit    atomic.Int64 // its max_requests with jitter; 0 = none
+	lifetime atomic.Int64 // its max_lifetime with jitter; 0 = none
+	busy     atomic.Bool  // a recycle of this worker is queued or running
+
+	mu         sync.Mutex
+	stuckAddr  string    // guarded by mu; an address that timed out a request
+	lastReason string    // guarded by mu
+	lastAt     time.Time // guarded by mu
+}
+
+// NewPool checks o and returns a Pool; Run starts the workers.
+func NewPool(o PoolOptions) (*Pool, error) {
+	if o.Workers < 1 {
+		o.Workers = 1
+	}
+	if o.Route == nil {
+		return nil, errors.New("pool: Route is required")
+	}
+	if o.Workers > 1 && o.App.placeholder() == "" {
+		return nil, errors.New(`several workers need an address each: write "--port {port}" or "--uds {socket}" in the app command`)
+	}
+	app := o.App.withDefaults()
+	o.App = app
+	p := &Pool{
+		log:      app.Logger,
+		held:     app.Metrics.GetOrCreateCounter("bulwark_gate_held_total"),
+		holdH:    app.Metrics.GetOrCreatePrometheusHistogram("bulwark_gate_hold_seconds"),
+		recycles: map[string]*metrics.Counter{},
+		opts:     o,
+		changed:  make(chan struct{}),
+	}
+	p.hold.Store(int64(app.RestartHold))
+	for _, r := range []string{ReasonMemory, ReasonMaxRequests, ReasonMaxLifetime, ReasonRequestTimeout, ReasonManual, ReasonReload} {
+		p.recycles[r] = app.Metrics.GetOrCreateCounter(`bulwark_app_recycles_total{reason="` + r + `"}`)
+	}
+	for i := range o.Workers {
+		wk := &worker{index: i, reqs: app.Metrics.GetOrCreateCounter(metricName("bulwark_app_worker_requests_total", strconv.Itoa(i), ""))}
+		sup, err := New(p.workerOptions(wk, app))
+		if err != nil {
+			return nil, fmt.Errorf("worker %d: %w", i, err)
+		}
+		sup.gate.onChange = p.refresh
+		wk.sup = sup
+		p.workers = append(p.workers, wk)
+	}
+	app.Metrics.GetOrCreateGauge("bulwark_app_workers_ready", func() float64 { return float64(p.Ready()) })
+	return p, nil
+}
+
+// workerOptions are the options of worker wk's supervisor: the app's, with
+// its index in the environment, its logger and metrics labelled, and the
+// pool's hooks.
+func (p *Pool) workerOptions(wk *worker, app Options) Options {
+	o := app
+	o.Env = maps.Clone(app.Env)
+	if o.Env == nil {
+		o.Env = map[string]string{}
+	}
+	o.Env[WorkerEnv] = strconv.Itoa(wk.index)
+	o.worker = strconv.Itoa(wk.index)
+	o.Logger = app.Logger.With("worker", wk.index)
+	o.OnAddress = func(string) { p.refresh() }
+	o.OnStart = func(pid int) { p.started(wk, pid) }
+	o.ZeroDowntime = func() bool {
+		p.mu.Lock()
+		fits := p.opts.WorkerFits
+		p.mu.Unlock()
+		return fits != nil && fits(wk.index)
+	}
+	return o
+}
+
+// started resets wk's counts for its new process pid and draws the
+// process's own limits.
+func (p *Pool) started(wk *worker, pid int) {
+	p.mu.Lock()
+	o := p.opts
+	p.mu.Unlock()
+	wk.pid.Store(int64(pid))
+	wk.started.Store(time.Now().UnixNano())
+	wk.served.Store(0)
+	var limit int64
+	if o.MaxRequests > 0 {
+		limit = int64(o.MaxRequests)
+		if o.MaxRequestsJitter > 0 {
+			limit += rand.Int64N(int64(o.MaxRequestsJitter) + 1)
+		}
+	}
+	wk.limit.Store(limit)
+	var life time.Duration
+	if o.MaxLifetime > 0 {
+		life = o.MaxLifetime + rand.N(o.MaxLifetime/10+1)
+	}
+	wk.lifetime.Store(int64(life))
+	if o.App.placeholder() == "" {
+		// A fixed address is the same for the new process: it is not
+		// routed to before it is ready anyway.
+		wk.mu.Lock()
+		wk.stuckAddr = ""
+		wk.mu.Unlock()
+	}
+	if o.OnWorkerStart != nil {
+		o.OnWorkerStart(wk.index, pid)
+	}
+}
+
+// refresh wakes the requests waiting for a worker and gives OnAddresses
+// the new list of addresses taking requests, when it changed.
+func (p *Pool) refresh() {
+	var addrs []string
+	for _, wk := range p.workers {
+		if wk.sup == nil {
+			continue // still being built
+		}
+		if addr, ok := wk.routable(); ok {
+			addrs = append(addrs, addr)
+		}
+	}
+	p.mu.Lock()
+	close(p.changed)
+	p.changed = make(chan struct{})
+	on := p.opts.OnAddresses
+	publish := len(addrs) > 0 && !slices.Equal(addrs, p.published)
+	if publish {
+		p.published = addrs
+	}
+	p.mu.Unlock()
+	if publish && on != nil {
+		on(addrs)
+	}
+}
+
+// routable returns the address of wk when it takes requests: its gate is
+// open and its process has not timed out a request.
+func (wk *worker) routable() (string, bool) {
+	g := wk.sup.gate
+	g.mu.Lock()
+	addr, open := g.addr, g.state == gateOpen
+	g.mu.Unlock()
+	if !open {
+		return "", false
+	}
+	wk.mu.Lock()
+	stuck := wk.stuckAddr != "" && wk.stuckAddr == addr
+	wk.mu.Unlock()
+	return addr, !stuck
+}
+
+// pick enters the ready worker with the fewest requests in flight, in turn
+// among equals; ok is false when none is ready.
+func (p *Pool) pick() (wk *worker, gen *generation, addr string, ok bool) {
+	n := uint64(len(p.workers))
+	for range n { // a worker may close between the look and the entry
+		start := p.rr.Add(1)
+		var best *worker
+		var bestLoad int64
+		for i := range n {
+			w := p.workers[(start+i)%n]
+			if _, ok := w.routable(); !ok {
+				continue
+			}
+			if load := w.sup.gate.total.Load(); best == nil || load < bestLoad {
+				best, bestLoad = w, load
+			}
+		}
+		if best == nil {
+			return nil, nil, "", false
+		}
+		if gen, addr, ok := best.sup.gate.tryEnter(); ok {
+			return best, gen, addr, true
+		}
+	}
+	return nil, nil, "", false
+}
+
+// state sums up the workers' gates for a request that finds none open:
+// stopped when all are, failing when every one not stopped is failing.
+func (p *Pool) state() int {
+	stopped, failing := 0, 0
+	for _, wk := range p.workers {
+		wk.sup.gate.mu.Lock()
+		st := wk.sup.gate.state
+		wk.sup.gate.mu.Unlock()
+		switch st {
+		case gateStopped:
+			stopped++
+		case gateFailing:
+			failing++
+		case gateOpen:
+			return gateOpen
+		}
+	}
+	switch {
+	case stopped == len(p.workers):
+		return gateStopped
+	case failing > 0 && stopped+failing == len(p.workers):
+		return gateFailing
+	}
+	return gateClosed
+}
+
+// enter waits, up to the hold, for a ready worker. With count, the request
+// is counted in the worker it was given; without, it only waits.
+func (p *Pool) enter(ctx context.Context, count bool) (*worker, *generation, string, error) {
+	var timer *time.Timer
+	var start time.Time
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+			p.holdH.Update(time.Since(start).Seconds())
+		}
+	}()
+	for {
+		p.mu.Lock()
+		changed := p.changed // before the look: a change after it wakes us
+		p.mu.Unlock()
+		if count {
+			if wk, gen, addr, ok := p.pick(); ok {
+				return wk, gen, addr, nil
+			}
+		} else if p.Ready() > 0 {
+			return nil, nil, "", nil
+		}
+		switch p.state() {
+		case gateStopped:
+			return nil, nil, "", errUnavailable(errStopped)
+		case gateFailing:
+			return nil, nil, "", errFailing
+		}
+		if timer == nil {
+			start = time.Now()
+			timer = time.NewTimer(time.Duration(p.hold.Load()))
+			if count {
+				p.held.Inc()
+			}
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil, nil, "", errUnavailable(errHoldExpired)
+		case <-ctx.Done():
+			return nil, nil, "", ctx.Err()
+		}
+	}
+}
+
+// Gate returns next behind the pool: each request goes to one ready worker
+// (Route binds it to that worker's address) and counts in its drain; while
+// no worker is ready it waits, as at Supervisor.Gate. With RequestTimeout,
+// a worker that has not begun its answer in time is replaced and the
+// client gets 504.
+func (p *Pool) Gate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wk, gen, addr, err := p.enter(r.Context(), true)
+		if err != nil {
+			httperr.Write(w, r, err)
+			return
+		}
+		defer wk.sup.gate.leave(gen)
+		wk.reqs.Inc()
+		// At or past the limit, not only at it: the count may pass it while
+		// an earlier recycle of this worker still drains.
+		if lim := wk.limit.Load(); wk.served.Add(1) >= lim && lim > 0 && !wk.busy.Load() {
+			p.recycleAsync(wk, ReasonMaxRequests)
+		}
+		p.mu.Lock()
+		route, timeout := p.opts.Route, p.opts.RequestTimeout
+		p.mu.Unlock()
+		r = route(r, addr)
+		if timeout > 0 && r.Header.Get("Upgrade") == "" {
+			p.serveTimed(w, r, next, wk, addr, timeout)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Wait blocks until a worker is ready, for at most the hold: the proxy's
+// AwaitReady. Its errors are those of Supervisor.Wait.
+func (p *Pool) Wait(ctx context.Context) error {
+	_, _, _, err := p.enter(ctx, false)
+	return err
+}
+
+// Ready returns the number of workers that take requests now.
+func (p *Pool) Ready() int {
+	n := 0
+	for _, wk := range p.workers {
+		if _, ok := wk.routable(); ok {
+			n++
+		}
+	}
+	return n
+}
+
+// InFlight returns the requests in flight through all workers.
+func (p *Pool) InFlight() int {
+	n := 0
+	for _, wk := range p.workers {
+		n += wk.sup.InFlight()
+	}
+	return n
+}
+
+// Size returns the number of workers.
+func (p *Pool) Size() int { return len(p.workers) }
+
+// recycleAsync recycles wk for reason from a goroutine, unless a recycle
+// of wk is already queued or running.
+func (p *Pool) recycleAsync(wk *worker, reason string) {
+	if !wk.busy.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		if err := p.recycleBusy(wk, reason); err != nil {
+			p.log.Error("worker recycle failed", "worker", wk.index, "reason", reason, "err", err)
+		}
+	}()
+}
+
+// recycleBusy recycles wk, whose busy flag the caller set, after any other
+// recycle: a replacement next to it when one fits (WorkerFits), else in
+// place while the other workers take its share.
+func (p *Pool) recycleBusy(wk *worker, reason string) error {
+	defer wk.busy.Store(false)
+	p.roll.Lock()
+	defer p.roll.Unlock()
+	p.log.Info("recycling worker", "worker", wk.index, "pid", wk.pid.Load(), "reason", reason,
+		"served", wk.served.Load())
+	if err := wk.sup.Restart(reason); err != nil {
+		return fmt.Errorf("worker %d: %w", wk.index, err)
+	}
+	p.noteRecycle(wk, reason)
+	return nil
+}
+
+func (p *Pool) noteRecycle(wk *worker, reason string) {
+	if c, ok := p.recycles[reason]; ok {
+		c.Inc()
+	}
+	wk.mu.Lock()
+	wk.lastReason, wk.lastAt = reason, time.Now()
+	wk.mu.Unlock()
+}
+
+// Recycle recycles worker i for reason ("memory" from its watcher) and
+// returns once its replacement serves; a recycle of i already queued or
+// running makes it return nil at once. One worker is recycled at a time.
+func (p *Pool) Recycle(i int, reason string) error {
+	if i < 0 || i >= len(p.workers) {
+		return fmt.Errorf("no worker %d", i)
+	}
+	wk := p.workers[i]
+	if !wk.busy.CompareAndSwap(false, true) {
+		return nil
+	}
+	return p.recycleBusy(wk, reason)
+}
+
+// RecycleHard restarts worker i at once, its process first, for a memory
+// above the hard ceiling; a recycle of it in progress is told to stop the
+// old copy now (Urgent). It does not wait for other recycles: the worker
+// is still growing.
+func (p *Pool) RecycleHard(i int) error {
+	if i < 0 || i >= len(p.workers) {
+		return fmt.Errorf("no worker %d", i)
+	}
+	wk := p.workers[i]
+	if !wk.busy.CompareAndSwap(false, true) {
+		wk.sup.Urgent()
+		return nil
+	}
+	defer wk.busy.Store(false)
+	if err := wk.sup.RestartHard(ReasonMemory); err != nil {
+		return fmt.Errorf("worker %d: %w", i, err)
+	}
+	p.noteRecycle(wk, ReasonMemory)
+	return nil
+}
+
+// Restart rolls the pool for reason ("manual", "reload"): one worker after
+// the other, each replaced as by Recycle. When a worker's replacement does
+// not become ready the roll stops there, the workers not reached keep
+// serving, and the error (with a *StartError in its chain) says so.
+func (p *Pool) Restart(reason string) error {
+	return p.roll1(reason, func(wk *worker) error { return wk.sup.Restart(reason) })
+}
+
+// UpdateWait applies new app options worker after worker (a reload); a
+// worker whose new process does not become ready stops the roll and its
+// error is returned, the workers not reached keep their old process and
+// options. Options that need no restart apply to every worker.
+func (p *Pool) UpdateWait(po PoolOptions) error {
+	po.App.Metrics, po.App.Logger = p.opts.App.Metrics, p.opts.App.Logger
+	po.App.env = p.opts.App.env
+	po.App = po.App.withDefaults()
+	p.mu.Lock()
+	po.Workers, po.Route = len(p.workers), p.opts.Route
+	p.opts = po
+	p.mu.Unlock()
+	p.hold.Store(int64(po.App.RestartHold))
+	return p.roll1(ReasonReload, func(wk *worker) error {
+		return wk.sup.UpdateWait(p.workerOptions(wk, po.App))
+	})
+}
+
+// roll1 applies do to every worker in turn under the roll lock.
+func (p *Pool) roll1(reason string, do func(*worker) error) error {
+	p.roll.Lock()
+	defer p.roll.Unlock()
+	for _, wk := range p.workers {
+		before := wk.pid.Load()
+		wk.busy.Store(true)
+		err := do(wk)
+		wk.busy.Store(false)
+		if err != nil {
+			return fmt.Errorf("worker %d of %d: %w; the roll stopped there and the workers not yet replaced keep serving",
+				wk.index+1, len(p.workers), err)
+		}
+		if wk.pid.Load() != before {
+			p.noteRecycle(wk, reason)
+		}
+	}
+	return nil
+}
+
+// Run starts every worker and keeps them running until ctx ends, as
+// Supervisor.Run does for one; it also recycles workers past their
+// max_lifetime, one at a time. It returns an error only when a worker's
+// first start fails outright.
+func (p *Pool) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return errors.New("pool Run called twice")
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, wk := range p.workers {
+		g.Go(func() error { return wk.sup.Run(gctx) })
+	}
+	g.Go(func() error {
+		t := time.NewTicker(lifetimeCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+				p.checkLifetimes()
+			}
+		}
+	})
+	err := g.Wait()
+	p.refresh()
+	return err
+}
+
+// checkLifetimes recycles the first worker past its lifetime; the others
+// come in later passes, one at a time.
+func (p *Pool) checkLifetimes() {
+	now := time.Now().UnixNano()
+	for _, wk := range p.workers {
+		life, started := wk.lifetime.Load(), wk.started.Load()
+		if life > 0 && started > 0 && now-started >= life && !wk.busy.Load() {
+			p.recycleAsync(wk, ReasonMaxLifetime)
+			return
+		}
+	}
+}
+
+// WorkerStatus is one worker of Pool.Status.
+type WorkerStatus struct {
+	// Index is the worker's number, its BULWARK_WORKER.
+	Index int
+	// Status is its supervisor's, as for one app.
+	Status
+	// Served counts the requests sent to its current process.
+	Served int64
+	// InFlight counts its requests in flight.
+	InFlight int
+	// Started is when its current process started; zero before.
+	Started time.Time
+	// LastRecycle is the reason of its last recycle, "" before any, and
+	// LastRecycleAt when it was.
+	LastRecycle   string
+	LastRecycleAt time.Time
+}
+
+// Status returns the pool as one app (ready while any worker is, with the
+// restarts of all of them) and one row per worker.
+func (p *Pool) Status() (Status, []WorkerStatus) {
+	rows := make([]WorkerStatus, len(p.workers))
+	sum := Status{State: StateStopped, Restarts: map[string]int{}}
+	ready := 0
+	for i, wk := range p.workers {
+		st := wk.sup.Status()
+		row := WorkerStatus{Index: i, Status: st, Served: wk.served.Load(), InFlight: wk.sup.InFlight()}
+		if ns := wk.started.Load(); ns > 0 {
+			row.Started = time.Unix(0, ns)
+		}
+		wk.mu.Lock()
+		row.LastRecycle, row.LastRecycleAt = wk.lastReason, wk.lastAt
+		wk.mu.Unlock()
+		rows[i] = row
+		for r, n := range st.Restarts {
+			sum.Restarts[r] += n
+		}
+		if st.State == StateReady {
+			ready++
+		}
+		if i == 0 || st.State == StateReady && sum.State != StateReady {
+			sum.State, sum.Since, sum.PID, sum.Address = st.State, st.Since, st.PID, st.Address
+			sum.Failure, sum.Stderr, sum.LastExit = st.Failure, st.Stderr, st.LastExit
+		}
+	}
+	return sum, rows
+}
