@@ -66,10 +66,21 @@ start_timeout = "30s"
 }
 
 // adminPost POSTs to an admin API path and returns the status and body.
-func adminPost(t testing.TB, admin, path string) (int, string) {
+func adminPost(t testing.TB, in *instance, path string) (int, string) {
 	t.Helper()
+	// The admin token bulwark generated on its first run, in the state
+	// directory the instance uses: admin actions need it.
+	token, err := os.ReadFile(filepath.Join(in.dir, "state", "bulwark", "admin-token"))
+	if err != nil {
+		t.Fatalf("reading the generated admin token: %v", err)
+	}
+	req, err := http.NewRequest(http.MethodPost, "http://"+in.admin+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 	c := &http.Client{Timeout: 90 * time.Second}
-	res, err := c.Post("http://"+admin+path, "text/plain", nil)
+	res, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
@@ -94,7 +105,7 @@ func TestFailedDeployKeepsOldApp(t *testing.T) {
 	l := startLoad(t, in, 4, "/", 120*time.Second)
 
 	setBroken(t, appDir, true)
-	code, body := adminPost(t, in.admin, "/api/restart-app")
+	code, body := adminPost(t, in, "/api/restart-app")
 	t.Logf("restart-app of the broken app: %d %s", code, body)
 	if code < 300 || !strings.Contains(body, "bulwark_e2e_no_such_module") {
 		t.Errorf("POST /api/restart-app of a broken app = %d %q, want non-2xx naming the import error", code, body)
@@ -110,7 +121,7 @@ func TestFailedDeployKeepsOldApp(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(in.dir, "bulwark.toml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, body = adminPost(t, in.admin, "/api/reload")
+	code, body = adminPost(t, in, "/api/reload")
 	t.Logf("reload to a changed command of the broken app: %d %s", code, body)
 	if code < 300 || !strings.Contains(body, "bulwark_e2e_no_such_module") {
 		t.Errorf("POST /api/reload with a changed command of a broken app = %d %q, want non-2xx naming the import error", code, body)
@@ -124,7 +135,7 @@ func TestFailedDeployKeepsOldApp(t *testing.T) {
 	}
 
 	setBroken(t, appDir, false)
-	code, body = adminPost(t, in.admin, "/api/restart-app")
+	code, body = adminPost(t, in, "/api/restart-app")
 	if code != http.StatusOK {
 		t.Errorf("POST /api/restart-app of the fixed app = %d %q, want 200", code, body)
 	}

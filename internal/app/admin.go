@@ -158,8 +158,8 @@ func (as *adminServer) snapshot() observe.Snapshot {
 		}
 		s.App = info
 		as.noteRestarts(st.Restarts, st.LastExit)
-		if a.cfg.Observe.Database != "" {
-			s.DBPoolPerProcess = dbPoolPerProcess(a.cfg)
+		if cfg.Observe.Database != "" {
+			s.DBPoolPerProcess = dbPoolPerProcess(cfg)
 		}
 	}
 	return s
