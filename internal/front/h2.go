@@ -234,6 +234,15 @@ func (c *h2Conn) serve() {
 		if err != nil {
 			var se h2StreamError
 			if errors.As(err, &se) {
+				if se.id > c.maxID && se.id%2 == 1 {
+					// An idle stream reset (a PRIORITY that depends on
+					// itself) is closed from now on: HEADERS the client
+					// sends on it later are ignored, not served on a
+					// stream this side has reset (RFC 9113 5.1, 5.4.2).
+					c.mu.Lock()
+					c.maxID = se.id
+					c.mu.Unlock()
+				}
 				c.resetStream(se.id, se.code)
 				continue
 			}

@@ -141,7 +141,7 @@ func TestMaxConnsSharedByListeners(t *testing.T) {
 type emfileListener struct {
 	n      int
 	calls  int
-	failed chan struct{} // closed after the n-th failure
+	failed chan struct{} // closed when the loop comes back after the n-th failure
 	closed chan struct{}
 	once   sync.Once
 }
@@ -149,10 +149,11 @@ type emfileListener struct {
 func (l *emfileListener) Accept() (net.Conn, error) {
 	l.calls++
 	if l.calls <= l.n {
-		if l.calls == l.n {
-			close(l.failed)
-		}
 		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	if l.calls == l.n+1 {
+		// Only now has the loop handled (and counted) the n-th failure.
+		close(l.failed)
 	}
 	<-l.closed
 	return nil, net.ErrClosed

@@ -7,9 +7,8 @@ import "testing"
 // which removes CR as well as SP and HTAB, so "Transfer-Encoding: \rchunked"
 // is read as chunked and "Content-Length:\r3" as 3, where net/http (since
 // Go 1.18.4) refuses the head. RFC 9110 5.6.3 OWS is SP and HTAB only; a
-// bare CR is invalid (RFC 9112 2.2). The fix: trim only " \t", so that
-// ValidHeaderFieldValue refuses the CR. Remove the Skip with the fix, and
-// the matching case in deliberateFramingDifference (chunked_fuzz_test.go).
+// bare CR is invalid (RFC 9112 2.2). Fixed: parseHead trims only " \t", so that
+// ValidHeaderFieldValue refuses the CR.
 func TestBareCRInHeaderValueRefused(t *testing.T) {
 	for _, in := range []string{
 		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \rchunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
@@ -29,8 +28,8 @@ func TestBareCRInHeaderValueRefused(t *testing.T) {
 // Go 1.26 (when a CRLF CRLF follows somewhere in its buffer) and upstream
 // now calls that a bug (golang/go#81143, "security hardening"): with an
 // intermediary that reads the bare LF differently, the bytes after "0\r\n\n"
-// are a request to one and trailer to the other. The fix: in readTrailer,
-// refuse a line that does not end in CRLF. Remove the Skip with the fix.
+// are a request to one and trailer to the other. Fixed: readTrailer
+// refuses a line that does not end in CRLF.
 func TestTrailerBareLFRefused(t *testing.T) {
 	for _, body := range []string{
 		"0\r\n\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",

@@ -31,9 +31,8 @@ import (
 //	|                                        | "Content-Length " (to close)  |                                |
 //	| obs-fold                               | joined with a space           | refused (RFC 9112 5.2 allows)  |
 //	| the same in a trailer field            | accepted                      | the body fails                 |
-//	| trailer ended by a bare-LF empty line  | fails unless a CRLF CRLF is   | ends there (as net/http does   |
-//	|                                        | in its buffer (look-ahead)    | when one is): KNOWN GAP, see   |
-//	|                                        |                               | TestAnswerTrailerBareLFRefused |
+//	| trailer ended by a bare-LF empty line  | fails unless a CRLF CRLF is   | the body fails, see            |
+//	|                                        | in its buffer (look-ahead)    | TestAnswerTrailerBareLFRefused |
 //	| head over 1 MiB, trailer over 64 KiB   | 10 MiB head; trailer 4 KiB    | refused                        |
 //	| "Connection: close"                    | removed from the header       | kept (the relay drops it)      |
 //	| 1xx answers                            | one at a time                 | skipped up to the final one,   |
@@ -169,7 +168,7 @@ func deliberateResponseDifference(in []byte, b, n respRead) string {
 		// Both end a trailer at its first empty line, CRLF or bare LF,
 		// but net/http first looks for a CRLF CRLF in what it has
 		// buffered, and fails without one.
-		// Both accepting a bare LF there is a known gap
+		// A bare LF there fails Bulwark's body
 		// (TestAnswerTrailerBareLFRefused, golang/go#81143); net/http
 		// also refuses a trailer over its 4 KiB look-ahead.
 		if strings.Contains(n.bodyErr.Error(), "trailer") {

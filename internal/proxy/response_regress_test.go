@@ -6,8 +6,8 @@ import "testing"
 // app's chunked answer at a bare LF, as Go 1.26's net/http does and as
 // upstream now calls a bug (golang/go#81143). The app is Bulwark's own
 // backend, so this is hardening: the pooled connection's next answer must
-// start where the app meant. The fix: in readTrailer, refuse a trailer line
-// that does not end in CRLF. Remove the Skip with the fix.
+// start where the app meant. Fixed: readTrailer refuses a trailer whose
+// lines do not all end in CRLF.
 func TestAnswerTrailerBareLFRefused(t *testing.T) {
 	const head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n"
 	for _, tail := range []string{
