@@ -21,6 +21,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"bulwark/internal/negotiate"
 )
 
 // Defaults used for zero Options fields.
@@ -181,7 +183,7 @@ func pickCoding(accept string) string {
 	if accept == "" {
 		return ""
 	}
-	z, g := acceptQ(accept, "zstd"), acceptQ(accept, "gzip")
+	z, g := negotiate.EncodingQ(accept, "zstd"), negotiate.EncodingQ(accept, "gzip")
 	switch {
 	case z <= 0 && g <= 0:
 		return ""

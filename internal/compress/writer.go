@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"bulwark/internal/negotiate"
 )
 
 // state is where a writer is in deciding about its answer.
@@ -109,7 +111,7 @@ func (w *writer) start() {
 		w.enc, w.pool, w.slot = w.c.zstdPool.Get().(encoder), &w.c.zstdPool, true
 	case coding == "gzip" && !w.stream && w.takeSlot():
 		w.enc, w.pool, w.slot = w.c.gzipPool.Get().(encoder), &w.c.gzipPool, true
-	case acceptQ(w.accept, "gzip") > 0:
+	case negotiate.EncodingQ(w.accept, "gzip") > 0:
 		coding = "gzip"
 		w.enc, w.pool = w.c.statelessPool.Get().(encoder), &w.c.statelessPool
 	default:

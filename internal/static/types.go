@@ -7,8 +7,9 @@ import (
 	"os"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
+
+	"bulwark/internal/negotiate"
 )
 
 // webTypes are the Content-Types of the files a web app ships, fixed here
@@ -109,7 +110,7 @@ func precompressed(root *os.Root, name, acceptEncoding string) (variant, *os.Fil
 	}
 	var cands []cand
 	for _, v := range variants {
-		if q := acceptQ(acceptEncoding, v.coding); q > 0 {
+		if q := negotiate.EncodingQ(acceptEncoding, v.coding); q > 0 {
 			cands = append(cands, cand{v, q})
 		}
 	}
@@ -120,30 +121,4 @@ func precompressed(root *os.Root, name, acceptEncoding string) (variant, *os.Fil
 		}
 	}
 	return variant{}, nil, nil, false
-}
-
-// acceptQ is the weight Accept-Encoding gives coding: its own entry's q,
-// else the "*" entry's, else 0.
-func acceptQ(header, coding string) float64 {
-	star := 0.0
-	for part := range strings.SplitSeq(header, ",") {
-		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		name = strings.TrimSpace(name)
-		q := 1.0
-		for p := range strings.SplitSeq(params, ";") {
-			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
-			if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
-				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-					q = f
-				}
-			}
-		}
-		switch {
-		case strings.EqualFold(name, coding):
-			return q
-		case name == "*":
-			star = q
-		}
-	}
-	return star
 }
