@@ -229,6 +229,10 @@ func (c *h1Conn) waitForRequest(first bool) bool {
 	return true
 }
 
+// reasonHeaderTimeout counts, in bulwark_rejected_total, the connections
+// closed because a request head did not arrive within ReadHeaderTimeout.
+const reasonHeaderTimeout = "read_header_timeout"
+
 // shutdownIdleGrace is how long an idle connection is still read from once
 // the server shuts down.
 const shutdownIdleGrace = 250 * time.Millisecond
@@ -385,6 +389,13 @@ func (c *h1Conn) releaseWriter() {
 // and leaves the connection to be closed. Client disconnects and timeouts
 // get no answer.
 func (c *h1Conn) answerBadRequest(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		// A head begun but not finished within ReadHeaderTimeout: the
+		// connection is closed without an answer (a slowloris).
+		c.srv.m.rejected(reasonHeaderTimeout).Inc()
+		return
+	}
 	var he *headError
 	if !errors.As(err, &he) {
 		return

@@ -59,6 +59,9 @@ func TestSlowlorisOneDeadlineForTheFirstHead(t *testing.T) {
 		t.Errorf("closed %v after the first byte; want before %v: the head's deadline was armed again at its first byte",
 			closed.Sub(firstByte).Round(time.Millisecond), timeout)
 	}
+	if n := ts.set.GetOrCreateCounter(`bulwark_rejected_total{reason="read_header_timeout"}`).Get(); n != 1 {
+		t.Errorf(`bulwark_rejected_total{reason="read_header_timeout"} = %d, want 1`, n)
+	}
 }
 
 // TestSlowlorisKeepAliveHeadDeadlineNotExtended checks that on a keep-alive
