@@ -121,9 +121,10 @@ func (p *compiled) allowOrigin(origin string) string {
 	case p.origins[origin]:
 		return origin
 	case p.anyOrigin && p.credentials:
-		// Browsers refuse "*" with credentials; config refuses the pair,
-		// but echo the origin rather than send a header that cannot work.
-		return origin
+		// Never echo any origin with credentials: that would let every
+		// site read the user's answers. Config refuses the pair; a caller
+		// that did not check gets no CORS at all.
+		return ""
 	case p.anyOrigin:
 		return "*"
 	}

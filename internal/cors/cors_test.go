@@ -123,6 +123,20 @@ func TestWildcardWithoutCredentials(t *testing.T) {
 	}
 }
 
+// TestWildcardWithCredentialsFailsClosed: "*" with credentials (which
+// config refuses) must never echo an arbitrary origin with credentials.
+func TestWildcardWithCredentialsFailsClosed(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "https://api.example/x", nil)
+	r.Header.Set("Origin", "https://evil.example")
+	rec, _ := serve(t, New(Options{Origins: []string{"*"}, Credentials: true}), r)
+	if got := rec.Header().Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("Access-Control-Allow-Origin = %q; want none", got)
+	}
+	if got := rec.Header().Get("Access-Control-Allow-Credentials"); got != "" {
+		t.Errorf("Access-Control-Allow-Credentials = %q; want none", got)
+	}
+}
+
 func TestOffPassesThrough(t *testing.T) {
 	rec, calls := serve(t, New(Options{}), preflight("https://app.example.com", "PUT", ""))
 	if calls != 1 {

@@ -347,11 +347,16 @@ func (s *Server) handshakeAndServe(raw net.Conn) {
 	if st.DidResume {
 		s.m.resumed.Inc()
 	}
-	if st.NegotiatedProtocol == "h2" && s.h2 {
+	switch {
+	case st.NegotiatedProtocol == "acme-tls/1":
+		// A tls-alpn-01 validation ends with the handshake (RFC 8737 §3):
+		// no HTTP is spoken on such a connection.
+		tc.Close()
+	case st.NegotiatedProtocol == "h2" && s.h2:
 		go s.serveH2(tc, &st)
-		return
+	default:
+		go s.serveH1(tc, &st)
 	}
-	go s.serveH1(tc, &st)
 }
 
 func (s *Server) handshakeFailed(raw net.Conn, err error) {

@@ -55,8 +55,11 @@ func (rt *Router) Update(o Options) {
 
 // Match returns the rule with the longest prefix of path, and false when
 // none matches.
-func (rt *Router) Match(path string) (Rule, bool) {
-	for _, r := range rt.opts.Load().Rules {
+func (rt *Router) Match(path string) (Rule, bool) { return match(rt.opts.Load().Rules, path) }
+
+// match returns the first of rules, longest prefix first, that path is under.
+func match(rules []Rule, path string) (Rule, bool) {
+	for _, r := range rules {
 		if strings.HasPrefix(path, r.Path) {
 			return r, true
 		}
@@ -66,8 +69,8 @@ func (rt *Router) Match(path string) (Rule, bool) {
 
 // maxBody is the body limit for path; 0 = none.
 func (rt *Router) maxBody(path string) int64 {
-	o := rt.opts.Load()
-	if r, ok := rt.Match(path); ok && r.MaxBody > 0 {
+	o := rt.opts.Load() // one snapshot: a reload must not mix two rule sets
+	if r, ok := match(o.Rules, path); ok && r.MaxBody > 0 {
 		return r.MaxBody
 	}
 	return o.MaxBody

@@ -8,12 +8,10 @@
 package static
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -297,19 +295,8 @@ func (pw *pooledWriter) ReadFrom(src io.Reader) (int64, error) {
 	return io.CopyBuffer(struct{ io.Writer }{pw.ResponseWriter}, src, buf[:])
 }
 
-// Flush passes on to the client's writer.
-func (pw *pooledWriter) Flush() { _ = http.NewResponseController(pw.ResponseWriter).Flush() }
-
-// Hijack is not used by ServeContent; it is here so the writer keeps the
-// interfaces of the one it wraps.
-func (pw *pooledWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(pw.ResponseWriter).Hijack()
-}
-
 // Unwrap serves http.ResponseController.
 func (pw *pooledWriter) Unwrap() http.ResponseWriter { return pw.ResponseWriter }
 
-var (
-	_ io.ReaderFrom = (*pooledWriter)(nil)
-	_ http.Flusher  = (*pooledWriter)(nil)
-)
+// ServeContent needs only Write and ReadFrom; Unwrap reaches the rest.
+var _ io.ReaderFrom = (*pooledWriter)(nil)

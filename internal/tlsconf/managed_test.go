@@ -101,6 +101,17 @@ func TestManagedSource(t *testing.T) {
 			st.NegotiatedProtocol, st.PeerCertificates[0].DNSNames)
 	}
 
+	// acme-tls/1 for a name not managed: refused before the engine.
+	if _, err := handshake(addr, &tls.Config{ServerName: "other.test", NextProtos: []string{acmeTLS1}, InsecureSkipVerify: true}); err == nil {
+		t.Error("tls-alpn-01 handshake for an unmanaged name succeeded; want it refused")
+	}
+	m.mu.Lock()
+	asked = slices.Clone(m.asked)
+	m.mu.Unlock()
+	if slices.Contains(asked, "other.test") {
+		t.Errorf("the managed source was asked for an unmanaged name: %q", asked)
+	}
+
 	// No certificate yet: the default one is served.
 	m.fail = true
 	s2, err := New(Options{Pairs: []Pair{def.Pair}, Managed: m})

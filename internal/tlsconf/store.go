@@ -537,8 +537,13 @@ func (sn *snapshot) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
 	cands := sn.match(name)
 	if m := sn.opts.Managed; m != nil {
-		// A tls-alpn-01 validation offers acme-tls/1 alone (RFC 8737 §3).
+		// A tls-alpn-01 validation offers acme-tls/1 alone (RFC 8737 §3),
+		// and only for a name this side manages: any other such hello is
+		// refused here, before the engine looks in its storage and logs.
 		if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmeTLS1 {
+			if !m.Manages(name) {
+				return nil, fmt.Errorf("no tls-alpn-01 challenge for %q", name)
+			}
 			return m.GetCertificate(hello)
 		}
 		if len(cands) == 0 && m.Manages(name) {
