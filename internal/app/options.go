@@ -133,6 +133,7 @@ func (a *App) spoolOptions(cfg *config.Config) spool.Options {
 		BufferResponses: cfg.Limits.BufferResponses,
 		StreamPaths:     streamPaths(cfg),
 		SendTimeout:     cfg.Upstream.SendTimeout.D(),
+		TrustedProxies:  cfg.Listen.TrustedPrefixes(),
 		Logger:          a.log,
 		Metrics:         a.set,
 	}

@@ -1,7 +1,9 @@
 package spool
 
 import (
-	"net"
+	"bulwark/internal/clientip"
+	"net/http"
+	"net/netip"
 	"sync"
 )
 
@@ -10,16 +12,16 @@ import (
 // the bodies in flight.
 type addrCounts struct {
 	mu sync.Mutex
-	n  map[string]int
+	n  map[netip.Addr]int
 }
 
 // acquire counts one more body from addr, or reports false when addr has
 // limit already. A limit of zero or less means no cap.
-func (a *addrCounts) acquire(addr string, limit int) bool {
+func (a *addrCounts) acquire(addr netip.Addr, limit int) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.n == nil {
-		a.n = make(map[string]int)
+		a.n = make(map[netip.Addr]int)
 	}
 	if limit > 0 && a.n[addr] >= limit {
 		return false
@@ -29,7 +31,7 @@ func (a *addrCounts) acquire(addr string, limit int) bool {
 }
 
 // release counts one body from addr less.
-func (a *addrCounts) release(addr string) {
+func (a *addrCounts) release(addr netip.Addr) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.n[addr] <= 1 {
@@ -39,11 +41,8 @@ func (a *addrCounts) release(addr string) {
 	a.n[addr]--
 }
 
-// peerHost is the client address of a request's RemoteAddr ("host:port"):
-// its host, or the whole string when it has no port.
-func peerHost(remoteAddr string) string {
-	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
-		return host
-	}
-	return remoteAddr
+// clientKey is who a request's body is counted against for BodiesPerIP:
+// the client as the connection caps and the rate limit see it.
+func (s *Spool) clientKey(r *http.Request) netip.Addr {
+	return clientip.Key(clientip.Of(r.RemoteAddr, r.Header["X-Forwarded-For"], s.o().TrustedProxies))
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -300,5 +301,32 @@ func TestFileBudget_Order(t *testing.T) {
 	}
 	if got := fb.count(); got != 2 {
 		t.Errorf("count() = %d, want 2", got)
+	}
+}
+
+// TestBodiesCountedPerClient: bodies are counted per client as the other
+// per-client limits count one: behind a trusted proxy by X-Forwarded-For
+// (so one visitor cannot use up the proxy's share), never by a spoofed one,
+// and an IPv6 client by its /64.
+func TestBodiesCountedPerClient(t *testing.T) {
+	s := newTestSpool(t, Options{BufferRequests: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	key := func(remote, xff string) string {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		r.RemoteAddr = remote
+		if xff != "" {
+			r.Header.Set("X-Forwarded-For", xff)
+		}
+		return s.clientKey(r).String()
+	}
+	for _, tt := range []struct{ remote, xff, want string }{
+		{"10.1.2.3:5000", "203.0.113.7", "203.0.113.7"},      // a trusted proxy: the client it names
+		{"10.1.2.3:5000", "203.0.113.8", "203.0.113.8"},      // another client behind it
+		{"198.51.100.1:5000", "203.0.113.7", "198.51.100.1"}, // not trusted: the peer
+		{"[2001:db8:1:2::a]:5000", "", "2001:db8:1:2::"},     // one /64
+		{"[2001:db8:1:2::b]:5000", "", "2001:db8:1:2::"},
+	} {
+		if got := key(tt.remote, tt.xff); got != tt.want {
+			t.Errorf("clientKey(%s, XFF %q) = %s, want %s", tt.remote, tt.xff, got, tt.want)
+		}
 	}
 }

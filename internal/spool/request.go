@@ -60,7 +60,7 @@ func (s *Spool) spoolRequest(w http.ResponseWriter, r *http.Request, next http.H
 			return
 		}
 	}
-	addr := peerHost(r.RemoteAddr)
+	addr := s.clientKey(r)
 	if !s.addrs.acquire(addr, s.o().BodiesPerIP) {
 		s.reject(w, r, s.refuse(reasonPerIP, &httperr.Error{
 			Status:     http.StatusTooManyRequests,

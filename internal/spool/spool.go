@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,14 +112,18 @@ type Options struct {
 	// no wait: the 503 comes at once.
 	FileWait time.Duration
 	// BodiesPerIP caps the spooled request bodies being received at once
-	// from one client address: the host of the request's RemoteAddr, the
-	// TCP peer, since the bodies are held per connection whatever
-	// X-Forwarded-For says. The next one is answered 429 with Retry-After
+	// from one client, as the other per-client limits count one: its
+	// address (X-Forwarded-For believed from TrustedProxies only), an
+	// IPv6 client's /64. The next one is answered 429 with Retry-After
 	// (reason "bodies_per_ip") before any of it is read. A body stops
 	// counting once it has arrived. If zero, DefaultBodiesPerIP is used;
 	// negative means no cap. It applies with BufferRequests only: without
 	// it, bodies are streamed to the app within its concurrency slots.
 	BodiesPerIP int
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// for BodiesPerIP, so that clients behind one proxy (a CDN, a local
+	// nginx) are not counted as one.
+	TrustedProxies []netip.Prefix
 	// BufferRequests turns request spooling on. When false, Requests passes
 	// bodies through, but still enforces MaxBody by counting.
 	BufferRequests bool
