@@ -61,7 +61,7 @@ func (s *Spool) spoolRequest(w http.ResponseWriter, r *http.Request, next http.H
 		}
 	}
 	addr := s.clientKey(r)
-	if !s.addrs.acquire(addr, s.o().BodiesPerIP) {
+	if !s.addrs.Acquire(addr, s.o().BodiesPerIP) {
 		s.reject(w, r, s.refuse(reasonPerIP, &httperr.Error{
 			Status:     http.StatusTooManyRequests,
 			Reason:     reasonPerIP,
@@ -74,7 +74,7 @@ func (s *Spool) spoolRequest(w http.ResponseWriter, r *http.Request, next http.H
 	defer b.Close()
 	b.fileWait, b.waitDone = s.o().FileWait, r.Context().Done()
 	err := s.fill(b, r.Body)
-	s.addrs.release(addr) // the body has arrived (or failed): it counts no more
+	s.addrs.Release(addr) // the body has arrived (or failed): it counts no more
 	if err != nil {
 		b.Close() // free the spool before answering
 		s.reject(w, r, err)

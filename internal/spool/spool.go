@@ -15,6 +15,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"bulwark/internal/clientip"
 	"bulwark/internal/httperr"
 )
 
@@ -216,8 +217,8 @@ type Spool struct {
 	chunks sync.Pool    // *[chunkSize]byte, for body memory and copy buffers
 	segs   [3]sync.Pool // *[segMin]byte, *[4*segMin]byte, *[16*segMin]byte
 
-	files fileBudget // temp files open, against MaxFiles
-	addrs addrCounts // request bodies being received, per client address
+	files fileBudget      // temp files open, against MaxFiles
+	addrs clientip.Counts // request bodies being received, per client address
 
 	// openTemp creates an exclusive temp file and unlinks it; a seam so
 	// tests can inject a file whose writes fail.
