@@ -6,9 +6,9 @@
 //
 // The chain a request takes:
 //
-//	front (connection caps, TLS, HTTP/1.1 loop, HTTP/2) → accesslog → cors →
-//	static files → route (per-path body limit) → limit.Rates (rate_per_ip:
-//	429 before the body is read) → spool.Responses → compress →
+//	front (connection caps, TLS, HTTP/1.1 loop, HTTP/2) → accesslog →
+//	limit.Rates (rate_per_ip: 429 before the body is read) → cors → static
+//	files → route (per-path body limit) → spool.Responses → compress →
 //	spool.Requests (body limit, request spool) → admit (slot, queue) →
 //	supervise.Gate (hold while the app restarts) → proxy → app
 //
@@ -264,8 +264,10 @@ func (a *App) handler() http.Handler {
 	h = a.spool.Requests(h)
 	h = a.wrapCompress(h)
 	h = a.spool.Responses(h)
-	h = a.rates.Middleware(h)
 	h = a.wrapEdge(h)
+	// Outside the edge, so that static files and CORS preflights count
+	// toward a client's rate too.
+	h = a.rates.Middleware(h)
 	return a.access.Middleware(h)
 }
 

@@ -88,7 +88,7 @@ func compressOptions(cfg *config.Config) compress.Options {
 }
 
 func staticOptions(cfg *config.Config) static.Options {
-	var o static.Options
+	o := static.Options{TrustedProxies: cfg.Listen.TrustedPrefixes()}
 	for _, s := range cfg.Static {
 		o.Mounts = append(o.Mounts, static.Mount{Path: s.Path, Dir: s.Dir, Cache: s.Cache.D()})
 	}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"bulwark/internal/clientip"
 	"bulwark/internal/httperr"
 )
 
@@ -60,6 +62,9 @@ type Options struct {
 	// OpenWait is how long a request waits for a file slot before a 503;
 	// zero means DefaultOpenWait.
 	OpenWait time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For names the client,
+	// for the per-client share of the file slots.
+	TrustedProxies []netip.Prefix
 }
 
 func (o Options) withDefaults() Options {
@@ -77,12 +82,18 @@ type Server struct {
 	cur   atomic.Pointer[mounts]
 	slots chan struct{} // one per open file; sized at New
 	wait  time.Duration
-	bufs  sync.Pool // *[bufSize]byte
+	// perClient caps the slots one client holds (an eighth, at least 16),
+	// so a client that reads slowly on many streams cannot hold them all.
+	perClient int
+	clients   clientip.Counts
+	bufs      sync.Pool // *[bufSize]byte
 }
 
-// mounts is one generation of mounts, longest prefix first.
+// mounts is one generation of mounts, longest prefix first, with the
+// proxies trusted to name the client.
 type mounts struct {
-	list []*mount
+	list    []*mount
+	trusted []netip.Prefix
 }
 
 type mount struct {
@@ -94,7 +105,7 @@ type mount struct {
 // naming each directory that cannot be served.
 func New(o Options) (*Server, error) {
 	o = o.withDefaults()
-	s := &Server{slots: make(chan struct{}, o.MaxOpen), wait: o.OpenWait}
+	s := &Server{slots: make(chan struct{}, o.MaxOpen), wait: o.OpenWait, perClient: max(o.MaxOpen/8, 16)}
 	s.bufs.New = func() any { return new([bufSize]byte) }
 	if err := s.Update(o); err != nil {
 		return nil, err
@@ -108,7 +119,7 @@ func New(o Options) (*Server, error) {
 // once, so that no transfer is cut. MaxOpen and OpenWait apply from New only.
 func (s *Server) Update(o Options) error {
 	var errs []error
-	next := &mounts{}
+	next := &mounts{trusted: o.TrustedProxies}
 	for _, m := range o.Mounts {
 		root, err := os.OpenRoot(m.Dir)
 		if err != nil {
@@ -142,9 +153,10 @@ func (s *Server) Close() error {
 // answer is always Bulwark's: 404 for a name that is missing or refused.
 func (s *Server) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, m := range s.cur.Load().list {
+		ms := s.cur.Load()
+		for _, m := range ms.list {
 			if strings.HasPrefix(r.URL.Path, m.Path) {
-				s.serve(w, r, m)
+				s.serve(w, r, ms, m)
 				return
 			}
 		}
@@ -154,7 +166,7 @@ func (s *Server) Middleware(next http.Handler) http.Handler {
 
 var errNotFound = httperr.New(http.StatusNotFound, "static_not_found", "no such file")
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, m *mount) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, ms *mounts, m *mount) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		// Not httperr.Write: a 405 must carry Allow, which it would drop.
 		h := w.Header()
@@ -170,6 +182,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, m *mount) {
 		httperr.Write(w, r, errNotFound)
 		return
 	}
+	client := clientip.Key(clientip.Of(r.RemoteAddr, r.Header["X-Forwarded-For"], ms.trusted))
+	if !s.clients.Acquire(client, s.perClient) {
+		httperr.Write(w, r, &httperr.Error{Status: http.StatusTooManyRequests, Reason: "static_per_ip",
+			Msg: "too many files being sent to your address at once, try again shortly", RetryAfter: time.Second})
+		return
+	}
+	defer s.clients.Release(client)
 	if !s.acquire(r) {
 		httperr.Write(w, r, &httperr.Error{Status: http.StatusServiceUnavailable, Reason: "static_files",
 			Msg: "too many files open, try again shortly", RetryAfter: time.Second})

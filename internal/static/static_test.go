@@ -7,6 +7,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -285,5 +286,39 @@ func TestFileSlots(t *testing.T) {
 	}
 	if len(s.slots) != 0 {
 		t.Errorf("%d slots held after the transfers ended; want 0", len(s.slots))
+	}
+}
+
+// TestPerClientShare: one client holds at most its share of the file
+// slots (429 past it) while another client is still served.
+func TestPerClientShare(t *testing.T) {
+	s, err := New(Options{Mounts: []Mount{{Path: "/static/", Dir: tree(t)}}, MaxOpen: 64, OpenWait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := s.Middleware(http.NotFoundHandler())
+	if s.perClient != 16 {
+		t.Fatalf("perClient = %d, want 16 (an eighth of 64, at least 16)", s.perClient)
+	}
+	greedy := netip.MustParseAddr("192.0.2.1") // httptest's RemoteAddr
+	for range s.perClient {
+		s.clients.Acquire(greedy, 0) // transfers in flight to that client
+	}
+	if rec := get(h, "/static/app.css"); rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("GET past the client's share = %d, Retry-After %q; want 429 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	r := httptest.NewRequest(http.MethodGet, "/static/app.css", nil)
+	r.RemoteAddr = "198.51.100.9:4000"
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != http.StatusOK {
+		t.Errorf("GET from another client = %d; want 200", rec.Code)
+	}
+	for range s.perClient {
+		s.clients.Release(greedy)
+	}
+	if rec := get(h, "/static/app.css"); rec.Code != http.StatusOK {
+		t.Errorf("GET once the client's transfers ended = %d; want 200", rec.Code)
 	}
 }
