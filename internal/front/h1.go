@@ -175,8 +175,19 @@ func (c *h1Conn) close() {
 	c.dropWatch()
 	c.releaseReader(true)
 	if c.linger && !c.werr && !c.hijacked {
-		c.lingerClose()
+		// On a fresh goroutine: the handler chain grew this one's stack,
+		// which would otherwise stay held for up to lingerTime.
+		go func() {
+			c.lingerClose()
+			c.release()
+		}()
+		return
 	}
+	c.release()
+}
+
+// release ends the connection's accounting and closes it.
+func (c *h1Conn) release() {
 	s := c.srv
 	if c.idle.Load() {
 		s.m.h1Idle.Dec()

@@ -45,8 +45,16 @@ func (c *h1Conn) lingerClose() {
 	if raw == nil {
 		return
 	}
-	buf := lingerPool.Get().(*[lingerBufSize]byte)
-	defer lingerPool.Put(buf)
+	// The discard buffer is taken only once the client sends more: most
+	// lingering connections just wait for the client to close, holding
+	// nothing but the one byte read meanwhile.
+	var one [1]byte
+	var buf *[lingerBufSize]byte
+	defer func() {
+		if buf != nil {
+			lingerPool.Put(buf)
+		}
+	}()
 	end := time.Now().Add(lingerTime)
 	shut := false
 	for total := 0; total < lingerMaxBytes; {
@@ -62,10 +70,17 @@ func (c *h1Conn) lingerClose() {
 		if !shut && c.srv.closing.Load() {
 			continue // Shutdown's shorter deadline may have been overwritten
 		}
-		n, err := raw.Read(buf[:])
+		into := one[:]
+		if buf != nil {
+			into = buf[:]
+		}
+		n, err := raw.Read(into)
 		total += n
 		if err != nil {
 			return
+		}
+		if buf == nil {
+			buf = lingerPool.Get().(*[lingerBufSize]byte)
 		}
 	}
 }
