@@ -20,6 +20,7 @@ import (
 
 	"bulwark/internal/config"
 	"bulwark/internal/observe"
+	"bulwark/internal/supervise"
 	"bulwark/internal/tlsconf"
 )
 
@@ -135,7 +136,13 @@ func (c *adminClient) do(ctx context.Context, method, path string) ([]byte, erro
 		return body, err
 	}
 	// The server generated its token in tokenFile: as the same user or
-	// root, read it there and ask again.
+	// root, read it there and ask again, but only from a file of the user
+	// whose process listens on the admin address. Otherwise another local
+	// user listening there while Bulwark is down could name root's token
+	// file and collect the token from a `sudo bulwark reload`.
+	if err := tokenFileOwnedByListener(c.addr, tokenFile); err != nil {
+		return nil, fmt.Errorf("the admin server at %s names %s as its token file, which is not trusted: %w; pass --token", c.addr, tokenFile, err)
+	}
 	tok, _, rerr := observe.ReadToken(filepath.Dir(tokenFile))
 	if rerr != nil {
 		return nil, fmt.Errorf("the admin server at %s needs its token, kept in %s, which this user cannot read (%v): "+
@@ -261,4 +268,26 @@ func (c *adminClient) action(ctx context.Context, path string) (string, error) {
 		return strings.TrimSpace(string(body)), nil
 	}
 	return r.Message, nil
+}
+
+// tokenFileOwnedByListener checks that file belongs to a user that owns a
+// socket listening on addr. A file that cannot be looked at passes: reading
+// it fails next, with the error that says why.
+func tokenFileOwnedByListener(addr, file string) error {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return nil
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return errors.New("its owner cannot be read")
+	}
+	uids, err := supervise.ListenerUIDs("", dialAddr(addr))
+	if err != nil {
+		return err
+	}
+	if !uids[st.Uid] {
+		return fmt.Errorf("it belongs to uid %d, and no process of that user listens on %s", st.Uid, addr)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"bulwark/internal/observe"
@@ -244,6 +245,34 @@ func TestCLIFollowsTokenFileHeader(t *testing.T) {
 	if err := runReload(t.Context(), []string{"--admin", addr2}, &out, &out); err == nil ||
 		!strings.Contains(err.Error(), "cannot read") {
 		t.Errorf("reload with an unreadable token file = %v, want 'cannot read'", err)
+	}
+}
+
+// TestCLIRefusesTokenFileOfAnotherUser: a server that names a token file
+// of a user who does not own its listening socket (an impostor on the
+// admin port naming root's token) gets no token from the CLI.
+func TestCLIRefusesTokenFileOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the token file to another user")
+	}
+	isolateAdminEnv(t)
+	elsewhere := filepath.Join(t.TempDir(), "var-lib-bulwark")
+	tok, file, err := observe.EnsureToken(elsewhere)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(file, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	var reloads atomic.Int32
+	_, addr := startObserve(t, observe.Options{Token: tok, TokenFile: file, Snapshot: adminSnapshot(1, true),
+		OnReload: func() error { reloads.Add(1); return nil }})
+	var out bytes.Buffer
+	if err := runReload(t.Context(), []string{"--admin", addr}, &out, &out); err == nil || !strings.Contains(err.Error(), "not trusted") {
+		t.Errorf("reload with a token file of uid 65534 = %v, want it not trusted", err)
+	}
+	if reloads.Load() != 0 {
+		t.Error("the reload went through with a token read from another user's file")
 	}
 }
 

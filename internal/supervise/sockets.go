@@ -140,6 +140,44 @@ func listeningInodes(procRoot, dir, addr string) (map[uint64]bool, error) {
 // tcpListeners adds to out the inodes of the sockets in LISTEN state in a
 // /proc/net/tcp{,6} file that match ip (nil: any) and port.
 func tcpListeners(file string, ip net.IP, port uint16, out map[uint64]bool) error {
+	return eachTCPListener(file, ip, port, func(fields []string) {
+		if inode, err := strconv.ParseUint(fields[9], 10, 64); err == nil && inode != 0 {
+			out[inode] = true
+		}
+	})
+}
+
+// ListenerUIDs returns the user IDs that own the TCP sockets listening on
+// addr ("host:port"; a wildcard listener counts for every host), read from
+// /proc/net/tcp{,6} under procRoot ("" is /proc). The CLI uses it to check
+// that a token file the admin server names belongs to whoever listens there.
+func ListenerUIDs(procRoot, addr string) (map[uint32]bool, error) {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", addr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: bad port", addr)
+	}
+	ip := net.ParseIP(host)
+	out := map[uint32]bool{}
+	for _, f := range []string{"tcp", "tcp6"} {
+		_ = eachTCPListener(filepath.Join(procRoot, "net", f), ip, uint16(port), func(fields []string) {
+			if uid, err := strconv.ParseUint(fields[7], 10, 32); err == nil {
+				out[uint32(uid)] = true
+			}
+		})
+	}
+	return out, nil
+}
+
+// eachTCPListener calls fn with the fields of each socket in LISTEN state
+// in a /proc/net/tcp{,6} file that matches ip (nil: any) and port.
+func eachTCPListener(file string, ip net.IP, port uint16, fn func(fields []string)) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
@@ -164,9 +202,7 @@ func tcpListeners(file string, ip net.IP, port uint16, out map[uint64]bool) erro
 		if local == nil || (ip != nil && !local.IsUnspecified() && !ip.IsUnspecified() && !local.Equal(ip)) {
 			continue
 		}
-		if inode, err := strconv.ParseUint(fields[9], 10, 64); err == nil && inode != 0 {
-			out[inode] = true
-		}
+		fn(fields)
 	}
 	return sc.Err()
 }
