@@ -201,14 +201,19 @@ func (a *App) superviseOptions(cfg *config.Config) supervise.Options {
 // memory (the machine's, or its cgroup's) less what a fresh copy holds
 // (the app's RSS after its start-up, else its current RSS up to
 // max_memory) stays above the memory floor.
-func (a *App) secondInstanceFits() bool {
+func (a *App) secondInstanceFits() bool { return a.copyFits(a.watch) }
+
+// copyFits reports whether one more copy of the app that w watches fits
+// in the box above its floor: what a fresh copy held (w's baseline), else
+// what this one holds, at most max_memory.
+func (a *App) copyFits(w *memwatch.Watcher) bool {
 	box, err := memwatch.Box("", "")
 	if err != nil {
 		return false
 	}
-	need := a.watch.Baseline()
+	need := w.Baseline()
 	if need <= 0 {
-		need = a.watch.Last().RSS
+		need = w.Last().RSS
 		if limit := int64(a.config().App.MaxMemory); limit > 0 {
 			need = min(need, limit)
 		}

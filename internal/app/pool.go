@@ -82,21 +82,7 @@ func (a *App) poolOptions(cfg *config.Config, n int) supervise.PoolOptions {
 
 // workerFits reports whether a second copy of worker i fits next to the
 // running processes, as secondInstanceFits does for the single app.
-func (a *App) workerFits(i int) bool {
-	box, err := memwatch.Box("", "")
-	if err != nil {
-		return false
-	}
-	w := a.watches[i]
-	need := w.Baseline()
-	if need <= 0 {
-		need = w.Last().RSS
-		if limit := int64(a.config().App.MaxMemory); limit > 0 {
-			need = min(need, limit)
-		}
-	}
-	return box.MemAvailable-need >= memwatch.DefaultFloor(box.MemTotal)
-}
+func (a *App) workerFits(i int) bool { return a.copyFits(a.watches[i]) }
 
 // onWorkerMemoryExceeded recycles worker i for memory: gracefully and one
 // at a time under the graceful rule, at once (old process first) under

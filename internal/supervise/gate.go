@@ -189,13 +189,6 @@ func (g *gate) tryEnter() (gen *generation, addr string, ok bool) {
 	return g.gen, g.addr, true
 }
 
-// isOpen reports whether requests pass now.
-func (g *gate) isOpen() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.state == gateOpen
-}
-
 // swap starts a new generation and returns the old one for draining.
 func (g *gate) swap() *generation {
 	g.mu.Lock()

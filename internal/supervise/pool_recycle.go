@@ -110,9 +110,13 @@ func (p *Pool) roll1(reason string, do func(*worker) error) error {
 	defer p.roll.Unlock()
 	for _, wk := range p.workers {
 		before := wk.pid.Load()
-		wk.busy.Store(true)
+		// The flag may belong to a recycle queued or running already:
+		// leave it to that one.
+		was := wk.busy.Swap(true)
 		err := do(wk)
-		wk.busy.Store(false)
+		if !was {
+			wk.busy.Store(false)
+		}
 		if err != nil {
 			return fmt.Errorf("worker %d of %d: %w; the roll stopped there and the workers not yet replaced keep serving",
 				wk.index+1, len(p.workers), err)

@@ -14,9 +14,6 @@ import (
 func (p *Pool) refresh() {
 	var addrs []string
 	for _, wk := range p.workers {
-		if wk.sup == nil {
-			continue // still being built
-		}
 		if addr, ok := wk.routable(); ok {
 			addrs = append(addrs, addr)
 		}

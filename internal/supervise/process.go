@@ -358,6 +358,11 @@ func (s *Supervisor) awaitReady(ctx context.Context, o Options, inst *instance, 
 	for {
 		if ready(ctx, client, base+o.Health) {
 			// The answer counts only when the app's own tree listens there.
+			// An address Bulwark picked ({port}, {socket}) was free when
+			// picked: only a fixed one can be a leftover's.
+			if o.placeholder() != "" {
+				return nil
+			}
 			other, holders := foreignListener(o.env.procRoot, o.Dir, inst.addr, inst.pid)
 			if !other {
 				return nil

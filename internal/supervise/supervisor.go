@@ -154,7 +154,9 @@ func New(o Options) (*Supervisor, error) {
 		backoff:  o.BackoffMin,
 		status:   Status{State: StateStopped, Since: time.Now(), Restarts: map[string]int{}},
 	}
-	for _, r := range []string{ReasonCrash, ReasonMemory, ReasonManual, ReasonReload} {
+	// A pool's worker is also recycled for its own reasons: counted under
+	// them, not as manual restarts nobody asked for.
+	for _, r := range []string{ReasonCrash, ReasonMemory, ReasonManual, ReasonReload, ReasonMaxRequests, ReasonMaxLifetime, ReasonRequestTimeout} {
 		s.restarts[r] = set.GetOrCreateCounter(metricName("bulwark_app_restarts_total", o.worker, r))
 	}
 	return s, nil
