@@ -243,7 +243,23 @@ func (c *h2Conn) serve() {
 					c.maxID = se.id
 					c.mu.Unlock()
 				}
+				// A reset this side sends on a stream still open is
+				// charged like one the client sends: a client could
+				// otherwise provoke resets (a zero WINDOW_UPDATE, too
+				// much DATA) to start handlers without limit
+				// ("MadeYouReset", CVE-2025-8671). A refused stream has
+				// no stream here, and was charged when refused.
+				c.mu.Lock()
+				st := c.stream(se.id)
+				charge := st != nil && !st.over.Load()
+				c.mu.Unlock()
 				c.resetStream(se.id, se.code)
+				if charge {
+					if err := c.chargeReset(time.Now()); err != nil {
+						c.end(err)
+						return
+					}
+				}
 				continue
 			}
 			c.end(err)

@@ -104,6 +104,41 @@ func TestH2RapidResetEndsConnection(t *testing.T) {
 	}
 }
 
+// TestH2MadeYouResetEndsConnection is CVE-2025-8671: a client that makes
+// the server reset its streams (here a WINDOW_UPDATE of 0, a stream
+// error) instead of resetting them itself is charged the same way, and
+// ends with GOAWAY ENHANCE_YOUR_CALM after a bounded number of handlers.
+func TestH2MadeYouResetEndsConnection(t *testing.T) {
+	var calls atomic.Int64
+	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		select { // as the proxy would: until the client is gone
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}), true, nil)
+	r := ts.dialH2(t)
+	werr := make(chan error, 1)
+	go func() {
+		werr <- floodH2(r, 1, 20000, true, func(fr *http2.Framer, id uint32) error {
+			fr.AllowIllegalWrites = true // an increment of 0 is the point
+			return fr.WriteWindowUpdate(id, 0)
+		})
+	}()
+	ga := goAwayThenClose(t, r, 100000)
+	if ga.ErrCode != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM", ga.ErrCode)
+	}
+	r.c.Close()
+	<-werr
+	if n := calls.Load(); n > 400 {
+		t.Errorf("the handler ran %d times, want at most 400", n)
+	}
+	if got := ts.set.GetOrCreateCounter(`bulwark_rejected_total{reason="h2_rapid_reset"}`).Get(); got != 1 {
+		t.Errorf("h2_rapid_reset counted %d times, want 1", got)
+	}
+}
+
 // TestH2SomeResetsAllowed: a client that cancels everything it has in
 // flight once (a browser leaving a page) keeps its connection.
 func TestH2SomeResetsAllowed(t *testing.T) {

@@ -372,7 +372,9 @@ func (c *h2Conn) endBlock() error {
 	case b.trailers:
 		return c.endTrailers(b)
 	}
+	c.mu.Lock() // goAway reads it from Shutdown's goroutine
 	c.maxID = id
+	c.mu.Unlock()
 	if b.selfDep {
 		return h2StreamError{id, errProtocol, "stream depends on itself"}
 	}
