@@ -710,12 +710,18 @@ func TestZeroDowntimeSocket(t *testing.T) {
 	if code, body, _, err := h.get("/"); err != nil || code != http.StatusOK || body != strconv.Itoa(first.PID) {
 		t.Fatalf("GET / over the socket = %d %q %v, want 200 from pid %d", code, body, err, first.PID)
 	}
+	before := time.Now()
 	if err := h.s.Restart(ReasonManual); err != nil {
 		t.Fatalf("Restart() = %v", err)
 	}
 	st := h.s.Status()
 	if st.Address == first.Address || st.PID == first.PID {
 		t.Errorf("after restart %s pid %d, want a new socket and pid", st.Address, st.PID)
+	}
+	// The swap goes from ready to ready; the uptime status shows is the
+	// new process's.
+	if st.State != StateReady || st.Since.Before(before) {
+		t.Errorf("after restart: %s since %v, want ready since the restart (%v or later)", st.State, st.Since, before)
 	}
 	if _, err := os.Stat(filepath.Dir(sock)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("old socket directory still there after the old app stopped: %v", err)

@@ -191,7 +191,9 @@ func (s *Supervisor) Status() Status {
 func (s *Supervisor) setState(state string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.status.State != state {
+	// A zero-downtime swap goes from ready to ready: Since must still be
+	// the new process's, or status shows the old one's age as the uptime.
+	if s.status.State != state || state == StateReady && s.cur != nil && s.cur.pid != s.status.PID {
 		s.status.State, s.status.Since = state, time.Now()
 	}
 	if state != StateFailing {
