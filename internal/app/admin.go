@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,7 +35,11 @@ type adminServer struct {
 }
 
 func newAdminServer(a *App, cfg *config.Config) (*adminServer, error) {
-	as := &adminServer{a: a, lastRestarts: map[string]int{}}
+	// Counts handed over by an upgrade are not new restarts.
+	as := &adminServer{a: a, lastRestarts: maps.Clone(a.restartCounts())}
+	if as.lastRestarts == nil {
+		as.lastRestarts = map[string]int{}
+	}
 	srv, err := observe.New(observe.Options{
 		Listen: cfg.Admin.Listen,
 		Token:  cfg.Admin.Token,
@@ -144,6 +149,11 @@ func (as *adminServer) snapshot() observe.Snapshot {
 	if a.sup != nil {
 		st := a.sup.Status()
 		tree := a.watch.Last()
+		if tree.Root != st.PID {
+			// A sample of the process before a restart, or none yet: its
+			// PIDs and start times are not the app's.
+			tree = memwatch.TreeSample{}
+		}
 		info := &observe.AppInfo{
 			State: st.State, PID: st.PID, Since: st.Since, Restarts: st.Restarts,
 			LastExit: st.LastExit, MaxMemory: int64(cfg.App.MaxMemory), RSS: tree.RSS, PSS: tree.PSS,
@@ -157,12 +167,25 @@ func (as *adminServer) snapshot() observe.Snapshot {
 			info.Procs = append(info.Procs, observe.ProcInfo{PID: p.PID, RSS: p.RSS, PSS: p.PSS, StartTime: p.StartTime, Cmdline: p.Cmdline})
 		}
 		s.App = info
+		s.Upstreams = supervisedUpstreams(st, s.Upstreams)
 		as.noteRestarts(st.Restarts, st.LastExit)
 		if cfg.Observe.Database != "" {
 			s.DBPoolPerProcess = dbPoolPerProcess(cfg)
 		}
 	}
 	return s
+}
+
+// supervisedUpstreams is the upstream status shows for a supervised app:
+// the proxy's address while the app serves, otherwise the address of the
+// instance starting now ("" when none runs), not up. The proxy keeps the
+// last ready instance's address until a new one is ready, which during a
+// crash loop with {socket} names a socket that is gone.
+func supervisedUpstreams(st supervise.Status, proxied []observe.UpstreamInfo) []observe.UpstreamInfo {
+	if st.State == supervise.StateReady {
+		return proxied
+	}
+	return []observe.UpstreamInfo{{Address: st.Address, Up: false}}
 }
 
 // dbPoolPerProcess is DB_POOL_SIZE + DB_MAX_OVERFLOW as the app gets them;

@@ -187,6 +187,10 @@ func New(cfg *config.Config, o Options) (*App, error) {
 		add("app", err)
 	}
 
+	if a.opts.Upgrader != nil && (a.sup != nil || a.pool != nil) {
+		a.takeHandover(a.opts.Upgrader)
+	}
+
 	a.proxy, err = proxy.New(a.proxyOptions(cfg))
 	add("upstream", err)
 

@@ -211,7 +211,14 @@ func fmtSeconds(sec float64) string {
 // it takes requests.
 func fmtUpstreams(us []observe.UpstreamInfo) string {
 	if len(us) == 1 {
-		return us[0].Address
+		switch u := us[0]; {
+		case u.Up:
+			return u.Address
+		case u.Address == "":
+			return "none: the app is not ready"
+		default:
+			return u.Address + " (not ready)"
+		}
 	}
 	parts := make([]string, len(us))
 	for i, u := range us {

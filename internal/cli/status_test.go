@@ -322,3 +322,22 @@ func TestRenderDB(t *testing.T) {
 		t.Errorf("renderDB =\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestFmtUpstreamsNotReady: the one address of a supervised app that is
+// not ready (a crash loop, say) is not shown as if it served.
+func TestFmtUpstreamsNotReady(t *testing.T) {
+	tests := []struct {
+		us   []observe.UpstreamInfo
+		want string
+	}{
+		{[]observe.UpstreamInfo{{Address: "unix:/run/a.sock", Up: true}}, "unix:/run/a.sock"},
+		{[]observe.UpstreamInfo{{Address: "unix:/run/b.sock"}}, "unix:/run/b.sock (not ready)"},
+		{[]observe.UpstreamInfo{{}}, "none: the app is not ready"},
+		{[]observe.UpstreamInfo{{Address: "a:1", Up: true}, {Address: "b:1"}}, "a:1 up · b:1 down"},
+	}
+	for _, tt := range tests {
+		if got := fmtUpstreams(tt.us); got != tt.want {
+			t.Errorf("fmtUpstreams(%+v) = %q, want %q", tt.us, got, tt.want)
+		}
+	}
+}

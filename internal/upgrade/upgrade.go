@@ -74,6 +74,14 @@ type Upgrader struct {
 	realStderr *os.File
 	restore    bool
 
+	// stateFile carries the handed-over state (state.go); received is
+	// what the old process handed this one; state makes what this one
+	// hands on, guarded by stateMu.
+	stateFile *os.File
+	received  []byte
+	stateMu   sync.Mutex
+	state     func() []byte
+
 	ok, failed *metrics.Counter
 }
 
@@ -113,6 +121,11 @@ func New(o Options) (*Upgrader, error) {
 		if f, err := tf.Fds.File(stderrFile); err == nil && f != nil {
 			u.realStderr, u.restore = f, true // passed on to the next upgrade too
 		}
+	}
+	if err := u.openState(); err != nil {
+		// Counters start from zero after the next upgrade; nothing else
+		// depends on the handover.
+		u.log.Warn("upgrades cannot hand over this process's counters", "err", err)
 	}
 	if u.realStderr == nil {
 		u.realStderr = os.Stderr
@@ -225,6 +238,9 @@ func (u *Upgrader) Ready() error {
 // exited, and after Stop.
 func (u *Upgrader) Upgrade() error {
 	u.log.Info("upgrade: starting the new binary", "binary", u.binary, "pid", os.Getpid())
+	if err := u.writeState(); err != nil {
+		u.log.Warn("upgrade: the new process starts without this one's counters", "err", err)
+	}
 	err := u.upgradeTeed()
 	if serr := writeStatus(u.opts.PIDFile, os.Getpid(), err); serr != nil {
 		u.log.Warn("upgrade: cannot record the outcome for 'bulwark upgrade'", "err", serr)

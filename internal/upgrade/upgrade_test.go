@@ -96,7 +96,16 @@ func serveForTest() int {
 		log.Error("test server: ready", "err", err)
 		return 2
 	}
-	log.Info("test server: serving", "pid", os.Getpid(), "addr", ln.Addr().String())
+	// The generation counts upgrades through the state handover, as
+	// Bulwark's restart counters do.
+	gen := 1
+	if b := u.Handover(); b != nil {
+		if n, err := strconv.Atoi(string(b)); err == nil {
+			gen = n + 1
+		}
+	}
+	u.SetHandover(func() []byte { return []byte(strconv.Itoa(gen)) })
+	log.Info("test server: serving", "pid", os.Getpid(), "addr", ln.Addr().String(), "generation", gen)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGUSR2, syscall.SIGTERM)
@@ -427,6 +436,11 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	}
 	n = l.answers(third)
 	waitFor(t, 10*time.Second, "answers from the third process", func() bool { return l.answers(third) >= n+6 })
+	// State handed over twice (state.go): the third process knows it is
+	// the third generation.
+	if want := fmt.Sprintf("pid=%d addr=%s generation=3", third, first.addr); !strings.Contains(first.log(), want) {
+		t.Errorf("the third process's log lacks %q: the state was not handed over:\n%s", want, first.log())
+	}
 
 	byPID := l.check(t)
 	for _, pid := range []int{first.pid, second, third} {
