@@ -53,7 +53,6 @@ const (
 	DefaultUpstreamAddress   = "127.0.0.1:8002"
 	DefaultUpstreamKeepalive = 32
 	DefaultUpstreamTimeout   = 60 * time.Second // connect, send and read, as nginx
-	DefaultQueue             = 100
 	DefaultQueueTimeout      = 30 * time.Second
 	DefaultBodyBuffer        = 128 * KiB
 	DefaultSpoolDisk         = 1 * GiB
@@ -319,6 +318,26 @@ type Memory struct {
 
 	// profile is the profile in force, set by ApplyProfile, for "auto".
 	profile string
+}
+
+// The admission queue is bounded by memory, not by a small count (issue
+// 16): a request waiting for a slot costs QueueRequestCost of Go heap and
+// stack (measured by bench/cmd/queuecost, h1 10.1 KiB, h2 7.3 KiB per
+// stream), and the queue may take half of memory.limit. Past that the
+// memory-pressure shedding at 90 % of the limit still holds.
+const (
+	// QueueRequestCost is what one waiting request costs, rounded up.
+	QueueRequestCost = 10 * KiB
+	// DefaultQueue is upstream.queue for the medium profile's 96MiB:
+	// 48MiB ÷ 10KiB = 4915, rounded down to 4900.
+	DefaultQueue = int(MemoryLimitMedium / 2 / QueueRequestCost / 100 * 100)
+)
+
+// QueueFor returns upstream.queue's default for a Go memory limit of
+// limit bytes: half of it divided by QueueRequestCost, rounded down to a
+// hundred, at least 100.
+func QueueFor(limit int64) int {
+	return max(int(limit/2/int64(QueueRequestCost)/100*100), 100)
 }
 
 // Memory limits that Limit "auto" resolves to, per profile.

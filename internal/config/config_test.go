@@ -315,12 +315,12 @@ func TestPrecedence(t *testing.T) {
 		want    any
 		wantSrc Source
 	}{
-		{"upstream.address", c.Upstream.Address, Addresses{"127.0.0.1:9000"}, SourceEnv},  // env beats file
-		{"upstream.keepalive", c.Upstream.Keepalive, 5, SourceFile},                       // file beats default
-		{"limits.max_body", c.Limits.MaxBody, 10 * MiB, SourceFile},                       // file beats profile
-		{"upstream.max_concurrency", c.Upstream.MaxConcurrency, 30, SourceProfile},        // profile beats default
-		{"app.check_interval", c.App.CheckInterval, Duration(2 * time.Second), SourceEnv}, // env beats default
-		{"upstream.queue", c.Upstream.Queue, DefaultQueue, SourceDefault},
+		{"upstream.address", c.Upstream.Address, Addresses{"127.0.0.1:9000"}, SourceEnv},     // env beats file
+		{"upstream.keepalive", c.Upstream.Keepalive, 5, SourceFile},                          // file beats default
+		{"limits.max_body", c.Limits.MaxBody, 10 * MiB, SourceFile},                          // file beats profile
+		{"upstream.max_concurrency", c.Upstream.MaxConcurrency, 30, SourceProfile},           // profile beats default
+		{"app.check_interval", c.App.CheckInterval, Duration(2 * time.Second), SourceEnv},    // env beats default
+		{"upstream.queue", c.Upstream.Queue, QueueFor(int64(MemoryLimitLow)), SourceProfile}, // from memory.limit
 	}
 	for _, tt := range tests {
 		if !reflect.DeepEqual(tt.got, tt.want) || c.Sources[tt.key] != tt.wantSrc {
@@ -629,5 +629,32 @@ func TestAppEnviron(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, wantList) {
 		t.Errorf("AppEnviron() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantList, "\n"))
+	}
+}
+
+// TestQueueFromMemoryLimit: upstream.queue's default follows memory.limit
+// (half of it at QueueRequestCost a waiting request), and a count in the
+// file is kept as it is.
+func TestQueueFromMemoryLimit(t *testing.T) {
+	tests := []struct {
+		file string
+		want int
+		src  Source
+	}{
+		{"", 2400, SourceProfile}, // low: 24MiB ÷ 10KiB
+		{"[memory]\nlimit = \"200MiB\"\n", 10200, SourceProfile},
+		{"[upstream]\nqueue = 7\n", 7, SourceFile},
+		{"[upstream]\nqueue = 0\n", 0, SourceFile},
+	}
+	for _, tt := range tests {
+		o := machine("box512mib")
+		o.Path = writeConfig(t, tt.file)
+		c, err := Load(o)
+		if err != nil {
+			t.Fatalf("Load(%q) = %v", tt.file, err)
+		}
+		if c.Upstream.Queue != tt.want || c.Sources["upstream.queue"] != tt.src {
+			t.Errorf("%q: upstream.queue = %d from %q, want %d from %q", tt.file, c.Upstream.Queue, c.Sources["upstream.queue"], tt.want, tt.src)
+		}
 	}
 }

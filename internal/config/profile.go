@@ -103,6 +103,8 @@ func ApplyProfile(c *Config, name string) {
 	set("limits.spool_memory", func() { c.Limits.SpoolMemory = p.spoolMemory })
 	set("upstream.max_concurrency", func() { c.Upstream.MaxConcurrency = p.maxConcurrency })
 	set("memory.release_interval", func() { c.Memory.ReleaseInterval = Duration(p.releaseInterval) })
+	// After c.Memory.profile is set: "auto" depends on it.
+	set("upstream.queue", func() { c.Upstream.Queue = QueueFor(c.Memory.LimitBytes()) })
 	// For these keys the file's 0 (or "") names the profile's value too.
 	setUnless := func(key string, isProfile bool, apply func()) {
 		if isProfile {

@@ -69,6 +69,9 @@ func (c *Config) Render() string {
 		if k.path == "memory.limit" && c.Memory.Limit == DefaultMemoryLimit {
 			comment += fmt.Sprintf(" (%s)", ByteSize(c.Memory.LimitBytes()))
 		}
+		if k.path == "upstream.queue" && c.Sources[k.path] == SourceProfile {
+			comment += fmt.Sprintf(" (half of memory.limit %s ÷ %s a waiting request)", ByteSize(c.Memory.LimitBytes()), ByteSize(QueueRequestCost))
+		}
 		fmt.Fprintf(&b, "%s = %s  # %s\n", k.name, val, comment)
 		if k.path == "app.env" && len(c.App.Command) > 0 {
 			c.renderAppEnviron(&b)
