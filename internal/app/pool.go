@@ -41,6 +41,9 @@ func poolNote(cfg *config.Config) []string {
 func (a *App) newPool(cfg *config.Config) (*supervise.Pool, error) {
 	n, why := poolSize(cfg)
 	a.watches = make([]*memwatch.Watcher, n)
+	// One source for all: one walk of /proc per tick serves every worker,
+	// and the cgroup is found once.
+	src := memwatch.NewSource("", "")
 	for i := range n {
 		a.watches[i] = memwatch.New(memwatch.Options{
 			Interval: cfg.App.CheckInterval.D(),
@@ -48,6 +51,7 @@ func (a *App) newPool(cfg *config.Config) (*supervise.Pool, error) {
 			Grace:    3 * cfg.App.CheckInterval.D(),
 			OnExceed: func(e memwatch.Exceed) { a.onWorkerMemoryExceeded(i, e) },
 			Logger:   a.log.With("worker", i),
+			Source:   src,
 			// Metrics: a private set each; the pool's series carry the
 			// worker label.
 		})
