@@ -272,7 +272,7 @@ func TestPoolRollStopsOnFailure(t *testing.T) {
 	h := startPool(t, PoolOptions{Workers: 2, WorkerFits: func(int) bool { return true }}, nil)
 	waitPoolReady(t, h, 2)
 	first := h.workerPIDs()
-	o := h.p.opts
+	o := *h.p.opts.Load()
 	o.App.Env = map[string]string{"FAKEAPP": "1", "FAKEAPP_EXIT": "2", "GORACE": "atexit_sleep_ms=0"}
 	err := h.p.UpdateWait(o)
 	var se *StartError
