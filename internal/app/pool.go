@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"bulwark/internal/config"
 	"bulwark/internal/memwatch"
@@ -52,9 +53,13 @@ func (a *App) newPool(cfg *config.Config) (*supervise.Pool, error) {
 			OnExceed: func(e memwatch.Exceed) { a.onWorkerMemoryExceeded(i, e) },
 			Logger:   a.log.With("worker", i),
 			Source:   src,
-			// Metrics: a private set each; the pool's series carry the
-			// worker label.
+			// Metrics: a private set each; the pool's series below carry
+			// the worker label.
 		})
+		// By index, never by PID: a recycle must not mint new series.
+		w, label := a.watches[i], `{worker="`+strconv.Itoa(i)+`"}`
+		a.set.GetOrCreateGauge("bulwark_app_worker_rss_bytes"+label, func() float64 { return float64(w.Last().RSS) })
+		a.set.GetOrCreateGauge("bulwark_app_worker_pss_bytes"+label, func() float64 { return float64(w.Last().PSS) })
 	}
 	a.log.Debug("app pool size", "workers", n, "why", why)
 	return supervise.NewPool(a.poolOptions(cfg, n))

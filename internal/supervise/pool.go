@@ -142,6 +142,11 @@ func NewPool(o PoolOptions) (*Pool, error) {
 		sup.gate.onChange = p.refresh
 		wk.sup = sup
 		p.workers = append(p.workers, wk)
+		// By index, never by PID: a recycle must not mint new series.
+		app.Metrics.GetOrCreateGauge(metricName("bulwark_app_worker_in_flight", strconv.Itoa(i), ""),
+			func() float64 { return float64(wk.sup.InFlight()) })
+		app.Metrics.GetOrCreateGauge(metricName("bulwark_app_worker_served", strconv.Itoa(i), ""),
+			func() float64 { return float64(wk.served.Load()) })
 	}
 	app.Metrics.GetOrCreateGauge("bulwark_app_workers_ready", func() float64 { return float64(p.Ready()) })
 	return p, nil
