@@ -4,6 +4,7 @@
 #   bench/run.sh                 full run: 3 runs of everything (~20-25 min on 2 cores)
 #   bench/run.sh --quick         1 run, smaller N, shorter loads (development)
 #   bench/run.sh --runs 5 --only idle,load
+#   bench/run.sh pool            the worker pool against nginx + gunicorn (bench/pool.sh)
 #
 # It installs the peers from Debian's packages when missing (services kept from
 # starting), builds Bulwark and the bench tool, raises the fd limit, runs
@@ -14,6 +15,12 @@ set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/.." && pwd)
+# `bench/run.sh pool [options]`: the pool benchmark against nginx +
+# gunicorn (bench/pool.sh, bench/README.md).
+if [ "${1:-}" = pool ]; then
+	shift
+	exec "$BENCH/pool.sh" "$@"
+fi
 WORK=$(mktemp -d /tmp/bulwarkbench.XXXXXX)
 chmod 755 "$WORK" # nginx workers (user nobody) reach their temp dirs inside
 SUITE_PID=

@@ -271,7 +271,43 @@ func TestPoolMaxRequests(t *testing.T) {
 	if len(slices.Compact(slices.Sorted(slices.Values(lines)))) < 2 {
 		t.Errorf("every recycle came at the same count %v: no jitter", lines)
 	}
+	checkWorkerSeries(t, in, 3, 6)
 	noRace(t, in)
+}
+
+// checkWorkerSeries scrapes /metrics: one series of each per-worker
+// metric for each of the n workers, labelled by index (so the recycles
+// added none), a memory sample for each, once at least recycles are
+// counted under max_requests.
+func checkWorkerSeries(t *testing.T, in *instance, n, recycles int) {
+	t.Helper()
+	var m map[string]float64
+	const done = `bulwark_app_recycles_total{reason="max_requests"}`
+	// The count is taken once a replacement serves; the log line, when
+	// the recycle begins.
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d recycles counted", recycles), func() bool {
+		m = scrape(t, in.admin)
+		return m[done] >= float64(recycles)
+	})
+	for _, base := range []string{"bulwark_app_worker_rss_bytes", "bulwark_app_worker_pss_bytes",
+		"bulwark_app_worker_requests_total", "bulwark_app_worker_served", "bulwark_app_worker_in_flight"} {
+		count := 0
+		for name := range m {
+			if strings.HasPrefix(name, base+"{") {
+				count++
+			}
+		}
+		if count != n {
+			t.Errorf("%d series of %s, want %d: one per worker index, none per process", count, base, n)
+		}
+	}
+	for i := range n {
+		w := fmt.Sprintf(`{worker="%d"}`, i)
+		if m["bulwark_app_worker_rss_bytes"+w] <= 0 || m["bulwark_app_worker_requests_total"+w] <= 0 {
+			t.Errorf("worker %d: rss %v, requests %v; want both above 0", i,
+				m["bulwark_app_worker_rss_bytes"+w], m["bulwark_app_worker_requests_total"+w])
+		}
+	}
 }
 
 var recycleRE = regexp.MustCompile(`recycling worker.*reason=max_requests served=(\d+)`)

@@ -5,8 +5,11 @@ POST /upload    reads the body in chunks and answers its length and sha256,
                 so the client checks that the proxy passed it byte-identical
 GET /download   streams `size` bytes of a deterministic pattern (see
                 bench/cmd/bulwarkbench/pattern.go), so the client checks them
+GET /cpu        burns `ms` (default 5) milliseconds of CPU on the event loop,
+                a CPU-bound handler: the pool benchmark (bench/pool.sh)
 """
 import hashlib
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
@@ -49,3 +52,15 @@ async def download(size: int = 20 << 20, seed: str = "bulwark"):
 
     return StreamingResponse(gen(), media_type="application/octet-stream",
                              headers={"Content-Length": str(size)})
+
+
+@app.get("/cpu")
+async def cpu(ms: float = 5.0):
+    # CPU time of this thread, not wall time: on a busy machine the request
+    # still costs the same work, and the event loop is blocked meanwhile,
+    # as with any CPU-bound handler.
+    end = time.thread_time() + ms / 1000
+    spins = 0
+    while time.thread_time() < end:
+        spins += 1
+    return {"spins": spins}

@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"bulwark/internal/config"
 	"bulwark/internal/memwatch"
@@ -41,6 +42,9 @@ func poolNote(cfg *config.Config) []string {
 func (a *App) newPool(cfg *config.Config) (*supervise.Pool, error) {
 	n, why := poolSize(cfg)
 	a.watches = make([]*memwatch.Watcher, n)
+	// One source for all: one walk of /proc per tick serves every worker,
+	// and the cgroup is found once.
+	src := memwatch.NewSource("", "")
 	for i := range n {
 		a.watches[i] = memwatch.New(memwatch.Options{
 			Interval: cfg.App.CheckInterval.D(),
@@ -48,9 +52,14 @@ func (a *App) newPool(cfg *config.Config) (*supervise.Pool, error) {
 			Grace:    3 * cfg.App.CheckInterval.D(),
 			OnExceed: func(e memwatch.Exceed) { a.onWorkerMemoryExceeded(i, e) },
 			Logger:   a.log.With("worker", i),
-			// Metrics: a private set each; the pool's series carry the
-			// worker label.
+			Source:   src,
+			// Metrics: a private set each; the pool's series below carry
+			// the worker label.
 		})
+		// By index, never by PID: a recycle must not mint new series.
+		w, label := a.watches[i], `{worker="`+strconv.Itoa(i)+`"}`
+		a.set.GetOrCreateGauge("bulwark_app_worker_rss_bytes"+label, func() float64 { return float64(w.Last().RSS) })
+		a.set.GetOrCreateGauge("bulwark_app_worker_pss_bytes"+label, func() float64 { return float64(w.Last().PSS) })
 	}
 	a.log.Debug("app pool size", "workers", n, "why", why)
 	return supervise.NewPool(a.poolOptions(cfg, n))

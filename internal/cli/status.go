@@ -85,8 +85,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // statusLayout bounds what renderStatus prints.
 type statusLayout struct {
-	width    int // columns; lines are cut to fit
-	maxProcs int // app processes listed; 0 means all
+	width    int  // columns; lines are cut to fit
+	maxProcs int  // app processes listed; 0 means all
+	noWorker bool // leave out the worker lines (top shows them as a table)
 }
 
 // renderStatus formats st as the one screen of "bulwark status".
@@ -134,7 +135,11 @@ func renderStatus(st *observe.Status, addr string, lay statusLayout) string {
 		if app.LastExit != "" {
 			line("%-12s last exit: %s", "", app.LastExit)
 		}
-		for _, w := range app.Workers { // a pool: one row per worker
+		workers := app.Workers
+		if lay.noWorker {
+			workers = nil
+		}
+		for _, w := range workers { // a pool: one row per worker
 			line("%-12s %d pid %d %s · RSS %s · served %d · in flight %d · up %s · last recycle %s", "  worker",
 				w.Index, w.PID, w.State, fmtBytes(w.RSS), w.Served, w.InFlight, uptimeAt(st.Time, w.Started), cmp.Or(w.LastRecycle, "-"))
 		}

@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -149,9 +151,25 @@ func renderTop(st *observe.Status, fetchErr error, addr string, width, height in
 		// Lines besides the process list: header 2, table head 1, bulwark
 		// 1, app total 1, blank 1, app 2, conns 1, requests 1, memory 3,
 		// db 1, blank 1, sparklines 3, footer 1 = 20.
-		maxProcs := max(height-20, 1)
-		b.WriteString(renderStatus(st, addr, statusLayout{width: width, maxProcs: maxProcs}))
+		room := max(height-20, 1) // lines for the app's processes and workers
+		maxProcs, shown := room, 0
+		var workers []observe.WorkerInfo
+		if st.App != nil {
+			workers = st.App.Workers
+		}
+		if n := len(workers); n > 0 {
+			// The worker table (head, rows, blank) shares the room with
+			// the process list, which keeps its main process.
+			avail := room - min(len(st.App.Procs), 1) - 2
+			shown = n
+			if n > avail {
+				shown = max(avail-1, 1) // and a line saying how many are left out
+			}
+			maxProcs = max(room-topWorkerLines(n, shown), 1)
+		}
+		b.WriteString(renderStatus(st, addr, statusLayout{width: width, maxProcs: maxProcs, noWorker: true}))
 		b.WriteByte('\n')
+		b.WriteString(renderWorkers(workers, shown, st.Time, width))
 		if h := st.History; h != nil {
 			var appRSS []int64
 			if st.App != nil {
@@ -167,6 +185,44 @@ func renderTop(st *observe.Status, fetchErr error, addr string, width, height in
 	if tty {
 		b.WriteString(fitWidth("q quit", width) + "\n")
 	}
+	return b.String()
+}
+
+// topWorkerLines is the number of lines renderWorkers writes.
+func topWorkerLines(total, shown int) int {
+	switch {
+	case total == 0:
+		return 0
+	case shown < total:
+		return shown + 3
+	}
+	return shown + 2
+}
+
+// renderWorkers formats the pool's workers as a table, at most shown rows
+// and a line saying how many are left out; nothing for a single app.
+func renderWorkers(ws []observe.WorkerInfo, shown int, now time.Time, width int) string {
+	if len(ws) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	row := func(format string, a ...any) {
+		b.WriteString(fitWidth(fmt.Sprintf(format, a...), width) + "\n")
+	}
+	const format = "%-6s %7s %-8s %8s %8s %7s %6s %6s  %s"
+	row(format, "WORKER", "PID", "STATE", "RSS", "PSS", "SERVED", "FLIGHT", "AGE", "LAST RECYCLE")
+	for _, w := range ws[:min(shown, len(ws))] {
+		pid := "-"
+		if w.PID > 0 {
+			pid = strconv.Itoa(w.PID)
+		}
+		row(format, strconv.Itoa(w.Index), pid, fitWidth(w.State, 8), fmtBytesOrDash(w.RSS), fmtBytesOrDash(w.PSS),
+			strconv.FormatInt(w.Served, 10), strconv.Itoa(w.InFlight), uptimeAt(now, w.Started), cmp.Or(w.LastRecycle, "-"))
+	}
+	if shown < len(ws) {
+		row("  … %d more workers", len(ws)-shown)
+	}
+	b.WriteByte('\n')
 	return b.String()
 }
 

@@ -153,3 +153,74 @@ func TestSparkLineWidth(t *testing.T) {
 		t.Errorf("sparkLine = %q, want the latest (highest) sample last, then the value", got)
 	}
 }
+
+// poolSnapshot is adminSnapshot with the app as a pool of n workers.
+func poolSnapshot(n int) func() observe.Snapshot {
+	base := adminSnapshot(0, true)
+	return func() observe.Snapshot {
+		s := base()
+		for i := range n {
+			w := observe.WorkerInfo{Index: i, PID: 7000 + i, State: "running", RSS: int64(70+i) << 20,
+				PSS: int64(55+i) << 20, Served: int64(100 * (i + 1)), InFlight: i % 2,
+				Started: time.Now().Add(-time.Duration(i+1) * time.Minute)}
+			if i == 1 {
+				w.LastRecycle = "max_requests"
+			}
+			s.App.Workers = append(s.App.Workers, w)
+			s.App.RSS += w.RSS
+			s.App.PSS += w.PSS
+		}
+		return s
+	}
+}
+
+func TestTopWorkerRows(t *testing.T) {
+	snap := poolSnapshot(3)()
+	now := time.Now()
+	got := renderWorkers(snap.App.Workers, 3, now, 80)
+	for _, want := range []string{
+		"WORKER     PID STATE         RSS      PSS  SERVED FLIGHT    AGE  LAST RECYCLE",
+		"0         7000 running  70.0 MiB 55.0 MiB     100      0  1m00s  -",
+		"1         7001 running  71.0 MiB 56.0 MiB     200      1  2m00s  max_requests",
+		"2         7002 running  72.0 MiB 57.0 MiB     300      0  3m00s  -",
+	} {
+		if !strings.Contains(got, want+"\n") {
+			t.Errorf("worker table lacks %q:\n%s", want, got)
+		}
+	}
+	checkFits(t, got, 80)
+	if cut := renderWorkers(snap.App.Workers, 1, now, 80); !strings.Contains(cut, "… 2 more workers") ||
+		strings.Count(cut, "\n") != topWorkerLines(3, 1) {
+		t.Errorf("table cut to one row = %q, want one row, a line saying 2 more, %d lines", cut, topWorkerLines(3, 1))
+	}
+
+	// Through top: the table replaces status's worker lines, in 24 lines.
+	_, addr := startObserve(t, observe.Options{Snapshot: poolSnapshot(3)})
+	var out bytes.Buffer
+	if err := runTop(t.Context(), []string{"--admin", addr, "--frames", "1"}, &out, &out); err != nil {
+		t.Fatalf("top: %v", err)
+	}
+	f := out.String()
+	if !strings.Contains(f, "\nWORKER ") || !strings.Contains(f, "\n0         7000 running ") || strings.Contains(f, "  worker ") {
+		t.Errorf("frame lacks the worker table, or repeats status's worker lines:\n%s", f)
+	}
+	if n := strings.Count(f, "\n"); n > 24 {
+		t.Errorf("frame with 3 workers is %d lines, want at most 24:\n%s", n, f)
+	}
+	checkFits(t, f, 80)
+}
+
+func TestTopFitsWithManyWorkers(t *testing.T) {
+	_, addr := startObserve(t, observe.Options{Snapshot: poolSnapshot(16)})
+	var out bytes.Buffer
+	if err := runTop(t.Context(), []string{"--admin", addr, "--frames", "1"}, &out, &out); err != nil {
+		t.Fatalf("top: %v", err)
+	}
+	if n := strings.Count(out.String(), "\n"); n > 24 {
+		t.Errorf("frame with 16 workers is %d lines, want at most 24:\n%s", n, out.String())
+	}
+	if !strings.Contains(out.String(), "more workers") {
+		t.Errorf("frame with 16 workers does not say some are left out:\n%s", out.String())
+	}
+	checkFits(t, out.String(), 80)
+}

@@ -36,21 +36,39 @@ func DefaultFloor(total int64) int64 {
 // minus its usage less the inactive page cache (which the kernel reclaims
 // before it kills). It reads cgroup v2 memory.max/memory.current and v1
 // memory.limit_in_bytes/memory.usage_in_bytes. procRoot "" means /proc,
-// cgroupRoot "" means DefaultCgroupRoot.
+// cgroupRoot "" means DefaultCgroupRoot. A Source finds the cgroups once
+// and then only reads their numbers.
 func Box(procRoot, cgroupRoot string) (MachineSample, error) {
-	m, err := Machine(procRoot)
-	if err != nil {
-		return m, err
-	}
+	return newBoxReader(procRoot, cgroupRoot).read()
+}
+
+// cgroupDir is a cgroup directory whose memory limit, if it has one,
+// bounds the box.
+type cgroupDir struct {
+	dir, limitFile, usageFile, inactiveKey string
+}
+
+// boxReader reads the box's memory from meminfo and the cgroup
+// directories found once, at its making: Bulwark's cgroup does not change
+// while it runs, only the limits and usage in it do.
+type boxReader struct {
+	procRoot string
+	dirs     []cgroupDir
+}
+
+// newBoxReader finds the cgroup directories of Bulwark and their
+// ancestors from procRoot's self/cgroup.
+func newBoxReader(procRoot, cgroupRoot string) boxReader {
 	if procRoot == "" {
 		procRoot = DefaultProcRoot
 	}
 	if cgroupRoot == "" {
 		cgroupRoot = DefaultCgroupRoot
 	}
+	br := boxReader{procRoot: procRoot}
 	b, err := os.ReadFile(filepath.Join(procRoot, "self", "cgroup"))
 	if err != nil {
-		return m, nil // no cgroups: the machine is the box
+		return br // no cgroups: the machine is the box
 	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
@@ -61,13 +79,47 @@ func Box(procRoot, cgroupRoot string) (MachineSample, error) {
 		}
 		switch {
 		case f[0] == "0" && f[1] == "":
-			m = tighten(m, filepath.Join(cgroupRoot, f[2]), cgroupRoot, "memory.max", "memory.current", "inactive_file ")
-			m = tighten(m, filepath.Join(cgroupRoot, "unified", f[2]), filepath.Join(cgroupRoot, "unified"),
-				"memory.max", "memory.current", "inactive_file ")
+			br.add(filepath.Join(cgroupRoot, f[2]), cgroupRoot, "memory.max", "memory.current", "inactive_file ")
+			unified := filepath.Join(cgroupRoot, "unified")
+			br.add(filepath.Join(unified, f[2]), unified, "memory.max", "memory.current", "inactive_file ")
 		case hasController(f[1], "memory"):
 			root := filepath.Join(cgroupRoot, "memory")
-			m = tighten(m, filepath.Join(root, f[2]), root, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file ")
+			br.add(filepath.Join(root, f[2]), root, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file ")
 		}
+	}
+	return br
+}
+
+// add records dir and each of its ancestors up to root that has limitFile.
+func (br *boxReader) add(dir, root, limitFile, usageFile, inactiveKey string) {
+	root = filepath.Clean(root)
+	for d := filepath.Clean(dir); strings.HasPrefix(d, root); d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, limitFile)); err == nil {
+			br.dirs = append(br.dirs, cgroupDir{d, limitFile, usageFile, inactiveKey})
+		}
+		if d == root {
+			break
+		}
+	}
+}
+
+// read returns the box's memory now.
+func (br boxReader) read() (MachineSample, error) {
+	m, err := Machine(br.procRoot)
+	if err != nil {
+		return m, err
+	}
+	for _, c := range br.dirs {
+		limit, ok := readInt(filepath.Join(c.dir, c.limitFile))
+		if !ok || limit <= 0 || limit >= noLimit {
+			continue
+		}
+		usage, _ := readInt(filepath.Join(c.dir, c.usageFile))
+		if st, err := os.ReadFile(filepath.Join(c.dir, "memory.stat")); err == nil {
+			usage -= statValue(st, c.inactiveKey)
+		}
+		m.MemTotal = min(m.MemTotal, limit)
+		m.MemAvailable = min(m.MemAvailable, max(limit-usage, 0))
 	}
 	return m, nil
 }
@@ -79,27 +131,6 @@ func hasController(list, name string) bool {
 		}
 	}
 	return false
-}
-
-// tighten lowers m to the limits of dir and each of its ancestors up to
-// root, where the files can be read.
-func tighten(m MachineSample, dir, root, limitFile, usageFile, inactiveKey string) MachineSample {
-	root = filepath.Clean(root)
-	for d := filepath.Clean(dir); strings.HasPrefix(d, root); d = filepath.Dir(d) {
-		limit, ok := readInt(filepath.Join(d, limitFile))
-		if ok && limit > 0 && limit < noLimit {
-			usage, _ := readInt(filepath.Join(d, usageFile))
-			if st, err := os.ReadFile(filepath.Join(d, "memory.stat")); err == nil {
-				usage -= statValue(st, inactiveKey)
-			}
-			m.MemTotal = min(m.MemTotal, limit)
-			m.MemAvailable = min(m.MemAvailable, max(limit-usage, 0))
-		}
-		if d == root {
-			break
-		}
-	}
-	return m
 }
 
 // readInt reads a file holding one number; "max" (v2's no limit) is not

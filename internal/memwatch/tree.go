@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -66,57 +65,11 @@ func TreeOf(procRoot string, pid int) (TreeSample, error) {
 }
 
 func treeOf(procRoot string, pid int, now time.Time) (TreeSample, error) {
-	if procRoot == "" {
-		procRoot = DefaultProcRoot
-	}
-	ts := TreeSample{Root: pid, At: now}
-	entries, err := os.ReadDir(procRoot)
+	t, err := readTable(procRoot, now)
 	if err != nil {
-		return ts, fmt.Errorf("listing processes: %w", err)
+		return TreeSample{Root: pid, At: now}, err
 	}
-	children := make(map[int][]int)
-	starts := make(map[int]uint64)
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil || p <= 0 {
-			continue
-		}
-		ppid, start, err := readStat(procRoot, p)
-		if err != nil {
-			continue // vanished between ReadDir and here, or unreadable
-		}
-		children[ppid] = append(children[ppid], p)
-		starts[p] = start
-	}
-	if _, ok := starts[pid]; !ok {
-		return ts, fmt.Errorf("process %d: %w", pid, fs.ErrNotExist)
-	}
-	boot := bootTime(procRoot)
-	queue := []int{pid}
-	seen := map[int]bool{pid: true}
-	for i := 0; i < len(queue) && i < maxTreeProcs; i++ {
-		p := queue[i]
-		for _, c := range children[p] {
-			if !seen[c] {
-				seen[c] = true
-				queue = append(queue, c)
-			}
-		}
-		ps, err := readProc(procRoot, p)
-		if err != nil {
-			if p == pid {
-				return ts, fmt.Errorf("process %d: %w", pid, err)
-			}
-			continue // a descendant exited mid-walk
-		}
-		if !boot.IsZero() {
-			ps.StartTime = boot.Add(time.Duration(starts[p]) * time.Second / userHZ)
-		}
-		ts.Procs = append(ts.Procs, ps)
-		ts.RSS += ps.RSS
-		ts.PSS += ps.PSS
-	}
-	return ts, nil
+	return t.Sample(pid, now)
 }
 
 // refresh re-reads the RSS of the processes of prev, without walking /proc
@@ -190,9 +143,7 @@ func readProc(procRoot string, pid int) (ProcSample, error) {
 	if rollup, err := os.ReadFile(filepath.Join(dir, "smaps_rollup")); err == nil {
 		ps.PSS = fieldKiB(rollup, "Pss:")
 	}
-	if cmd, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
-		ps.Cmdline = strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
-	}
+	ps.Cmdline = Cmdline(procRoot, pid, 0)
 	return ps, nil
 }
 

@@ -95,6 +95,10 @@ type Options struct {
 	// report the count starts again and a new grace period begins. If nil,
 	// overuse is only logged.
 	OnExceed func(Exceed)
+	// Source reads the box and the process table. Watchers that share one
+	// share its walks of /proc (see Source). If nil, a private one on
+	// ProcRoot and CgroupRoot.
+	Source *Source
 	// Metrics receives the bulwark_app_* and bulwark_machine_* gauges. If
 	// nil, a private set is used.
 	Metrics *metrics.Set
@@ -118,6 +122,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Grace == 0 {
 		o.Grace = DefaultGrace
+	}
+	if o.Source == nil {
+		o.Source = NewSource(o.ProcRoot, o.CgroupRoot)
 	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.NewSet()
@@ -229,7 +236,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 // sample takes one sample, calls OnExceed (outside the lock) when a rule
 // fires, and returns the time until the next sample.
 func (w *Watcher) sample(now time.Time) time.Duration {
-	box, boxErr := Box(w.opts.ProcRoot, w.opts.CgroupRoot)
+	// A read shared with other watchers may be this old: half the gap
+	// between samples, so each sample still sees a fresh one of its own.
+	box, boxErr := w.opts.Source.Box(now, w.opts.FastInterval/2)
 	if boxErr == nil {
 		w.available.Set(float64(box.MemAvailable))
 	}
@@ -244,7 +253,10 @@ func (w *Watcher) sample(now time.Time) time.Duration {
 	if prev.Root == root && len(prev.Procs) > 0 && now.Sub(w.fullAt) < w.opts.Interval {
 		ts, err = refresh(w.opts.ProcRoot, prev, now) // between full samples
 	} else {
-		ts, err = treeOf(w.opts.ProcRoot, root, now)
+		var t *Table
+		if t, err = w.opts.Source.Table(now, w.opts.Interval/2, root); err == nil {
+			ts, err = t.Sample(root, now)
+		}
 		w.fullAt = now
 	}
 	ex, ok := w.record(root, ts, err, now, box)

@@ -47,6 +47,11 @@ func changingSnapshot() func() Snapshot {
 		s.LatencyP50 = time.Duration(10+i%5) * time.Millisecond
 		s.InFlight = int(i % 4)
 		s.Upstreams = []UpstreamInfo{{Address: "10.0.0.2:8000", Up: true}, {Address: "10.0.0.3:8000"}}
+		s.App.Workers = []WorkerInfo{
+			{Index: 0, PID: 7000, State: "running", RSS: 70 << 20, PSS: 55 << 20, Served: i, Started: time.Now().Add(-time.Minute)},
+			{Index: 1, PID: 7001, State: "running", RSS: 71 << 20, PSS: 56 << 20, Served: 2 * i, InFlight: 1,
+				Started: time.Now().Add(-2 * time.Minute), LastRecycle: "max_requests"},
+		}
 		return s
 	}
 }
@@ -205,6 +210,15 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	if !strings.Contains(cards, "1 / 2 up") || !strings.Contains(cards, "down: 10.0.0.3:8000") {
 		t.Errorf("cards = %q, want the app addresses card: 1 / 2 up, down: 10.0.0.3:8000", cards)
+	}
+	workers, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("workers")))
+	if err != nil {
+		t.Fatalf("reading the workers: %v", err)
+	}
+	for _, want := range []string{"7000", "7001", "70.0 MiB", "56.0 MiB", "max_requests", "2m"} {
+		if !strings.Contains(workers, want) {
+			t.Errorf("workers table = %q, want %q in it", workers, want)
+		}
 	}
 	events, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("events")))
 	if err != nil {

@@ -80,9 +80,11 @@ type Pool struct {
 	holdH    *metrics.PrometheusHistogram
 	recycles map[string]*metrics.Counter
 	running  atomic.Bool
+	// opts is read on every request: a pointer swapped whole on reload,
+	// so the request path takes no lock for it.
+	opts atomic.Pointer[PoolOptions]
 
 	mu        sync.Mutex
-	opts      PoolOptions   // guarded by mu
 	changed   chan struct{} // guarded by mu; closed and replaced on any change
 	published []string      // guarded by mu; the last list given to OnAddresses
 }
@@ -124,9 +126,9 @@ func NewPool(o PoolOptions) (*Pool, error) {
 		held:     app.Metrics.GetOrCreateCounter("bulwark_gate_held_total"),
 		holdH:    app.Metrics.GetOrCreatePrometheusHistogram("bulwark_gate_hold_seconds"),
 		recycles: map[string]*metrics.Counter{},
-		opts:     o,
 		changed:  make(chan struct{}),
 	}
+	p.opts.Store(&o)
 	p.hold.Store(int64(app.RestartHold))
 	for _, r := range []string{ReasonMemory, ReasonMaxRequests, ReasonMaxLifetime, ReasonRequestTimeout, ReasonManual, ReasonReload} {
 		p.recycles[r] = app.Metrics.GetOrCreateCounter(`bulwark_app_recycles_total{reason="` + r + `"}`)
@@ -140,6 +142,11 @@ func NewPool(o PoolOptions) (*Pool, error) {
 		sup.gate.onChange = p.refresh
 		wk.sup = sup
 		p.workers = append(p.workers, wk)
+		// By index, never by PID: a recycle must not mint new series.
+		app.Metrics.GetOrCreateGauge(metricName("bulwark_app_worker_in_flight", strconv.Itoa(i), ""),
+			func() float64 { return float64(wk.sup.InFlight()) })
+		app.Metrics.GetOrCreateGauge(metricName("bulwark_app_worker_served", strconv.Itoa(i), ""),
+			func() float64 { return float64(wk.served.Load()) })
 	}
 	app.Metrics.GetOrCreateGauge("bulwark_app_workers_ready", func() float64 { return float64(p.Ready()) })
 	return p, nil
@@ -160,9 +167,7 @@ func (p *Pool) workerOptions(wk *worker, app Options) Options {
 	o.OnAddress = func(string) { p.refresh() }
 	o.OnStart = func(pid int) { p.started(wk, pid) }
 	o.ZeroDowntime = func() bool {
-		p.mu.Lock()
-		fits := p.opts.WorkerFits
-		p.mu.Unlock()
+		fits := p.opts.Load().WorkerFits
 		return fits != nil && fits(wk.index)
 	}
 	return o
@@ -171,9 +176,7 @@ func (p *Pool) workerOptions(wk *worker, app Options) Options {
 // started resets wk's counts for its new process pid and draws the
 // process's own limits.
 func (p *Pool) started(wk *worker, pid int) {
-	p.mu.Lock()
-	o := p.opts
-	p.mu.Unlock()
+	o := p.opts.Load()
 	wk.pid.Store(int64(pid))
 	wk.started.Store(time.Now().UnixNano())
 	wk.served.Store(0)

@@ -91,13 +91,12 @@ func (p *Pool) Restart(reason string) error {
 // error is returned, the workers not reached keep their old process and
 // options. Options that need no restart apply to every worker.
 func (p *Pool) UpdateWait(po PoolOptions) error {
-	po.App.Metrics, po.App.Logger = p.opts.App.Metrics, p.opts.App.Logger
-	po.App.env = p.opts.App.env
+	cur := p.opts.Load()
+	po.App.Metrics, po.App.Logger = cur.App.Metrics, cur.App.Logger
+	po.App.env = cur.App.env
 	po.App = po.App.withDefaults()
-	p.mu.Lock()
-	po.Workers, po.Route = len(p.workers), p.opts.Route
-	p.opts = po
-	p.mu.Unlock()
+	po.Workers, po.Route = len(p.workers), cur.Route
+	p.opts.Store(&po)
 	p.hold.Store(int64(po.App.RestartHold))
 	return p.roll1(ReasonReload, func(wk *worker) error {
 		return wk.sup.UpdateWait(p.workerOptions(wk, po.App))

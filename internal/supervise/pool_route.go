@@ -21,13 +21,12 @@ func (p *Pool) refresh() {
 	p.mu.Lock()
 	close(p.changed)
 	p.changed = make(chan struct{})
-	on := p.opts.OnAddresses
 	publish := len(addrs) > 0 && !slices.Equal(addrs, p.published)
 	if publish {
 		p.published = addrs
 	}
 	p.mu.Unlock()
-	if publish && on != nil {
+	if on := p.opts.Load().OnAddresses; publish && on != nil {
 		on(addrs)
 	}
 }
@@ -112,16 +111,22 @@ func (p *Pool) enter(ctx context.Context, count bool) (*worker, *generation, str
 			p.holdH.Update(time.Since(start).Seconds())
 		}
 	}()
+	var changed chan struct{} // nil until a look found no worker
 	for {
-		p.mu.Lock()
-		changed := p.changed // before the look: a change after it wakes us
-		p.mu.Unlock()
 		if count {
 			if wk, gen, addr, ok := p.pick(); ok {
 				return wk, gen, addr, nil
 			}
 		} else if p.Ready() > 0 {
 			return nil, nil, "", nil
+		}
+		if changed == nil {
+			// Off the fast path: take the channel, then look once more,
+			// since a change between the look and now would not wake us.
+			p.mu.Lock()
+			changed = p.changed
+			p.mu.Unlock()
+			continue
 		}
 		switch p.state() {
 		case gateStopped:
@@ -138,6 +143,7 @@ func (p *Pool) enter(ctx context.Context, count bool) (*worker, *generation, str
 		}
 		select {
 		case <-changed:
+			changed = nil
 		case <-timer.C:
 			return nil, nil, "", errUnavailable(errHoldExpired)
 		case <-ctx.Done():
@@ -165,9 +171,8 @@ func (p *Pool) Gate(next http.Handler) http.Handler {
 		if lim := wk.limit.Load(); wk.served.Add(1) >= lim && lim > 0 && !wk.busy.Load() {
 			p.recycleAsync(wk, ReasonMaxRequests)
 		}
-		p.mu.Lock()
-		route, timeout := p.opts.Route, p.opts.RequestTimeout
-		p.mu.Unlock()
+		o := p.opts.Load()
+		route, timeout := o.Route, o.RequestTimeout
 		r = route(r, addr)
 		if timeout > 0 && r.Header.Get("Upgrade") == "" {
 			p.serveTimed(w, r, next, wk, addr, timeout)

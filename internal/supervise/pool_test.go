@@ -272,7 +272,7 @@ func TestPoolRollStopsOnFailure(t *testing.T) {
 	h := startPool(t, PoolOptions{Workers: 2, WorkerFits: func(int) bool { return true }}, nil)
 	waitPoolReady(t, h, 2)
 	first := h.workerPIDs()
-	o := h.p.opts
+	o := *h.p.opts.Load()
 	o.App.Env = map[string]string{"FAKEAPP": "1", "FAKEAPP_EXIT": "2", "GORACE": "atexit_sleep_ms=0"}
 	err := h.p.UpdateWait(o)
 	var se *StartError
@@ -324,4 +324,58 @@ func TestPoolMaxLifetime(t *testing.T) {
 			t.Errorf("worker %d last recycle %q, want %q", r.Index, r.LastRecycle, ReasonMaxLifetime)
 		}
 	}
+}
+
+// TestPoolWorkerMetrics reads the per-worker series: requests served and
+// in flight under each worker's index, and no series per PID, so a
+// recycle adds none.
+func TestPoolWorkerMetrics(t *testing.T) {
+	h := startPool(t, PoolOptions{Workers: 2}, nil)
+	waitPoolReady(t, h, 2)
+	for range 6 {
+		if code, body, err := h.get("/"); err != nil || code != http.StatusOK {
+			t.Fatalf("GET / = %d %q %v", code, body, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	slow := make(chan struct{})
+	go func() {
+		defer close(slow)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.front.URL+"/slow?ms=20000", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitFor(t, 10*time.Second, "the slow request in flight", func() bool { return h.p.InFlight() == 1 })
+	series := map[string]float64{}
+	var buf strings.Builder
+	h.set.WritePrometheus(&buf)
+	for _, line := range strings.Split(buf.String(), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(name, "bulwark_app_worker") {
+			continue
+		}
+		v, _ := strconv.ParseFloat(val, 64)
+		series[name] = v
+		for _, pid := range h.workerPIDs() {
+			if strings.Contains(name, strconv.Itoa(pid)) {
+				t.Errorf("series %s carries a PID; want the worker index only", name)
+			}
+		}
+	}
+	sum := func(base string) float64 {
+		return series[base+`{worker="0"}`] + series[base+`{worker="1"}`]
+	}
+	if got := sum("bulwark_app_worker_served"); got != 7 {
+		t.Errorf("bulwark_app_worker_served summed over the workers = %v, want 7 (%v)", got, series)
+	}
+	if got := sum("bulwark_app_worker_requests_total"); got != 7 {
+		t.Errorf("bulwark_app_worker_requests_total summed = %v, want 7", got)
+	}
+	if got := sum("bulwark_app_worker_in_flight"); got != 1 {
+		t.Errorf("bulwark_app_worker_in_flight summed = %v, want 1 (the slow request)", got)
+	}
+	cancel()
+	<-slow
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"bulwark/internal/memwatch"
 )
 
 // Who holds the app's address, found through /proc without forking: the
@@ -28,9 +30,8 @@ const (
 	freePoll = 50 * time.Millisecond
 )
 
-// maxScan bounds the processes walked for one lookup, so that a lookup
-// stays cheap on a host with many processes.
-const maxScan = 16384
+// maxCmdline cuts a holder's command line to a readable length.
+const maxCmdline = 200
 
 // holder is a process holding a socket.
 type holder struct {
@@ -75,8 +76,13 @@ func checkFree(procRoot, dir, addr string) error {
 		}
 		if time.Now().After(deadline) {
 			e := &AddrInUseError{Addr: addr}
-			if inodes, err := listeningInodes(procRoot, dir, addr); err == nil {
-				for _, h := range socketHolders(procRoot, inodes, nil) {
+			inodes, err := listeningInodes(procRoot, dir, addr)
+			var table *memwatch.Table
+			if err == nil {
+				table, err = memwatch.ReadTable(procRoot)
+			}
+			if err == nil {
+				for _, h := range socketHolders(procRoot, inodes, table.PIDs()) {
 					e.Holders = append(e.Holders, h.String())
 				}
 			}
@@ -252,15 +258,11 @@ func unixListeners(file, path, dir string) (map[uint64]bool, error) {
 	return out, sc.Err()
 }
 
-// socketHolders returns the processes that hold one of inodes, looking only
-// at pids when it is not nil, else at every process. Processes whose fds
-// cannot be read (another user's) are skipped.
+// socketHolders returns the processes among pids that hold one of inodes.
+// Processes whose fds cannot be read (another user's) are skipped.
 func socketHolders(procRoot string, inodes map[uint64]bool, pids []int) []holder {
 	if len(inodes) == 0 {
 		return nil
-	}
-	if pids == nil {
-		pids = allPIDs(procRoot)
 	}
 	var out []holder
 	for _, pid := range pids {
@@ -280,73 +282,12 @@ func socketHolders(procRoot string, inodes map[uint64]bool, pids []int) []holder
 			}
 			inode, err := strconv.ParseUint(strings.TrimSuffix(n, "]"), 10, 64)
 			if err == nil && inodes[inode] {
-				out = append(out, holder{pid: pid, cmd: cmdline(procRoot, pid)})
+				out = append(out, holder{pid: pid, cmd: memwatch.Cmdline(procRoot, pid, maxCmdline)})
 				break
 			}
 		}
 	}
 	return out
-}
-
-// allPIDs lists the processes under procRoot, at most maxScan of them.
-func allPIDs(procRoot string) []int {
-	entries, err := os.ReadDir(procRoot)
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil && pid > 0 {
-			pids = append(pids, pid)
-			if len(pids) == maxScan {
-				break
-			}
-		}
-	}
-	return pids
-}
-
-// cmdline returns a process's command line, arguments separated by spaces
-// and cut to a readable length.
-func cmdline(procRoot string, pid int) string {
-	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "cmdline"))
-	if err != nil {
-		return ""
-	}
-	s := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
-}
-
-// processTree returns root and all its descendants, from the ppid field of
-// every /proc/PID/stat.
-func processTree(procRoot string, root int) []int {
-	children := map[int][]int{}
-	for _, pid := range allPIDs(procRoot) {
-		b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
-		if err != nil {
-			continue
-		}
-		// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		if ppid, err := strconv.Atoi(f[1]); err == nil {
-			children[ppid] = append(children[ppid], pid)
-		}
-	}
-	tree := []int{root}
-	for i := 0; i < len(tree) && len(tree) < maxScan; i++ {
-		tree = append(tree, children[tree[i]]...)
-	}
-	return tree
 }
 
 // foreignListener reports whether addr is served by someone else: its
@@ -362,44 +303,29 @@ func foreignListener(procRoot, dir, addr string, root int) (bool, []holder) {
 	if err != nil || len(inodes) == 0 {
 		return false, nil
 	}
-	tree := processTree(procRoot, root)
+	table, err := memwatch.ReadTable(procRoot)
+	if err != nil {
+		return false, nil
+	}
+	tree := table.Tree(root)
 	if len(socketHolders(procRoot, inodes, tree)) > 0 {
 		return false, nil
 	}
-	others := socketHolders(procRoot, inodes, nil)
+	others := socketHolders(procRoot, inodes, table.PIDs())
 	others = slices.DeleteFunc(others, func(h holder) bool { return slices.Contains(tree, h.pid) })
 	if len(others) == 0 {
 		return true, nil // held by processes we cannot see
 	}
-	rootStart, ok := startTicks(procRoot, root)
+	rootStart, ok := table.StartTicks(root)
 	if !ok {
 		return true, others
 	}
 	for _, h := range others {
-		if t, ok := startTicks(procRoot, h.pid); !ok || t < rootStart {
+		if t, ok := table.StartTicks(h.pid); !ok || t < rootStart {
 			return true, others
 		}
 	}
 	return false, nil
-}
-
-// startTicks returns when a process started, in clock ticks since boot
-// (field 22 of /proc/PID/stat).
-func startTicks(procRoot string, pid int) (uint64, bool) {
-	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, false
-	}
-	t, err := strconv.ParseUint(f[19], 10, 64)
-	return t, err == nil
 }
 
 // describeHolders names holders for a log line or an error.
