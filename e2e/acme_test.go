@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -47,48 +46,80 @@ func requirePebble(t testing.TB) (pebble, challtestsrv string) {
 }
 
 // pebbleCA is a running Pebble whose validation authority resolves every
-// name to 127.0.0.1 through pebble-challtestsrv and validates http-01 and
-// tls-alpn-01 on the given ports, for real (PEBBLE_VA_ALWAYS_VALID unset).
+// name through pebble-challtestsrv (to 127.0.0.1 unless told otherwise) and
+// validates http-01 and tls-alpn-01 on the given ports, for real
+// (PEBBLE_VA_ALWAYS_VALID unset).
 type pebbleCA struct {
 	*proc
-	dir     string // its ACME directory URL
-	caRoot  string // PEM file trusted for its own TLS
-	mgmt    string
-	roots   *x509.CertPool // the root it issues under, from its management API
-	workDir string
+	dir       string // its ACME directory URL
+	caRoot    string // PEM file trusted for its own TLS
+	mgmt      string
+	challMgmt string         // pebble-challtestsrv's management address
+	roots     *x509.CertPool // the root it issues under, from its management API
+	workDir   string
+}
+
+// pebbleOpts are the knobs a test turns on Pebble.
+type pebbleOpts struct {
+	httpPort, tlsPort int // where it validates http-01 and tls-alpn-01
+	// validity, when not zero, is the lifetime of the certificates issued.
+	validity time.Duration
+	// ocspURL, when set, is written into issued certificates as their OCSP
+	// responder (Pebble runs none itself).
+	ocspURL string
+	// dnsIP is where every name resolves; "" = 127.0.0.1.
+	dnsIP string
+	// rsa makes Pebble's own keys RSA, which its management API hands out
+	// (/intermediate-keys/ serves only RSA keys); default ECDSA.
+	rsa bool
 }
 
 // startPebble runs Pebble validating on httpPort and tlsPort; validity,
 // when not zero, is the lifetime of the certificates it issues.
 func startPebble(t *testing.T, httpPort, tlsPort int, validity time.Duration) *pebbleCA {
 	t.Helper()
+	return startPebbleWith(t, pebbleOpts{httpPort: httpPort, tlsPort: tlsPort, validity: validity})
+}
+
+// startPebbleWith runs pebble-challtestsrv and Pebble as o says.
+func startPebbleWith(t *testing.T, o pebbleOpts) *pebbleCA {
+	t.Helper()
 	pebbleBin, challBin := requirePebble(t)
 	dir := t.TempDir()
+	if o.dnsIP == "" {
+		o.dnsIP = "127.0.0.1"
+	}
 	dnsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	startProc(t, dir, nil, challBin, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-		"-dnsserver", dnsAddr, "-management", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+	challMgmt := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	chall := startProc(t, dir, nil, challBin, "-defaultIPv4", o.dnsIP, "-defaultIPv6", "",
+		"-dnsserver", dnsAddr, "-management", challMgmt,
 		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "")
+	waitListening(t, chall, challMgmt)
 
 	certFile, keyFile, _ := writeCert(t, dir, "pebble", 7)
-	p := &pebbleCA{caRoot: certFile, workDir: dir}
+	p := &pebbleCA{caRoot: certFile, workDir: dir, challMgmt: challMgmt}
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p.mgmt = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p.dir = "https://" + listen + "/dir"
+	keyAlg := "ecdsa"
+	if o.rsa {
+		keyAlg = "rsa"
+	}
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":                  listen,
 		"managementListenAddress":        p.mgmt,
 		"certificate":                    certFile,
 		"privateKey":                     keyFile,
-		"httpPort":                       httpPort,
-		"tlsPort":                        tlsPort,
-		"ocspResponderURL":               "",
+		"httpPort":                       o.httpPort,
+		"tlsPort":                        o.tlsPort,
+		"ocspResponderURL":               o.ocspURL,
 		"externalAccountBindingRequired": false,
 		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
-		"keyAlgorithm":                   "ecdsa",
+		"keyAlgorithm":                   keyAlg,
 	}}
-	if validity > 0 {
+	if o.validity > 0 {
 		cfg["pebble"].(map[string]any)["profiles"] = map[string]any{
-			"default": map[string]any{"description": "short-lived, for renewal tests", "validityPeriod": int(validity.Seconds())},
+			"default": map[string]any{"description": "short-lived, for renewal tests", "validityPeriod": int(o.validity.Seconds())},
 		}
 	}
 	b, _ := json.Marshal(cfg)
@@ -103,21 +134,30 @@ func startPebble(t *testing.T, httpPort, tlsPort int, validity time.Duration) *p
 	p.proc = startProc(t, dir, env, pebbleBin, "-config", cfgFile, "-dnsserver", dnsAddr)
 	waitListening(t, p.proc, p.mgmt)
 
-	pool := x509.NewCertPool()
-	b, _ = os.ReadFile(certFile)
-	pool.AppendCertsFromPEM(b)
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	res, err := c.Get("https://" + p.mgmt + "/roots/0")
-	if err != nil {
-		t.Fatalf("reading pebble's root: %v", err)
-	}
-	root, _ := io.ReadAll(res.Body)
-	res.Body.Close()
+	root := p.manage(t, "/roots/0")
 	p.roots = x509.NewCertPool()
 	if blk, _ := pem.Decode(root); blk == nil || !p.roots.AppendCertsFromPEM(root) {
 		t.Fatalf("pebble's /roots/0 is not a PEM certificate: %q", root)
 	}
 	return p
+}
+
+// manage GETs path from Pebble's management API.
+func (p *pebbleCA) manage(t *testing.T, path string) []byte {
+	t.Helper()
+	pool := x509.NewCertPool()
+	b, _ := os.ReadFile(p.caRoot)
+	pool.AppendCertsFromPEM(b)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	res, err := c.Get("https://" + p.mgmt + path)
+	if err != nil {
+		t.Fatalf("pebble's management API %s: %v", path, err)
+	}
+	body := readAll(t, res)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("pebble's management API %s: %s %q", path, res.Status, body)
+	}
+	return []byte(body)
 }
 
 // orders counts the orders Pebble has accepted.

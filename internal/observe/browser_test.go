@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,7 @@ func changingSnapshot() func() Snapshot {
 		s.LatencyP50 = time.Duration(10+i%5) * time.Millisecond
 		s.InFlight = int(i % 4)
 		s.Upstreams = []UpstreamInfo{{Address: "10.0.0.2:8000", Up: true}, {Address: "10.0.0.3:8000"}}
+		s.Certs = testCerts(time.Now())
 		s.App.Workers = []WorkerInfo{
 			{Index: 0, PID: 7000, State: "running", RSS: 70 << 20, PSS: 55 << 20, Served: i, Started: time.Now().Add(-time.Minute)},
 			{Index: 1, PID: 7001, State: "running", RSS: 71 << 20, PSS: 56 << 20, Served: 2 * i, InFlight: 1,
@@ -226,6 +228,21 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	if !strings.Contains(events, "memory") || !strings.Contains(events, "crash") {
 		t.Errorf("events list = %q, want the memory and crash restarts", events)
+	}
+
+	certs, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("certs")))
+	if err != nil {
+		t.Fatalf("reading the certificates: %v", err)
+	}
+	// The page's clock is the document's time, a moment after the
+	// snapshot's: a minute either way is allowed.
+	for _, want := range []string{
+		`a\.example — expires in (59d23h|60d0h) · renewed (1h59m|2h0[01]m) ago · next attempt in (29d23h|30d0h)`,
+		`b\.example — no certificate yet · not renewed by this process · next attempt in 1m[23]\ds`,
+		`last error (29|30|31)s ago: urn:ietf:params:acme:error:connection: refused`} {
+		if !regexp.MustCompile(want).MatchString(certs) {
+			t.Errorf("certificates list = %q, want it to match %q", certs, want)
+		}
 	}
 
 	shots := os.Getenv("BULWARK_SCREENSHOT_DIR")
