@@ -40,11 +40,14 @@ func (s *Spool) Responses(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		ru := s.rules(r)
 		rw := &respWriter{
-			s:      s,
-			w:      w,
-			r:      r,
-			buffer: s.o().BufferResponses && r.Method != http.MethodHead && !s.streamPath(r.URL.Path),
+			s:           s,
+			w:           w,
+			r:           r,
+			buffer:      ru.BufferResponses && r.Method != http.MethodHead && !s.streamPath(r.URL.Path),
+			share:       ru.MemoryPerBody,
+			sendTimeout: ru.SendTimeout,
 		}
 		defer rw.finish()
 		next.ServeHTTP(rw, r)
@@ -111,6 +114,9 @@ type respWriter struct {
 	w      http.ResponseWriter
 	r      *http.Request
 	buffer bool // buffering is allowed for this request
+
+	share       int64         // memory the spooled answer may hold
+	sendTimeout time.Duration // bounds each write to the client
 
 	wroteHeader bool
 	buffered    bool // decided at WriteHeader: the body goes through b
@@ -220,7 +226,7 @@ func (rw *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // start creates the spool and the copier; the copier ends when the client
 // has everything written (after finish), or is gone.
 func (rw *respWriter) start() {
-	rw.b = rw.s.newBuffer(kindResponse)
+	rw.b = rw.s.newBuffer(kindResponse, rw.share)
 	rw.copied = make(chan struct{})
 	b := rw.b
 	ctx := rw.r.Context()
@@ -259,7 +265,7 @@ func (rw *respWriter) copyOut() {
 	rc := http.NewResponseController(rw.w)
 	// net/http clears a connection's write deadline after each request, so
 	// the deadlines set here do not outlive this answer.
-	timeout := rw.s.o().SendTimeout
+	timeout := rw.sendTimeout
 	deadline := false
 	var off int64
 	for {
