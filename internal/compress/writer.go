@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"bulwark/internal/negotiate"
+
+	"bulwark/internal/httphdr"
 )
 
 // state is where a writer is in deciding about its answer.
@@ -61,13 +63,13 @@ func (w *writer) WriteHeader(code int) {
 		w.ResponseWriter.WriteHeader(code)
 		return
 	}
-	addVary(h, "Accept-Encoding")
+	httphdr.AddVary(h, "Accept-Encoding")
 	if pickCoding(w.accept) == "" {
 		w.st = statePass
 		w.ResponseWriter.WriteHeader(code)
 		return
 	}
-	w.stream = isEventStream(h.Get("Content-Type"))
+	w.stream = httphdr.IsEventStream(h.Get("Content-Type"))
 	if cl := h.Get("Content-Length"); cl != "" {
 		n, err := strconv.ParseInt(cl, 10, 64)
 		if err != nil || n < int64(w.p.minSize) || n == 0 {
@@ -233,18 +235,4 @@ func (w *writer) release() {
 		<-w.c.slots
 		w.slot = false
 	}
-}
-
-// isEventStream reports whether a Content-Type is text/event-stream.
-func isEventStream(ct string) bool {
-	mt, _, _ := strings.Cut(ct, ";")
-	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
-}
-
-// addVary adds name to the Vary header unless it is already there.
-func addVary(h http.Header, name string) {
-	if hasToken(h.Values("Vary"), name) || hasToken(h.Values("Vary"), "*") {
-		return
-	}
-	h.Add("Vary", name)
 }

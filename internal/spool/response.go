@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"bulwark/internal/httphdr"
 )
 
 // Responses returns a handler that, with BufferResponses, spools the answer
@@ -100,12 +102,6 @@ func (s *Spool) streamPath(p string) bool {
 	return false
 }
 
-// isEventStream reports whether a Content-Type is text/event-stream.
-func isEventStream(ct string) bool {
-	mt, _, _ := strings.Cut(ct, ";")
-	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
-}
-
 // respWriter is the ResponseWriter next sees. Only next's goroutine calls
 // its methods; the copier goroutine touches only w's Write and Flush, after
 // WriteHeader, and the Buffer.
@@ -173,7 +169,7 @@ func (rw *respWriter) WriteHeader(code int) {
 	h.Del("X-Accel-Buffering")
 	rw.buffered = rw.buffer && !noBuffering &&
 		code != http.StatusSwitchingProtocols && code != http.StatusNoContent && code != http.StatusNotModified &&
-		!isEventStream(h.Get("Content-Type")) && !smallAnswer(h)
+		!httphdr.IsEventStream(h.Get("Content-Type")) && !smallAnswer(h)
 	rw.w.WriteHeader(code)
 }
 
