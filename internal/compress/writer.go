@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 
-	"bulwark/internal/negotiate"
-
 	"bulwark/internal/httphdr"
 )
 
@@ -27,9 +25,12 @@ const (
 // writer is the ResponseWriter next writes to.
 type writer struct {
 	http.ResponseWriter
-	c      *Compressor
-	p      *compiled
-	accept string
+	c *Compressor
+	p *compiled
+	// coding is the client's choice (pickCoding) and gzipOK whether it
+	// takes gzip at all: Accept-Encoding read once, in Middleware.
+	coding string
+	gzipOK bool
 
 	st     state
 	code   int
@@ -64,7 +65,7 @@ func (w *writer) WriteHeader(code int) {
 		return
 	}
 	httphdr.AddVary(h, "Accept-Encoding")
-	if pickCoding(w.accept) == "" {
+	if w.coding == "" {
 		w.st = statePass
 		w.ResponseWriter.WriteHeader(code)
 		return
@@ -107,13 +108,13 @@ func (w *writer) eligible(code int, h http.Header) bool {
 // encoder when the client takes gzip; when it takes only zstd, the answer
 // goes out as it is.
 func (w *writer) start() {
-	coding := pickCoding(w.accept)
+	coding := w.coding
 	switch {
 	case coding == "zstd" && !w.stream && w.takeSlot():
 		w.enc, w.pool, w.slot = w.c.zstdPool.Get().(encoder), &w.c.zstdPool, true
 	case coding == "gzip" && !w.stream && w.takeSlot():
 		w.enc, w.pool, w.slot = w.c.gzipPool.Get().(encoder), &w.c.gzipPool, true
-	case negotiate.EncodingQ(w.accept, "gzip") > 0:
+	case w.gzipOK:
 		coding = "gzip"
 		w.enc, w.pool = w.c.statelessPool.Get().(encoder), &w.c.statelessPool
 	default:
