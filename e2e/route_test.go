@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRouteMaxBodyAllowsUpload: a [[route]]'s max_body lets an upload
@@ -54,5 +55,52 @@ max_body = "8MiB"
 	out, err := check.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "# effective: max_body = 8MiB") {
 		t.Errorf("bulwark check: %v\n%s\nwant the route's effective max_body", err, out)
+	}
+}
+
+// TestRouteReadTimeoutSlowUpload: a client that uploads to a real uvicorn
+// app in pieces, pausing longer than upstream.read_timeout between them,
+// is cut off (504) where the global timeout applies, and gets through
+// under a [[route]] whose read_timeout is longer. The bodies stream to
+// the app (buffer_requests = false), so the app, which answers only once
+// the body has ended, is silent for each pause.
+func TestRouteReadTimeoutSlowUpload(t *testing.T) {
+	addr, _ := startUvicorn(t)
+	in := startBulwark(t, withUpstream(addr, `read_timeout = "1s"
+[limits]
+buffer_requests = false
+
+[[route]]
+path = "/upload"
+read_timeout = "5s"
+`), nil)
+	c := in.client(false)
+	const pieces, pause = 3, 1500 * time.Millisecond
+	upload := func(path string) (int, string) {
+		t.Helper()
+		pr, pw := io.Pipe()
+		go func() { // the slow client: this goroutine ends with the pipe
+			for i := range pieces {
+				if i > 0 {
+					time.Sleep(pause)
+				}
+				if _, err := pw.Write(bytes.Repeat([]byte("s"), 1000)); err != nil {
+					return // the request failed: the reader is gone
+				}
+			}
+			pw.Close()
+		}()
+		res, err := c.Post(in.url(path), "application/octet-stream", pr)
+		pr.CloseWithError(io.ErrClosedPipe) // unblocks the writer if the request ended early
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		return res.StatusCode, readAll(t, res)
+	}
+	if code, body := upload("/upload"); code != 200 || !strings.Contains(body, `"len":3000`) {
+		t.Errorf("slow upload under the route (read_timeout 5s) = %d %q; want 200 with all 3000 bytes at the app", code, body)
+	}
+	if code, body := upload("/bulk/upload"); code != http.StatusGatewayTimeout {
+		t.Errorf("slow upload elsewhere (upstream.read_timeout 1s) = %d %q; want 504", code, body)
 	}
 }

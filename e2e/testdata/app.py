@@ -31,6 +31,7 @@ async def headers(request: Request):
 
 
 @app.post("/upload")
+@app.post("/bulk/upload")
 async def upload(request: Request):
     h = hashlib.sha256()
     n = 0

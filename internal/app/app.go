@@ -7,8 +7,10 @@
 // The chain a request takes:
 //
 //	front (connection caps, TLS, HTTP/1.1 loop, HTTP/2) → accesslog →
-//	limit.Rates (rate_per_ip: 429 before the body is read) → cors → static
-//	files → route (per-path body limit) → spool.Responses → compress →
+//	route.Select (the request's [[route]], one snapshot) → limit.Rates
+//	(rate_per_ip, the route's own or the global: 429 before the body is
+//	read) → cors → static files → route (per-path body limit) →
+//	spool.Responses → compress →
 //	spool.Requests (body limit, request spool) → admit (slot, queue) →
 //	supervise.Gate (hold while the app restarts) → proxy → app
 //
@@ -197,6 +199,9 @@ func New(cfg *config.Config, o Options) (*App, error) {
 	a.access, a.accessW, err = a.accessLogger(cfg)
 	add("log.access", err)
 
+	// Before the edge: the routes' own rate tables share its metrics, and
+	// bulwark_rate_clients is the first table's, the global one.
+	a.rates = limit.NewRates(a.rateOptions(cfg))
 	add("edge", a.buildEdge(cfg))
 
 	if len(errs) > 0 {
@@ -205,7 +210,6 @@ func New(cfg *config.Config, o Options) (*App, error) {
 	}
 
 	a.conns = limit.NewConns(a.connsOptions(cfg))
-	a.rates = limit.NewRates(a.rateOptions(cfg))
 	fo := a.frontOptions(cfg)
 	fo.Handler = a.handler()
 	a.front, err = front.New(fo)
@@ -240,7 +244,7 @@ func Check(cfg *config.Config) (warnings []string, err error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	return append(append(warnings, w...), routeWarnings(cfg)...), errors.Join(errs...)
+	return append(warnings, w...), errors.Join(errs...)
 }
 
 func (a *App) closeBuilt() {
@@ -270,8 +274,8 @@ func (a *App) handler() http.Handler {
 	h = a.spool.Responses(h)
 	h = a.wrapEdge(h)
 	// Outside the edge, so that static files and CORS preflights count
-	// toward a client's rate too.
-	h = a.rates.Middleware(h)
+	// toward a client's rate too; the route's own rate, if it has one.
+	h = a.wrapRoutes(h)
 	return a.access.Middleware(h)
 }
 

@@ -3,13 +3,14 @@ package app
 import (
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
+	"time"
 
 	"bulwark/internal/compress"
 	"bulwark/internal/config"
 	"bulwark/internal/cors"
+	"bulwark/internal/limit"
 	"bulwark/internal/route"
+	"bulwark/internal/spool"
 	"bulwark/internal/static"
 )
 
@@ -21,16 +22,17 @@ type edge struct {
 	static   *static.Server
 	compress *compress.Compressor
 	routes   *route.Router
+	// rates are the rate_per_ip tables of the routes that have their own,
+	// by path: a reload keeps a table (and its clients' buckets) whose
+	// route is still there. Only New and Reload (under a.mu) touch it.
+	rates map[string]*limit.Rates
 }
 
 // buildEdge builds the edge pieces from cfg.
 func (a *App) buildEdge(cfg *config.Config) error {
 	a.edge.cors = cors.New(corsOptions(cfg))
 	a.edge.compress = compress.New(compressOptions(cfg))
-	a.edge.routes = route.New(routeOptions(cfg))
-	for _, w := range routeWarnings(cfg) {
-		a.log.Warn(w)
-	}
+	a.edge.routes = route.New(a.routeOptions(cfg))
 	var err error
 	a.edge.static, err = static.New(staticOptions(cfg))
 	if err != nil {
@@ -43,10 +45,7 @@ func (a *App) buildEdge(cfg *config.Config) error {
 func (a *App) updateEdge(cfg *config.Config) error {
 	a.edge.cors.Update(corsOptions(cfg))
 	a.edge.compress.Update(compressOptions(cfg))
-	a.edge.routes.Update(routeOptions(cfg))
-	for _, w := range routeWarnings(cfg) {
-		a.log.Warn(w)
-	}
+	a.edge.routes.Update(a.routeOptions(cfg))
 	if err := a.edge.static.Update(staticOptions(cfg)); err != nil {
 		return fmt.Errorf("static: %w; the old directories are still served", err)
 	}
@@ -62,6 +61,45 @@ func (a *App) wrapEdge(next http.Handler) http.Handler {
 	h := a.edge.routes.Middleware(next)
 	h = a.edge.static.Middleware(h)
 	return a.edge.cors.Middleware(h)
+}
+
+// wrapRoutes selects each request's route once (route.Select), outside
+// every piece that applies one of its rules, and then applies its
+// rate_per_ip: the route's own table when it has one, else the global.
+// The spool and the proxy read the rest of the rule through RulesFor and
+// TimeoutsFor, from the same snapshot.
+func (a *App) wrapRoutes(next http.Handler) http.Handler {
+	limited := a.rates.Middleware(next)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rule, ok := route.From(r.Context()); ok && rule.Rates != nil {
+			rule.Rates.Serve(w, r, next)
+			return
+		}
+		limited.ServeHTTP(w, r)
+	})
+	return a.edge.routes.Select(h)
+}
+
+// spoolRules gives the spool the request's route's rules.
+func spoolRules(r *http.Request) (spool.Rules, bool) {
+	rule, ok := route.From(r.Context())
+	if !ok {
+		return spool.Rules{}, false
+	}
+	return spool.Rules{
+		MemoryPerBody:   rule.BodyBuffer,
+		BufferRequests:  rule.BufferRequests,
+		BufferResponses: rule.BufferResponses,
+		SendTimeout:     rule.SendTimeout,
+	}, true
+}
+
+// proxyTimeouts gives the proxy the request's route's timeouts.
+func proxyTimeouts(r *http.Request) (send, read time.Duration) {
+	if rule, ok := route.From(r.Context()); ok {
+		return rule.SendTimeout, rule.ReadTimeout
+	}
+	return 0, 0
 }
 
 func corsOptions(cfg *config.Config) cors.Options {
@@ -95,14 +133,43 @@ func staticOptions(cfg *config.Config) static.Options {
 	return o
 }
 
-// routeOptions gives the router every route's effective body limit, and
-// the global one for the paths no route covers.
-func routeOptions(cfg *config.Config) route.Options {
+// routeOptions gives the router every route's effective rules, and the
+// global ones for the paths no route covers. A route with its own
+// rate_per_ip gets a table of its own, kept across reloads by path.
+func (a *App) routeOptions(cfg *config.Config) route.Options {
 	o := route.Options{MaxBody: int64(cfg.Limits.MaxBody)}
+	o.Default = ruleOf(config.Route{}.Effective(cfg))
+	rates := make(map[string]*limit.Rates)
 	for _, r := range cfg.Route {
-		o.Rules = append(o.Rules, route.Rule{Path: r.Path, MaxBody: int64(r.Effective(cfg).MaxBody)})
+		e := r.Effective(cfg)
+		rule := ruleOf(e)
+		if r.RatePerIP != nil {
+			ro := a.rateOptions(cfg)
+			ro.PerSecond, ro.Burst, _ = config.ParseRate(e.RatePerIP) // validated
+			if rule.Rates = a.edge.rates[r.Path]; rule.Rates != nil {
+				rule.Rates.Update(ro)
+			} else {
+				rule.Rates = limit.NewRates(ro)
+			}
+			rates[r.Path] = rule.Rates
+		}
+		o.Rules = append(o.Rules, rule)
 	}
+	a.edge.rates = rates
 	return o
+}
+
+// ruleOf is a route's effective rules as the router carries them.
+func ruleOf(e config.Effective) route.Rule {
+	return route.Rule{
+		Path:            e.Path,
+		MaxBody:         int64(e.MaxBody),
+		BodyBuffer:      int64(e.BodyBuffer),
+		BufferRequests:  e.BufferRequests,
+		BufferResponses: e.BufferResponses,
+		ReadTimeout:     e.ReadTimeout.D(),
+		SendTimeout:     e.SendTimeout.D(),
+	}
 }
 
 // bodyCeiling is the body limit the spool and the proxy enforce: the
@@ -116,48 +183,4 @@ func bodyCeiling(cfg *config.Config) int64 {
 		}
 	}
 	return n
-}
-
-// streamPaths are limits.stream_paths and the paths of the routes that
-// turn buffer_responses off: the spool never buffers answers under them.
-func streamPaths(cfg *config.Config) []string {
-	paths := slices.Clone(cfg.Limits.StreamPaths)
-	for _, r := range cfg.Route {
-		if r.BufferResponses != nil && !*r.BufferResponses && cfg.Limits.BufferResponses {
-			paths = append(paths, r.Path)
-		}
-	}
-	return paths
-}
-
-// routeWarnings names the route keys that are accepted but not yet
-// applied per route: the spool and the proxy take body_buffer,
-// buffer_requests, read_timeout and send_timeout for all requests at
-// once, and buffer_responses can only be turned off per path. The global
-// value applies to those requests meanwhile.
-func routeWarnings(cfg *config.Config) []string {
-	var out []string
-	for i, r := range cfg.Route {
-		var keys []string
-		if r.BodyBuffer != nil && *r.BodyBuffer != cfg.Limits.BodyBuffer {
-			keys = append(keys, "body_buffer")
-		}
-		if r.BufferRequests != nil && *r.BufferRequests != cfg.Limits.BufferRequests {
-			keys = append(keys, "buffer_requests")
-		}
-		if r.BufferResponses != nil && *r.BufferResponses && !cfg.Limits.BufferResponses {
-			keys = append(keys, "buffer_responses = true")
-		}
-		if r.ReadTimeout != nil && *r.ReadTimeout != cfg.Upstream.ReadTimeout {
-			keys = append(keys, "read_timeout")
-		}
-		if r.SendTimeout != nil && *r.SendTimeout != cfg.Upstream.SendTimeout {
-			keys = append(keys, "send_timeout")
-		}
-		if len(keys) > 0 {
-			out = append(out, fmt.Sprintf("route[%d] (%s): %s not applied per route yet; the global value applies there",
-				i, r.Path, strings.Join(keys, ", ")))
-		}
-	}
-	return out
 }

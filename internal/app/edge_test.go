@@ -67,21 +67,6 @@ func TestRouteBodyLimits(t *testing.T) {
 	}
 }
 
-func TestRouteWarnings(t *testing.T) {
-	cfg := testConfig(t, "[[route]]\npath = \"/slow/\"\nread_timeout = \"300s\"\nbuffer_responses = false\n")
-	warnings, err := Check(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	joined := strings.Join(warnings, "\n")
-	if !strings.Contains(joined, "route[0] (/slow/): read_timeout not applied per route yet") || strings.Contains(joined, "buffer_responses") {
-		t.Errorf("Check warnings = %q; want read_timeout named as not applied, buffer_responses = false not", warnings)
-	}
-	if got := streamPaths(cfg); len(got) != 1 || got[0] != "/slow/" {
-		t.Errorf("streamPaths = %q; want the route's path", got)
-	}
-}
-
 // TestEdgeReload: a reload applies new CORS origins and static
 // directories to the running chain.
 func TestEdgeReload(t *testing.T) {

@@ -131,8 +131,9 @@ func (a *App) spoolOptions(cfg *config.Config) spool.Options {
 		MaxBody:         bodyCeiling(cfg), // each route's own: the router (edge.go)
 		BufferRequests:  cfg.Limits.BufferRequests,
 		BufferResponses: cfg.Limits.BufferResponses,
-		StreamPaths:     streamPaths(cfg),
+		StreamPaths:     cfg.Limits.StreamPaths,
 		SendTimeout:     cfg.Upstream.SendTimeout.D(),
+		RulesFor:        spoolRules, // the request's [[route]] (edge.go)
 		TrustedProxies:  cfg.Listen.TrustedPrefixes(),
 		Logger:          a.log,
 		Metrics:         a.set,
@@ -146,6 +147,7 @@ func (a *App) proxyOptions(cfg *config.Config) proxy.Options {
 		ConnectTimeout: cfg.Upstream.ConnectTimeout.D(),
 		SendTimeout:    cfg.Upstream.SendTimeout.D(),
 		ReadTimeout:    cfg.Upstream.ReadTimeout.D(),
+		TimeoutsFor:    proxyTimeouts, // the request's [[route]] (edge.go)
 		TrustedProxies: cfg.Listen.TrustedPrefixes(),
 		MaxBody:        bodyCeiling(cfg), // each route's own: the router (edge.go)
 		Logger:         a.log,

@@ -132,7 +132,8 @@ func (c *Compressor) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		cw := &writer{ResponseWriter: w, c: c, p: p, accept: r.Header.Get("Accept-Encoding")}
+		cw := &writer{ResponseWriter: w, c: c, p: p}
+		cw.coding, cw.gzipOK = pickCoding(r.Header.Get("Accept-Encoding"))
 		defer cw.release() // also when next panics (http.ErrAbortHandler)
 		next.ServeHTTP(cw, r)
 		cw.finish()
@@ -177,19 +178,25 @@ func precompressedType(mt string) bool {
 	return false
 }
 
+// codings are the ones compress offers, zstd first: it wins a tie.
+var codings = []string{"zstd", "gzip"}
+
 // pickCoding returns the coding to use for a client's Accept-Encoding:
 // zstd or gzip, by the client's weights, zstd on a tie; "" for neither.
-func pickCoding(accept string) string {
+// gzipOK reports whether the client takes gzip at all.
+func pickCoding(accept string) (coding string, gzipOK bool) {
 	if accept == "" {
-		return ""
+		return "", false
 	}
-	z, g := negotiate.EncodingQ(accept, "zstd"), negotiate.EncodingQ(accept, "gzip")
+	var q [2]float64
+	negotiate.EncodingQs(accept, codings, q[:])
+	z, g := q[0], q[1]
 	switch {
 	case z <= 0 && g <= 0:
-		return ""
+		return "", false
 	case z >= g:
-		return "zstd"
+		return "zstd", g > 0
 	default:
-		return "gzip"
+		return "gzip", true
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	"bulwark/internal/negotiate"
+	"bulwark/internal/httphdr"
 )
 
 // state is where a writer is in deciding about its answer.
@@ -25,9 +25,12 @@ const (
 // writer is the ResponseWriter next writes to.
 type writer struct {
 	http.ResponseWriter
-	c      *Compressor
-	p      *compiled
-	accept string
+	c *Compressor
+	p *compiled
+	// coding is the client's choice (pickCoding) and gzipOK whether it
+	// takes gzip at all: Accept-Encoding read once, in Middleware.
+	coding string
+	gzipOK bool
 
 	st     state
 	code   int
@@ -61,13 +64,13 @@ func (w *writer) WriteHeader(code int) {
 		w.ResponseWriter.WriteHeader(code)
 		return
 	}
-	addVary(h, "Accept-Encoding")
-	if pickCoding(w.accept) == "" {
+	httphdr.AddVary(h, "Accept-Encoding")
+	if w.coding == "" {
 		w.st = statePass
 		w.ResponseWriter.WriteHeader(code)
 		return
 	}
-	w.stream = isEventStream(h.Get("Content-Type"))
+	w.stream = httphdr.IsEventStream(h.Get("Content-Type"))
 	if cl := h.Get("Content-Length"); cl != "" {
 		n, err := strconv.ParseInt(cl, 10, 64)
 		if err != nil || n < int64(w.p.minSize) || n == 0 {
@@ -105,13 +108,13 @@ func (w *writer) eligible(code int, h http.Header) bool {
 // encoder when the client takes gzip; when it takes only zstd, the answer
 // goes out as it is.
 func (w *writer) start() {
-	coding := pickCoding(w.accept)
+	coding := w.coding
 	switch {
 	case coding == "zstd" && !w.stream && w.takeSlot():
 		w.enc, w.pool, w.slot = w.c.zstdPool.Get().(encoder), &w.c.zstdPool, true
 	case coding == "gzip" && !w.stream && w.takeSlot():
 		w.enc, w.pool, w.slot = w.c.gzipPool.Get().(encoder), &w.c.gzipPool, true
-	case negotiate.EncodingQ(w.accept, "gzip") > 0:
+	case w.gzipOK:
 		coding = "gzip"
 		w.enc, w.pool = w.c.statelessPool.Get().(encoder), &w.c.statelessPool
 	default:
@@ -233,18 +236,4 @@ func (w *writer) release() {
 		<-w.c.slots
 		w.slot = false
 	}
-}
-
-// isEventStream reports whether a Content-Type is text/event-stream.
-func isEventStream(ct string) bool {
-	mt, _, _ := strings.Cut(ct, ";")
-	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
-}
-
-// addVary adds name to the Vary header unless it is already there.
-func addVary(h http.Header, name string) {
-	if hasToken(h.Values("Vary"), name) || hasToken(h.Values("Vary"), "*") {
-		return
-	}
-	h.Add("Vary", name)
 }

@@ -176,6 +176,9 @@ type Route struct {
 	ReadTimeout *Duration `toml:"read_timeout"`
 	// SendTimeout overrides upstream.send_timeout.
 	SendTimeout *Duration `toml:"send_timeout"`
+	// RatePerIP overrides limits.rate_per_ip with a table of its own:
+	// requests under Path count against it instead ("off": no limit).
+	RatePerIP *string `toml:"rate_per_ip"`
 }
 
 // Effective is a route's rules with the global values filled in.
@@ -187,6 +190,9 @@ type Effective struct {
 	BufferResponses bool
 	ReadTimeout     Duration
 	SendTimeout     Duration
+	// RatePerIP is the route's own rate_per_ip, "" when it counts against
+	// the global one.
+	RatePerIP string
 }
 
 // Effective returns the route's rules with c's global values for the keys
@@ -219,12 +225,19 @@ func (r Route) Effective(c *Config) Effective {
 	if r.SendTimeout != nil {
 		e.SendTimeout = *r.SendTimeout
 	}
+	if r.RatePerIP != nil {
+		e.RatePerIP = *r.RatePerIP
+	}
 	return e
 }
 
 func (e Effective) String() string {
-	return fmt.Sprintf("max_body = %s, body_buffer = %s, buffer_requests = %t, buffer_responses = %t, read_timeout = %s, send_timeout = %s",
-		e.MaxBody, e.BodyBuffer, e.BufferRequests, e.BufferResponses, e.ReadTimeout, e.SendTimeout)
+	rate := "global"
+	if e.RatePerIP != "" {
+		rate = fmt.Sprintf("%q (own table)", e.RatePerIP)
+	}
+	return fmt.Sprintf("max_body = %s, body_buffer = %s, buffer_requests = %t, buffer_responses = %t, read_timeout = %s, send_timeout = %s, rate_per_ip = %s",
+		e.MaxBody, e.BodyBuffer, e.BufferRequests, e.BufferResponses, e.ReadTimeout, e.SendTimeout, rate)
 }
 
 func (c *Config) validateRoutes(v *validator) {
@@ -249,6 +262,13 @@ func (c *Config) validateRoutes(v *validator) {
 		}
 		if r.SendTimeout != nil {
 			v.positive(key+".send_timeout", *r.SendTimeout)
+		}
+		if r.RatePerIP != nil {
+			if _, _, err := ParseRate(*r.RatePerIP); err != nil {
+				v.fail(key+".rate_per_ip", err)
+			} else if strings.TrimSpace(*r.RatePerIP) == "" {
+				v.fail(key+".rate_per_ip", fmt.Errorf(`%w, got ""`, errRateSyntax))
+			}
 		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"bulwark/internal/httphdr"
 )
 
 // Options say which cross-origin requests are allowed. The zero value
@@ -217,7 +219,7 @@ func (w *writer) WriteHeader(code int) {
 				h.Set("Access-Control-Allow-Credentials", "true")
 			}
 		}
-		addVary(h, "Origin")
+		httphdr.AddVary(h, "Origin")
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -247,16 +249,3 @@ func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // Unwrap serves http.ResponseController.
 func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// addVary adds name to the Vary header unless it is already there.
-func addVary(h http.Header, name string) {
-	for _, v := range h.Values("Vary") {
-		for f := range strings.SplitSeq(v, ",") {
-			f = strings.TrimSpace(f)
-			if f == "*" || strings.EqualFold(f, name) {
-				return
-			}
-		}
-	}
-	h.Add("Vary", name)
-}

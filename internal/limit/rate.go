@@ -170,31 +170,35 @@ func (r *Rates) Len() int {
 // address (clientip.Of, honouring Trusted) is over its rate, before next
 // reads anything of it; other requests go to next.
 func (r *Rates) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		o := r.opts.Load()
-		if o.PerSecond <= 0 {
-			next.ServeHTTP(w, req)
-			return
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { r.Serve(w, req, next) })
+}
+
+// Serve is Middleware for one request: it answers 429 to req, or passes
+// it to next.
+func (r *Rates) Serve(w http.ResponseWriter, req *http.Request, next http.Handler) {
+	o := r.opts.Load()
+	if o.PerSecond <= 0 {
+		next.ServeHTTP(w, req)
+		return
+	}
+	xff := req.Header["X-Forwarded-For"]
+	ok, wait := r.Allow(clientip.Of(req.RemoteAddr, xff, o.Trusted))
+	if ok {
+		next.ServeHTTP(w, req)
+		return
+	}
+	r.rejected.Inc()
+	if _, peer := clientip.Peer(req.RemoteAddr); len(xff) > 0 && !clientip.Trusted(peer, o.Trusted) {
+		if r.warn.Allow() {
+			o.Logger.Warn("a client over limits.rate_per_ip sends X-Forwarded-For but is not in listen.trusted_proxies: "+
+				"if Bulwark is behind a proxy or CDN, list it there, or every client behind it shares one limit",
+				"client", peer.String())
 		}
-		xff := req.Header["X-Forwarded-For"]
-		ok, wait := r.Allow(clientip.Of(req.RemoteAddr, xff, o.Trusted))
-		if ok {
-			next.ServeHTTP(w, req)
-			return
-		}
-		r.rejected.Inc()
-		if _, peer := clientip.Peer(req.RemoteAddr); len(xff) > 0 && !clientip.Trusted(peer, o.Trusted) {
-			if r.warn.Allow() {
-				o.Logger.Warn("a client over limits.rate_per_ip sends X-Forwarded-For but is not in listen.trusted_proxies: "+
-					"if Bulwark is behind a proxy or CDN, list it there, or every client behind it shares one limit",
-					"client", peer.String())
-			}
-		}
-		httperr.Write(w, req, &httperr.Error{
-			Status:     http.StatusTooManyRequests,
-			Reason:     ReasonRate,
-			Msg:        "Too many requests from your address; retry later",
-			RetryAfter: wait,
-		})
+	}
+	httperr.Write(w, req, &httperr.Error{
+		Status:     http.StatusTooManyRequests,
+		Reason:     ReasonRate,
+		Msg:        "Too many requests from your address; retry later",
+		RetryAfter: wait,
 	})
 }

@@ -22,3 +22,25 @@ func TestEncodingQ(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodingQsAgreesWithEncodingQ: one read of the header gives each
+// coding the weight EncodingQ gives it alone.
+func TestEncodingQsAgreesWithEncodingQ(t *testing.T) {
+	codings := []string{"br", "zstd", "gzip"}
+	for _, header := range []string{
+		"", "gzip", "br;q=0.9, gzip;q=0.5", "*;q=0.3, zstd;q=0", "gzip;q=0.2, gzip;q=0.9", "zstd, *;q=0.1", "GZIP; Q=0.4, br",
+	} {
+		var q [3]float64
+		EncodingQs(header, codings, q[:])
+		for i, c := range codings {
+			if want := EncodingQ(header, c); q[i] != want {
+				t.Errorf("EncodingQs(%q)[%s] = %v, want %v (EncodingQ)", header, c, q[i], want)
+			}
+		}
+	}
+	var q [3]float64
+	EncodingQs("gzip;q=0.2, gzip;q=0.9, *;q=0.1", codings, q[:])
+	if q != [3]float64{0.1, 0.1, 0.2} {
+		t.Errorf("EncodingQs = %v; want [0.1 0.1 0.2] (the first gzip entry counts)", q)
+	}
+}

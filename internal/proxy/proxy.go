@@ -77,6 +77,11 @@ type Options struct {
 	// never cut off. It applies to WebSocket and SSE streams too, as in
 	// nginx. Zero or negative means DefaultTimeout.
 	ReadTimeout time.Duration
+	// TimeoutsFor returns a request's own send and read timeouts (a
+	// [[route]]'s), which replace SendTimeout and ReadTimeout for it; a
+	// zero one leaves that option in force. Nil means every request takes
+	// the options'.
+	TimeoutsFor func(*http.Request) (send, read time.Duration)
 	// TrustedProxies are the client addresses whose X-Forwarded-For is
 	// believed. Nil means none: the client's own header is dropped.
 	TrustedProxies []netip.Prefix

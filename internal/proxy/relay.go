@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"bulwark/internal/httphdr"
 )
 
 // relay forwards r to the app and copies the answer to w: what
@@ -191,10 +193,7 @@ func isStream(res *http.Response) bool {
 	if len(ct) == 0 {
 		return false
 	}
-	// The media type without parameters; mime.ParseMediaType would build
-	// a map of them for every answer.
-	mt, _, _ := strings.Cut(ct[0], ";")
-	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
+	return httphdr.IsEventStream(ct[0])
 }
 
 // copyBody copies the answer's body to w through a pooled buffer. A stream

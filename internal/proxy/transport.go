@@ -61,13 +61,42 @@ type deadlineConn struct {
 	// readBy and writeBy are the deadlines last armed (Unix nanoseconds).
 	// Atomic for the same reason as afterRead.
 	readBy, writeBy atomic.Int64
+	// send and read are the timeouts of the request using the connection
+	// (begin); zero means the proxy's options. Atomic, as readBy.
+	send, read atomic.Int64
+}
+
+// begin takes the send and read timeouts of req, which is about to use c
+// (Options.TimeoutsFor), until the next request does.
+func (c *deadlineConn) begin(req *http.Request) {
+	var send, read time.Duration
+	if f := c.p.o().TimeoutsFor; f != nil {
+		send, read = f(req)
+	}
+	c.send.Store(int64(max(send, 0)))
+	c.read.Store(int64(max(read, 0)))
+}
+
+// readTimeout and sendTimeout are the timeouts in force on c.
+func (c *deadlineConn) readTimeout() time.Duration {
+	if d := c.read.Load(); d > 0 {
+		return time.Duration(d)
+	}
+	return c.p.o().ReadTimeout
+}
+
+func (c *deadlineConn) sendTimeout() time.Duration {
+	if d := c.send.Load(); d > 0 {
+		return time.Duration(d)
+	}
+	return c.p.o().SendTimeout
 }
 
 // errStaleConn fails the first write to a connection the app has closed.
 var errStaleConn = errors.New("the app closed the idle connection")
 
 func (c *deadlineConn) Read(b []byte) (int, error) {
-	if t, ok := due(&c.readBy, c.p.o().ReadTimeout); ok {
+	if t, ok := due(&c.readBy, c.readTimeout()); ok {
 		if err := c.Conn.SetReadDeadline(t); err != nil {
 			return 0, err
 		}
@@ -101,14 +130,14 @@ func (c *deadlineConn) stale() bool {
 
 // write writes b with the send timeout and restarts the read clock.
 func (c *deadlineConn) write(b []byte) (int, error) {
-	if t, ok := due(&c.writeBy, c.p.o().SendTimeout); ok {
+	if t, ok := due(&c.writeBy, c.sendTimeout()); ok {
 		if err := c.Conn.SetWriteDeadline(t); err != nil {
 			return 0, err
 		}
 	}
 	n, err := c.Conn.Write(b)
 	if n > 0 {
-		if t, ok := due(&c.readBy, c.p.o().ReadTimeout); ok {
+		if t, ok := due(&c.readBy, c.readTimeout()); ok {
 			_ = c.Conn.SetReadDeadline(t)
 		}
 	}

@@ -96,6 +96,7 @@ func (pc *upConn) roundTrip(req, orig *http.Request, f *framing, got1xx func(int
 	}
 	ctx := req.Context()
 	pc.watch(ctx)
+	pc.c.begin(req) // this request's timeouts ([[route]])
 	pc.sent.Store(sendNothing)
 	pc.gotHead.Store(false)
 	pc.reqClose = f.close || req.Close

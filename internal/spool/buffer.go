@@ -41,6 +41,7 @@ type Buffer struct {
 	segs    [][]byte  // pooled; all full but the last
 	segsBuf [4][]byte // segs' first backing array: no allocation up to 4
 	small   bool      // start with small segments (request bodies)
+	share   int64     // memory this body may hold (Rules.MemoryPerBody)
 	memCap  int64     // total length of segs, charged to the budget
 	memLen  int64
 	noMem   bool // the memory part is closed for this body
@@ -66,12 +67,13 @@ type Buffer struct {
 }
 
 // NewBuffer returns an empty request-kind Buffer. Callers must Close it.
-func (s *Spool) NewBuffer() *Buffer { return s.newBuffer(kindRequest) }
+func (s *Spool) NewBuffer() *Buffer { return s.newBuffer(kindRequest, s.o().MemoryPerBody) }
 
-func (s *Spool) newBuffer(kind string) *Buffer {
+// newBuffer returns a Buffer of kind that holds up to share bytes in memory.
+func (s *Spool) newBuffer(kind string, share int64) *Buffer {
 	// A request body may be one byte and a long wait (issue 14): it starts
 	// small. A spooled response is past DirectMax, so it takes whole chunks.
-	b := &Buffer{s: s, kind: kind, small: kind == kindRequest}
+	b := &Buffer{s: s, kind: kind, small: kind == kindRequest, share: share}
 	b.segs = b.segsBuf[:0]
 	b.cond.L = &b.mu
 	s.active.Add(1)
@@ -123,7 +125,7 @@ func (b *Buffer) writeLocked(p []byte, force bool) (int, error) {
 // the budget takes it; nil when there is none. With force, the share and
 // the budget may be passed by one chunk (see writeStream).
 func (b *Buffer) tailLocked(force bool) []byte {
-	share := b.s.o().MemoryPerBody
+	share := b.share
 	if force {
 		share = max(share, b.memLen+chunkSize)
 	}

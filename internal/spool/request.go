@@ -38,7 +38,8 @@ func (s *Spool) Requests(next http.Handler) http.Handler {
 			s.reject(w, r, httperr.BodyTooLarge(limit))
 			return
 		}
-		if !s.o().BufferRequests {
+		ru := s.rules(r)
+		if !ru.BufferRequests {
 			if limit > 0 {
 				r2 := new(http.Request)
 				*r2 = *r
@@ -48,14 +49,16 @@ func (s *Spool) Requests(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		s.spoolRequest(w, r, next)
+		s.spoolRequest(w, r, next, ru.MemoryPerBody)
 	})
 }
 
-func (s *Spool) spoolRequest(w http.ResponseWriter, r *http.Request, next http.Handler) {
+// spoolRequest reads r's body into a Buffer that holds up to share bytes
+// in memory, then calls next.
+func (s *Spool) spoolRequest(w http.ResponseWriter, r *http.Request, next http.Handler, share int64) {
 	if cl := r.ContentLength; cl > 0 {
 		// A declared body whose spill cannot fit is refused before reading.
-		spill := cl - min(s.o().MemoryPerBody, s.memRoom())
+		spill := cl - min(share, s.memRoom())
 		if spill > 0 && !s.diskRoom(spill) {
 			s.reject(w, r, s.spoolFull(fmt.Errorf("body of %d bytes: %w", cl, ErrSpoolFull)))
 			return
@@ -71,7 +74,7 @@ func (s *Spool) spoolRequest(w http.ResponseWriter, r *http.Request, next http.H
 		}))
 		return
 	}
-	b := s.newBuffer(kindRequest)
+	b := s.newBuffer(kindRequest, share)
 	defer b.Close()
 	b.fileWait, b.waitDone = s.o().FileWait, r.Context().Done()
 	err := s.fillReleasing(b, r.Body, addr)

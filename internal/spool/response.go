@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"bulwark/internal/httphdr"
 )
 
 // Responses returns a handler that, with BufferResponses, spools the answer
@@ -40,11 +42,14 @@ func (s *Spool) Responses(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		ru := s.rules(r)
 		rw := &respWriter{
-			s:      s,
-			w:      w,
-			r:      r,
-			buffer: s.o().BufferResponses && r.Method != http.MethodHead && !s.streamPath(r.URL.Path),
+			s:           s,
+			w:           w,
+			r:           r,
+			buffer:      ru.BufferResponses && r.Method != http.MethodHead && !s.streamPath(r.URL.Path),
+			share:       ru.MemoryPerBody,
+			sendTimeout: ru.SendTimeout,
 		}
 		defer rw.finish()
 		next.ServeHTTP(rw, r)
@@ -97,12 +102,6 @@ func (s *Spool) streamPath(p string) bool {
 	return false
 }
 
-// isEventStream reports whether a Content-Type is text/event-stream.
-func isEventStream(ct string) bool {
-	mt, _, _ := strings.Cut(ct, ";")
-	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
-}
-
 // respWriter is the ResponseWriter next sees. Only next's goroutine calls
 // its methods; the copier goroutine touches only w's Write and Flush, after
 // WriteHeader, and the Buffer.
@@ -111,6 +110,9 @@ type respWriter struct {
 	w      http.ResponseWriter
 	r      *http.Request
 	buffer bool // buffering is allowed for this request
+
+	share       int64         // memory the spooled answer may hold
+	sendTimeout time.Duration // bounds each write to the client
 
 	wroteHeader bool
 	buffered    bool // decided at WriteHeader: the body goes through b
@@ -167,7 +169,7 @@ func (rw *respWriter) WriteHeader(code int) {
 	h.Del("X-Accel-Buffering")
 	rw.buffered = rw.buffer && !noBuffering &&
 		code != http.StatusSwitchingProtocols && code != http.StatusNoContent && code != http.StatusNotModified &&
-		!isEventStream(h.Get("Content-Type")) && !smallAnswer(h)
+		!httphdr.IsEventStream(h.Get("Content-Type")) && !smallAnswer(h)
 	rw.w.WriteHeader(code)
 }
 
@@ -220,7 +222,7 @@ func (rw *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // start creates the spool and the copier; the copier ends when the client
 // has everything written (after finish), or is gone.
 func (rw *respWriter) start() {
-	rw.b = rw.s.newBuffer(kindResponse)
+	rw.b = rw.s.newBuffer(kindResponse, rw.share)
 	rw.copied = make(chan struct{})
 	b := rw.b
 	ctx := rw.r.Context()
@@ -259,7 +261,7 @@ func (rw *respWriter) copyOut() {
 	rc := http.NewResponseController(rw.w)
 	// net/http clears a connection's write deadline after each request, so
 	// the deadlines set here do not outlive this answer.
-	timeout := rw.s.o().SendTimeout
+	timeout := rw.sendTimeout
 	deadline := false
 	var off int64
 	for {

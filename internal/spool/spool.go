@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -139,12 +140,50 @@ type Options struct {
 	// given up and its spool freed. If zero, DefaultSendTimeout is used;
 	// negative means no per-write deadline (the server's own applies).
 	SendTimeout time.Duration
+	// RulesFor returns a request's own values of the per-request options
+	// (Rules), and false when the Options' values apply to it. Nil means
+	// they apply to every request.
+	RulesFor func(*http.Request) (Rules, bool)
 	// Logger receives spool-full and write-error lines. If nil, logs are
 	// discarded.
 	Logger *slog.Logger
 	// Metrics is where the bulwark_spool_* series are registered. If nil, a
 	// private set is used.
 	Metrics *metrics.Set
+}
+
+// Rules are the options a request may have its own values of (a
+// [[route]]'s), read once when the request arrives.
+type Rules struct {
+	// MemoryPerBody is as Options.MemoryPerBody, for this request's body
+	// and its answer's; zero means Options.MemoryPerBody, negative none.
+	MemoryPerBody int64
+	// BufferRequests and BufferResponses are as in Options. StreamPaths
+	// still apply: a path listed there is never buffered.
+	BufferRequests, BufferResponses bool
+	// SendTimeout is as Options.SendTimeout; zero means Options'.
+	SendTimeout time.Duration
+}
+
+// rules returns the values in force for r.
+func (s *Spool) rules(r *http.Request) Rules {
+	o := s.o()
+	if o.RulesFor != nil {
+		if ru, ok := o.RulesFor(r); ok {
+			switch {
+			case ru.MemoryPerBody == 0:
+				ru.MemoryPerBody = o.MemoryPerBody
+			case ru.MemoryPerBody < 0:
+				ru.MemoryPerBody = 0
+			}
+			if ru.SendTimeout == 0 {
+				ru.SendTimeout = o.SendTimeout
+			}
+			return ru
+		}
+	}
+	return Rules{MemoryPerBody: o.MemoryPerBody, BufferRequests: o.BufferRequests,
+		BufferResponses: o.BufferResponses, SendTimeout: o.SendTimeout}
 }
 
 func (o Options) withDefaults() Options {
@@ -301,7 +340,7 @@ func (s *Spool) o() *Options { return s.opts.Load() }
 // Update applies new limits from a configuration reload to bodies that
 // start from now on: MemoryPerBody, MemoryBudget, DiskLimit, MaxBody,
 // MaxFiles, FileWait, BodiesPerIP, BufferRequests, BufferResponses,
-// StreamPaths and SendTimeout. The
+// StreamPaths, SendTimeout and RulesFor. The
 // directory, logger and metrics stay those given to New; a different Dir
 // is reported as an error and otherwise ignored.
 func (s *Spool) Update(o Options) error {

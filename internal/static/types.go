@@ -95,7 +95,11 @@ type variant struct{ coding, ext string }
 
 // variants in the order tried when the client weighs them equally:
 // smallest first.
-var variants = []variant{{"br", ".br"}, {"zstd", ".zst"}, {"gzip", ".gz"}}
+var variants = [...]variant{{"br", ".br"}, {"zstd", ".zst"}, {"gzip", ".gz"}}
+
+// variantCodings are the codings of variants, in its order, for one read
+// of Accept-Encoding (negotiate.EncodingQs).
+var variantCodings = [len(variants)]string{"br", "zstd", "gzip"}
 
 // precompressed opens the sibling of name in the coding the client weighs
 // highest among those it accepts and that exist as regular files; equal
@@ -108,10 +112,12 @@ func precompressed(root *os.Root, name, acceptEncoding string) (variant, *os.Fil
 		v variant
 		q float64
 	}
+	var q [len(variants)]float64
+	negotiate.EncodingQs(acceptEncoding, variantCodings[:], q[:])
 	var cands []cand
-	for _, v := range variants {
-		if q := negotiate.EncodingQ(acceptEncoding, v.coding); q > 0 {
-			cands = append(cands, cand{v, q})
+	for i, v := range variants {
+		if q[i] > 0 {
+			cands = append(cands, cand{v, q[i]})
 		}
 	}
 	slices.SortStableFunc(cands, func(a, b cand) int { return cmp.Compare(b.q, a.q) })

@@ -32,9 +32,17 @@ func runBackend(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("backend: %w", err)
 	}
 	size := strconv.Itoa(len(backendBody))
+	text := textBody()
+	textSize := strconv.Itoa(len(text))
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
+			if r.URL.Path == textPath {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Length", textSize)
+				_, _ = w.Write(text)
+				return
+			}
 			w.Header().Set("Content-Type", "text/plain")
 			w.Header().Set("Content-Length", size)
 			_, _ = w.Write(backendBody)

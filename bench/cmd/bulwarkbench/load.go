@@ -44,8 +44,13 @@ type LoadOptions struct {
 	// second (h2load --rps): a fixed-rate load instead of as fast as it goes.
 	RatePerConn int
 	Warmup      int // requests before the measurement
-	Roots       []int
-	WorkDir     string // for h2load's per-request log
+	// Headers are added to every request (h2load -H "Name: value").
+	Headers []string
+	// Requests, if positive, sends this many requests in all (one per
+	// connection when it equals Conns) instead of running for Duration.
+	Requests int
+	Roots    []int
+	WorkDir  string // for h2load's per-request log
 }
 
 var (
@@ -62,6 +67,9 @@ func MeasureLoad(ctx context.Context, o LoadOptions) (LoadResult, error) {
 	if o.Proto == "h1" {
 		proto = []string{"--h1"}
 	}
+	for _, h := range o.Headers {
+		proto = append(proto, "-H", h)
+	}
 	if o.Warmup > 0 {
 		args := append(slices.Clone(proto), "-n", strconv.Itoa(o.Warmup), "-c", "10", o.URL)
 		if _, err := runH2load(ctx, 60*time.Second, args); err != nil {
@@ -77,8 +85,12 @@ func MeasureLoad(ctx context.Context, o LoadOptions) (LoadResult, error) {
 	}
 	peak := WatchPeak(o.Roots, 100*time.Millisecond, o.Duration+30*time.Second)
 	args := append(slices.Clone(proto),
-		"-c", strconv.Itoa(o.Conns), "-m", "1", "-t", strconv.Itoa(o.Threads),
-		"-D", strconv.Itoa(int(o.Duration.Seconds())), "--log-file", logFile)
+		"-c", strconv.Itoa(o.Conns), "-m", "1", "-t", strconv.Itoa(o.Threads), "--log-file", logFile)
+	if o.Requests > 0 {
+		args = append(args, "-n", strconv.Itoa(o.Requests))
+	} else {
+		args = append(args, "-D", strconv.Itoa(int(o.Duration.Seconds())))
+	}
 	if o.RatePerConn > 0 {
 		args = append(args, "--rps", strconv.Itoa(o.RatePerConn))
 	}

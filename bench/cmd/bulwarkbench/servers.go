@@ -25,6 +25,7 @@ const (
 	varIsolate = "isolate" // one request at a time to the app
 	varStack   = "stack"   // the server in front of the FastAPI app; Bulwark supervises it
 	varProfile = "profile" // Bulwark built with a pprof listener
+	varEdge    = "edge"    // base plus static files and compression (nginx gzip_comp_level 6)
 )
 
 // Env is what the suite knows about this machine and run.
@@ -66,6 +67,7 @@ type tmplData struct {
 	Cert, Key, Bundle  string
 	Port, UpstreamPort int
 	MaxConns           int
+	Static             string // the edge variant's static directory; "" otherwise
 }
 
 // StartBackend starts the 1 KiB Go backend ("go") or the FastAPI app under
@@ -132,6 +134,9 @@ func (e *Env) Start(ctx context.Context, server, variant, cert string) (*Instanc
 	if variant == varIsolate {
 		data.MaxConns = 1
 	}
+	if variant == varEdge {
+		data.Static = e.staticDir()
+	}
 	in := &Instance{}
 	var argv, env []string
 	logPath := filepath.Join(run, "server.log")
@@ -143,7 +148,14 @@ func (e *Env) Start(ctx context.Context, server, variant, cert string) (*Instanc
 			bin = e.Prof
 			env = append(env, "BULWARKPROF_ADDR="+e.ProfAddr)
 		}
-		argv = []string{bin, "run", "--config", filepath.Join(e.BenchDir, file)}
+		conf := filepath.Join(e.BenchDir, file)
+		if variant == varEdge {
+			var err error
+			if conf, err = e.edgeConfig(run); err != nil {
+				return nil, err
+			}
+		}
+		argv = []string{bin, "run", "--config", conf}
 		env = append(env, "BULWARK_TLS_CERT="+c.Cert, "BULWARK_TLS_KEY="+c.Key,
 			"BULWARK_LIMITS_SPOOL_DIR="+spool, "BULWARK_APP_DIR="+filepath.Join(e.BenchDir, "app"))
 		if e.Port != 8443 {

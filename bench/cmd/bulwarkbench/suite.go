@@ -50,7 +50,7 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&env.UpPort, "upstream-port", 8002, "the backend's port on 127.0.0.1")
 	fs.IntVar(&sc.runs, "runs", 3, "runs of every measurement (medians and spread over them)")
 	fs.BoolVar(&sc.quick, "quick", false, "development mode: 1 run, N=200/1000, 3 s loads")
-	fs.StringVar(&only, "only", "idle,load,handshake,spool,stack,profile", "sections to run")
+	fs.StringVar(&only, "only", "idle,load,handshake,spool,stack,edge,profile", "sections to run")
 	fs.StringVar(&servers, "servers", "bulwark,nginx,haproxy,caddy", "proxies for the idle, load and handshake sections")
 	fs.StringVar(&idleN, "idle-n", "1000,5000", "idle connection counts")
 	fs.StringVar(&stackN, "stack-n", "200,1000", "idle connection counts of the whole-stack rows")
@@ -121,7 +121,7 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		run  func(context.Context) error
 	}{
 		{"idle", s.idle}, {"load", s.load}, {"handshake", s.handshake},
-		{"spool", s.spool}, {"stack", s.stack}, {"profile", s.profile},
+		{"spool", s.spool}, {"stack", s.stack}, {"edge", s.edge}, {"profile", s.profile},
 	} {
 		if !slices.Contains(sc.only, sec.name) {
 			continue
