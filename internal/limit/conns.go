@@ -147,9 +147,8 @@ func (c *Conns) keyOf(addr net.Addr) (netip.Addr, bool) {
 // admit counts a new connection of key, or returns why it is refused.
 func (c *Conns) admit(key netip.Addr, exempt bool) string {
 	s := c.set.Load()
-	fds := -1
 	if s.fdCeiling > 0 {
-		fds = c.countFDsIfDue(s) // a directory read: not under the lock
+		c.countFDsIfDue(s)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -158,7 +157,7 @@ func (c *Conns) admit(key netip.Addr, exempt bool) string {
 		return ReasonMaxConns
 	case s.PerIP > 0 && !exempt && int(c.byKey[key]) >= s.PerIP:
 		return ReasonMaxConnsPerIP
-	case s.fdCeiling > 0 && c.openFDsLocked(fds) >= s.fdCeiling:
+	case s.fdCeiling > 0 && c.fdOthers+c.open+1 >= s.fdCeiling: // +1: the new one
 		return ReasonFDReserve
 	}
 	c.open++
@@ -169,30 +168,35 @@ func (c *Conns) admit(key netip.Addr, exempt bool) string {
 }
 
 // countFDsIfDue counts the open descriptors when the last count is
-// FDSampleInterval old, and returns -1 otherwise or when it cannot.
-func (c *Conns) countFDsIfDue(s *connsSettings) int {
+// FDSampleInterval old. The first count after a settings change runs
+// inline, so a fresh process has one before it admits anything; later ones
+// run on their own goroutine, since reading /proc/self/fd with 10 000
+// entries takes about 10 ms, too long to stall the accept loop each second.
+func (c *Conns) countFDsIfDue(s *connsSettings) {
 	now := s.Now().UnixNano()
 	at := c.fdAt.Load()
 	if now-at < int64(FDSampleInterval) || !c.fdAt.CompareAndSwap(at, now) {
-		return -1
+		return
 	}
-	n, err := s.OpenFDs()
-	if err != nil {
-		return -1
+	if at == 0 {
+		c.countFDs(s, 1) // the connection being admitted is open already
+		return
 	}
-	return n
+	go c.countFDs(s, 0)
 }
 
-// openFDsLocked estimates the descriptors open now, the new connection's
-// included: the last count (counted, when not negative, is a new one) of
-// those that are not client connections, plus the client connections
-// open.
-func (c *Conns) openFDsLocked(counted int) int {
-	if counted >= 0 {
-		// counted includes the new connection, which c.open does not yet.
-		c.fdOthers = max(counted-c.open-1, 0)
+// countFDs counts the open descriptors and keeps how many are not client
+// connections; admitting are those open but not yet in c.open. When the
+// count fails, the last figure stays (at first: only client connections
+// are counted).
+func (c *Conns) countFDs(s *connsSettings, admitting int) {
+	n, err := s.OpenFDs()
+	if err != nil {
+		return
 	}
-	return c.fdOthers + c.open + 1
+	c.mu.Lock()
+	c.fdOthers = max(n-c.open-admitting, 0)
+	c.mu.Unlock()
 }
 
 // release gives back the place of a connection of key.

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,16 +129,16 @@ func TestConnsExempt(t *testing.T) {
 func TestConnsFDReserve(t *testing.T) {
 	set := metrics.NewSet()
 	now := time.Unix(1000, 0)
-	counts := 0
-	others := 80 // descriptors that are not client connections
+	var counts, others atomic.Int64
+	others.Store(80) // descriptors that are not client connections
 	var c *Conns
 	c = NewConns(ConnsOptions{
 		FDLimit:   200, // reserve: max(50, 200/10) = 50, so the ceiling is 150
 		FDReserve: 50,
 		OpenFDs: func() (int, error) {
-			counts++
+			counts.Add(1)
 			all, _ := c.Open(netip.Addr{})
-			return others + all + 1, nil // + the connection being admitted
+			return int(others.Load()) + all + 1, nil // + the connection being admitted
 		},
 		Metrics: set,
 		Now:     func() time.Time { return now },
@@ -155,11 +157,11 @@ func TestConnsFDReserve(t *testing.T) {
 	if len(open) != 69 {
 		t.Fatalf("%d connections admitted, want 69", len(open))
 	}
-	if counts != 1 {
-		t.Errorf("descriptors counted %d times within one interval, want 1", counts)
+	if counts.Load() != 1 {
+		t.Errorf("descriptors counted %d times within one interval, want 1", counts.Load())
 	}
 	// Spool files or app connections take 20 more: seen at the next count.
-	others = 100
+	others.Store(100)
 	for _, nc := range open[:10] {
 		nc.Close()
 	}
@@ -167,11 +169,30 @@ func TestConnsFDReserve(t *testing.T) {
 		t.Error("refused although 10 connections closed")
 	}
 	now = now.Add(FDSampleInterval)
-	if nc, reason := c.Accept(from("10.0.0.1")); nc != nil || reason != ReasonFDReserve {
-		t.Errorf("after a new count of 100 other descriptors + 60 clients: %v, %q; want refused", nc, reason)
+	// The accept that finds the count due is judged by the old count, and
+	// starts a new one off the accept path.
+	if nc, reason := c.Accept(from("10.0.0.1")); nc == nil {
+		t.Fatalf("the accept that starts a recount was refused (%q); want it judged by the old count", reason)
 	}
-	if counts != 2 {
-		t.Errorf("descriptors counted %d times, want 2", counts)
+	deadline := time.Now().Add(5 * time.Second)
+	for counts.Load() < 2 && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	if n := counts.Load(); n != 2 {
+		t.Fatalf("descriptors counted %d times, want 2", n)
+	}
+	// Wait for the count's result to land (it is stored under the lock
+	// right after OpenFDs returns), then 100 others + 61 clients is over.
+	var nc net.Conn
+	var reason string
+	for time.Now().Before(deadline) {
+		if nc, reason = c.Accept(from("10.0.0.1")); nc == nil {
+			break
+		}
+		nc.Close()
+	}
+	if nc != nil || reason != ReasonFDReserve {
+		t.Errorf("after a new count of 100 other descriptors + 61 clients: %v, %q; want refused", nc, reason)
 	}
 	if n := counter(set, ReasonFDReserve); n != 2 {
 		t.Errorf("bulwark_rejected_total{reason=fd_reserve} = %d, want 2", n)

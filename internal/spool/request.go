@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"bulwark/internal/httperr"
@@ -73,8 +74,7 @@ func (s *Spool) spoolRequest(w http.ResponseWriter, r *http.Request, next http.H
 	b := s.newBuffer(kindRequest)
 	defer b.Close()
 	b.fileWait, b.waitDone = s.o().FileWait, r.Context().Done()
-	err := s.fill(b, r.Body)
-	s.addrs.Release(addr) // the body has arrived (or failed): it counts no more
+	err := s.fillReleasing(b, r.Body, addr)
 	if err != nil {
 		b.Close() // free the spool before answering
 		s.reject(w, r, err)
@@ -98,6 +98,14 @@ func (s *Spool) spoolRequest(w http.ResponseWriter, r *http.Request, next http.H
 		r2.GetBody = func() (io.ReadCloser, error) { return b.Reader(), nil }
 	}
 	next.ServeHTTP(w, r2)
+}
+
+// fillReleasing fills b and then releases addr's bodies_per_ip slot: the
+// body has arrived (or failed), so it counts no more. Deferred, so a
+// panic in the body's reader cannot leak the slot.
+func (s *Spool) fillReleasing(b *Buffer, body io.Reader, addr netip.Addr) *httperr.Error {
+	defer s.addrs.Release(addr)
+	return s.fill(b, body)
 }
 
 // fill reads body to its end into b, enforcing MaxBody; the error is an
@@ -181,11 +189,13 @@ func (s *Spool) refuse(reason string, e *httperr.Error) *httperr.Error {
 }
 
 // scratch is fill's read buffer for a body past memory: a small segment
-// after a read that did not fill the buffer (the client sends slowly, so
-// a wait costs 2 KiB, not a chunk), a pooled chunk after one that did.
+// after a read that did not fill it (the client sends slowly, so a wait
+// costs 2 KiB, not a chunk), a pooled chunk while reads bring more than
+// the small segment holds. A TLS read returns at most one 16 KiB record,
+// never a whole chunk, so "more than small" is the test, not "filled".
 type scratch struct {
 	small, big []byte
-	full       bool // the last read filled the buffer
+	full       bool // the last read brought at least a small segment's worth
 }
 
 func (sc *scratch) get(s *Spool) []byte {
@@ -207,11 +217,7 @@ func (sc *scratch) get(s *Spool) []byte {
 
 // used records that a read returned n bytes into the last buffer get gave.
 func (sc *scratch) used(n int) {
-	cur := sc.small
-	if sc.full {
-		cur = sc.big
-	}
-	sc.full = n == len(cur)
+	sc.full = n >= len(sc.small)
 }
 
 func (sc *scratch) free(s *Spool) {
