@@ -29,9 +29,10 @@ func TestParseHeadMatchesNetHTTP(t *testing.T) {
 	}
 }
 
-// compareWithNetHTTP parses in with ReadRequestHead and ParseRequestHead and, if that
-// and net/http both accept it, fails t unless both read the same method,
-// target, Host and header values. It reports whether Bulwark accepted in.
+// compareWithNetHTTP parses in with ReadRequestHead and ParseRequestHead
+// and, if that and net/http both accept it, fails t unless both read the
+// same method, target, Host and header values. It reports whether Bulwark
+// accepted in.
 func compareWithNetHTTP(t *testing.T, in []byte) bool {
 	t.Helper()
 	head, ends, err := ReadRequestHead(bufio.NewReader(bytes.NewReader(in)), nil, nil, 64<<10)
