@@ -86,7 +86,7 @@ echo "== fuzz (each target briefly; their seed corpora ran above as ordinary tes
 # targets of 8 s take about 50 s with a warm build cache, 90-100 s cold.
 fuzztime=${FUZZTIME:-8s}
 for target in \
-  internal/front:FuzzParseHead \
+  internal/h1:FuzzParseHead \
   internal/front:FuzzRequestFraming \
   internal/front:FuzzChunkedBody \
   internal/front:FuzzH2Frames \

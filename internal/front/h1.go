@@ -2,6 +2,7 @@ package front
 
 import (
 	"bufio"
+	"bulwark/internal/h1"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -415,7 +416,7 @@ func (c *h1Conn) answerBadRequest(err error) {
 	body := he.msg + " (bulwark)\n"
 	bw := c.writer()
 	bw.WriteString("HTTP/1.1 ")
-	bw.WriteString(statusLine(he.status))
+	bw.WriteString(h1.StatusLine(he.status))
 	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nX-Bulwark-Error: ")
 	bw.WriteString(he.reason)
 	bw.WriteString("\r\nContent-Length: ")

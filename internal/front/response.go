@@ -3,12 +3,15 @@ package front
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"bulwark/internal/h1"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -42,10 +45,19 @@ const pendMax = 2048
 
 var pendPool = sync.Pool{New: func() any { b := make([]byte, 0, pendMax); return &b }}
 
+// The interfaces response implements. http.ResponseController finds
+// FlushError, the deadlines and EnableFullDuplex by asserting anonymous
+// interfaces (net/http/responsecontroller.go), so a method whose signature
+// drifted would silently read as "not supported"; each is pinned here.
 var (
-	_ http.ResponseWriter = (*response)(nil)
-	_ http.Flusher        = (*response)(nil)
-	_ http.Hijacker       = (*response)(nil)
+	_ http.ResponseWriter                            = (*response)(nil)
+	_ http.Flusher                                   = (*response)(nil)
+	_ http.Hijacker                                  = (*response)(nil)
+	_ io.StringWriter                                = (*response)(nil)
+	_ interface{ FlushError() error }                = (*response)(nil)
+	_ interface{ SetReadDeadline(time.Time) error }  = (*response)(nil)
+	_ interface{ SetWriteDeadline(time.Time) error } = (*response)(nil)
+	_ interface{ EnableFullDuplex() error }          = (*response)(nil)
 )
 
 func (w *response) Header() http.Header { return w.header }
@@ -109,9 +121,9 @@ func noBody(method string, code int) bool {
 func (w *response) writeInformational(code int) {
 	bw := w.c.writer()
 	bw.WriteString("HTTP/1.1 ")
-	bw.WriteString(statusLine(code))
+	bw.WriteString(h1.StatusLine(code))
 	bw.WriteString("\r\n")
-	writeHeaderLines(bw, w.header)
+	h1.WriteHeaderLines(bw, w.header)
 	bw.WriteString("\r\n")
 	bw.Flush()
 }
@@ -142,11 +154,7 @@ func (w *response) Write(p []byte) (int, error) {
 	w.written += int64(len(p))
 	bw := w.c.bw
 	if w.chunked {
-		bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
-		bw.WriteString("\r\n")
-		bw.Write(p)
-		_, err := bw.WriteString("\r\n")
-		if err != nil {
+		if err := h1.WriteChunk(bw, p); err != nil {
 			return 0, err
 		}
 		return len(p), nil
@@ -170,17 +178,16 @@ func (w *response) commit(finishing bool) {
 	}
 	h.Del("Connection")
 	h.Del("Keep-Alive")
-	switch {
-	case w.noBody && w.status != http.StatusOK && w.req.Method != http.MethodHead:
-		h.Del("Content-Length") // 204/304 carry no framing
-	case w.noBody, w.declared >= 0:
-	case finishing:
+	switch h1.FrameAnswer(w.req.Method, w.status, w.noBody, w.declared, finishing, w.req.ProtoMinor) {
+	case h1.AnswerNoLength:
+		h.Del("Content-Length")
+	case h1.AnswerLength:
 		h.Set("Content-Length", strconv.FormatInt(w.written, 10))
 		w.declared = w.written
-	case w.req.ProtoMinor >= 1:
+	case h1.AnswerChunked:
 		w.chunked = true
-	default:
-		w.closeAfter = true // HTTP/1.0: the body ends when the connection does
+	case h1.AnswerToClose:
+		w.closeAfter = true
 	}
 	if w.req.Close || w.c.srv.closing.Load() {
 		w.closeAfter = true
@@ -190,14 +197,14 @@ func (w *response) commit(finishing bool) {
 	}
 	bw := w.c.writer()
 	bw.WriteString("HTTP/1.1 ")
-	bw.WriteString(statusLine(w.status))
+	bw.WriteString(h1.StatusLine(w.status))
 	bw.WriteString("\r\n")
 	if _, ok := h["Date"]; !ok {
 		bw.WriteString("Date: ")
 		bw.WriteString(httpDate())
 		bw.WriteString("\r\n")
 	}
-	writeHeaderLines(bw, h)
+	h1.WriteHeaderLines(bw, h)
 	if w.chunked {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
@@ -208,37 +215,14 @@ func (w *response) commit(finishing bool) {
 	}
 	bw.WriteString("\r\n")
 	if w.pend != nil {
-		if len(*w.pend) > 0 {
-			if w.chunked {
-				bw.WriteString(strconv.FormatInt(int64(len(*w.pend)), 16))
-				bw.WriteString("\r\n")
-				bw.Write(*w.pend)
-				bw.WriteString("\r\n")
-			} else {
-				bw.Write(*w.pend)
-			}
+		if w.chunked {
+			h1.WriteChunk(bw, *w.pend)
+		} else {
+			bw.Write(*w.pend)
 		}
 		*w.pend = (*w.pend)[:0]
 		pendPool.Put(w.pend)
 		w.pend = nil
-	}
-}
-
-// writeHeaderLines writes h, skipping values that would break the framing.
-func writeHeaderLines(bw *bufio.Writer, h http.Header) {
-	for k, vs := range h {
-		if !httpguts.ValidHeaderFieldName(k) {
-			continue
-		}
-		for _, v := range vs {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				continue
-			}
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
-		}
 	}
 }
 
@@ -271,7 +255,7 @@ func (w *response) finish() {
 		w.commit(true)
 	}
 	if w.chunked {
-		w.c.bw.WriteString("0\r\n\r\n")
+		h1.WriteLastChunk(w.c.bw, nil)
 	}
 	if w.declared >= 0 && w.written < w.declared && !w.noBody {
 		// The handler sent less than it promised: the client cannot tell
@@ -352,33 +336,6 @@ func (h *hijackedConn) Close() error {
 	}
 	h.srv.trackHijacked(h, false)
 	return h.Conn.Close()
-}
-
-// statusLine returns "200 OK" for 200.
-func statusLine(code int) string {
-	if code >= 0 && code < len(statusLines) && statusLines[code] != "" {
-		return statusLines[code]
-	}
-	return formatStatusLine(code)
-}
-
-// statusLines holds statusLine for every code with a standard text, built
-// once, so answering costs no allocation for it.
-var statusLines = func() (t [600]string) {
-	for code := range t {
-		if http.StatusText(code) != "" {
-			t[code] = formatStatusLine(code)
-		}
-	}
-	return t
-}()
-
-func formatStatusLine(code int) string {
-	text := http.StatusText(code)
-	if text == "" {
-		text = "status code " + strconv.Itoa(code)
-	}
-	return strconv.Itoa(code) + " " + text
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -8,6 +8,10 @@
 // bytes before it is parsed, so smuggling attempts (Content-Length with
 // Transfer-Encoding, differing Content-Lengths, obsolete line folding,
 // unknown transfer codings) are refused with 400 and the connection closed.
+// The wire rules themselves (head parsing, validation, framing, the chunked
+// coding, head writing) are package h1's, shared with the proxy's client;
+// this package keeps the connection, its buffers, deadlines and body
+// readers.
 //
 // HTTP/2 is served for the same reasons (h2.go): an idle connection is one
 // goroutine and its HPACK state, and a stream's handler writes its own

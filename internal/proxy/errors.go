@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"bulwark/internal/h1"
 	"bulwark/internal/httperr"
 )
 
@@ -120,11 +121,11 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 // asked for.
 func checkSwitch(res *http.Response) error {
 	var asked string
-	if res.Request != nil && isUpgrade(res.Request.Header) {
+	if res.Request != nil && h1.IsUpgrade(res.Request.Header) {
 		asked = res.Request.Header.Get("Upgrade")
 	}
 	var got string
-	if isUpgrade(res.Header) {
+	if h1.IsUpgrade(res.Header) {
 		got = res.Header.Get("Upgrade")
 	}
 	if asked == "" || !strings.EqualFold(asked, got) {

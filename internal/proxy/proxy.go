@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"bulwark/internal/h1"
 	"bulwark/internal/httperr"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -197,7 +198,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if t := p.timing(r); t != nil {
 		defer func() { t.upstream.Store(int64(time.Since(start))) }()
 	}
-	if isUpgrade(r.Header) {
+	if h1.IsUpgrade(r.Header) {
 		p.rp.ServeHTTP(w, r)
 		return
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bulwark/internal/h1"
 	"context"
 	"errors"
 	"io"
@@ -108,7 +109,7 @@ func (u *upstream) CloseIdleConnections() {
 // it can have reached the app is sent once more on a fresh connection, as
 // net/http does: the app closing an idle connection is no failure.
 func (u *upstream) roundTrip(req *http.Request, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, bool, error) {
-	f, err := u.framingFor(req)
+	f, err := h1.NewRequestFraming(req, u.maxIdle.Load() > 0)
 	if err != nil {
 		closeRequestBody(req)
 		return nil, false, err

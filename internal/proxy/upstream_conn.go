@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bulwark/internal/h1"
 	"context"
 	"errors"
 	"fmt"
@@ -89,7 +90,7 @@ type tripResult struct {
 // roundTrip sends req over pc and reads the answer head. The answer's
 // Request is orig. On failure pc is closed; on success it belongs to the
 // answer's body, which pools or closes it at its end.
-func (pc *upConn) roundTrip(req, orig *http.Request, f *framing, got1xx func(int, textproto.MIMEHeader) error) tripResult {
+func (pc *upConn) roundTrip(req, orig *http.Request, f *h1.RequestFraming, got1xx func(int, textproto.MIMEHeader) error) tripResult {
 	if pc.reused && pc.c.stale() {
 		pc.close()
 		return tripResult{err: errStaleConn, untouched: true, nothingSent: true}
@@ -99,9 +100,9 @@ func (pc *upConn) roundTrip(req, orig *http.Request, f *framing, got1xx func(int
 	pc.c.begin(req) // this request's timeouts ([[route]])
 	pc.sent.Store(sendNothing)
 	pc.gotHead.Store(false)
-	pc.reqClose = f.close || req.Close
-	writeHead(pc.bw, req, f)
-	if f.chunked {
+	pc.reqClose = f.Close || req.Close
+	h1.WriteRequestHead(pc.bw, req, f)
+	if f.Chunked {
 		// A body of unknown length may be a slow upload: the app gets the
 		// head now, as from net/http, not with the first piece of body.
 		if err := pc.bw.Flush(); err != nil {
@@ -110,7 +111,7 @@ func (pc *upConn) roundTrip(req, orig *http.Request, f *framing, got1xx func(int
 			return tripResult{err: failure(ctx, "sending the request to the app", err), untouched: stale, nothingSent: stale}
 		}
 	}
-	if f.hasBody {
+	if f.HasBody {
 		pc.body.Store(bodyWriting)
 		go pc.writeBody(pc.bw, req.Body, *f, req.Trailer)
 	} else {

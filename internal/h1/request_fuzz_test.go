@@ -1,9 +1,8 @@
-package front
+package h1
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"net/http"
 	"reflect"
 	"testing"
@@ -30,17 +29,18 @@ func TestParseHeadMatchesNetHTTP(t *testing.T) {
 	}
 }
 
-// compareWithNetHTTP parses in with readHead and parseHead and, if that
-// and net/http both accept it, fails t unless both read the same method,
-// target, Host and header values. It reports whether Bulwark accepted in.
+// compareWithNetHTTP parses in with ReadRequestHead and ParseRequestHead
+// and, if that and net/http both accept it, fails t unless both read the
+// same method, target, Host and header values. It reports whether Bulwark
+// accepted in.
 func compareWithNetHTTP(t *testing.T, in []byte) bool {
 	t.Helper()
-	head, ends, err := readHead(bufio.NewReader(bytes.NewReader(in)), nil, nil, 64<<10)
+	head, ends, err := ReadRequestHead(bufio.NewReader(bytes.NewReader(in)), nil, nil, 64<<10)
 	if err != nil {
 		return false
 	}
-	req, err := parseHead(context.Background(), head, ends)
-	if err != nil {
+	req := new(http.Request)
+	if err := ParseRequestHead(req, head, ends); err != nil {
 		return false
 	}
 	ref, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(in)))
@@ -60,7 +60,7 @@ func compareWithNetHTTP(t *testing.T, in []byte) bool {
 // FuzzParseHead feeds arbitrary bytes to the HTTP/1.1 head reader and
 // parser. It must not panic, and a head that both it and net/http accept
 // must come out the same: method, target, Host and every header value
-// (parseHead slices all of them out of one copy of the head).
+// (ParseRequestHead slices all of them out of one copy of the head).
 func FuzzParseHead(f *testing.F) {
 	for _, seed := range wellFormedHeads {
 		f.Add([]byte(seed))
