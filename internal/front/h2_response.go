@@ -10,7 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
+	"bulwark/internal/h1"
+
 	"golang.org/x/net/http2/hpack"
 )
 
@@ -335,12 +336,12 @@ func encodeFields(enc *hpack.Encoder, h http.Header) {
 		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
 			continue
 		}
-		if strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
+		if strings.HasPrefix(k, http.TrailerPrefix) || !h1.ValidFieldName(k) {
 			continue
 		}
 		name := lowerH2Key(k)
 		for _, v := range vs {
-			if httpguts.ValidHeaderFieldValue(v) {
+			if h1.ValidFieldValue(v) {
 				enc.WriteField(hpack.HeaderField{Name: name, Value: v})
 			}
 		}

@@ -14,7 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
+	"bulwark/internal/h1"
+
 	"golang.org/x/net/http2/hpack"
 )
 
@@ -93,7 +94,7 @@ func (b *headerBlock) emit(f hpack.HeaderField) {
 		return
 	}
 	b.sawReg = true
-	if !validH2FieldName(f.Name) || !httpguts.ValidHeaderFieldValue(f.Value) {
+	if !validH2FieldName(f.Name) || !h1.ValidFieldValue(f.Value) {
 		b.malformed = "invalid header field"
 		return
 	}
@@ -116,7 +117,7 @@ func (b *headerBlock) emit(f hpack.HeaderField) {
 
 // validH2FieldName reports whether name is a lowercase token.
 func validH2FieldName(name string) bool {
-	if !httpguts.ValidHeaderFieldName(name) {
+	if !h1.ValidFieldName(name) {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
@@ -152,7 +153,7 @@ func (c *h2Conn) newRequest(ctx context.Context, b *headerBlock) (*http.Request,
 	if b.method == "" || b.scheme == "" || b.path == "" {
 		return nil, nil, errors.New("missing :method, :scheme or :path")
 	}
-	if strings.IndexFunc(b.method, func(r rune) bool { return !httpguts.IsTokenRune(r) }) >= 0 {
+	if !h1.ValidMethod(b.method) {
 		return nil, nil, errors.New("invalid :method")
 	}
 	if b.path[0] != '/' && (b.path != "*" || b.method != http.MethodOptions) {
@@ -168,11 +169,11 @@ func (c *h2Conn) newRequest(ctx context.Context, b *headerBlock) (*http.Request,
 	req.URL = u
 	// As HTTP/1.1's Host: the app sees the authority in X-Forwarded-Host
 	// and in the request line Bulwark sends it.
-	if !httpguts.ValidHostHeader(b.authority) {
+	if !h1.ValidHost(b.authority) {
 		return nil, nil, errors.New("invalid :authority")
 	}
 	if hosts, ok := h["Host"]; ok {
-		if len(hosts) == 1 && !httpguts.ValidHostHeader(hosts[0]) {
+		if len(hosts) == 1 && !h1.ValidHost(hosts[0]) {
 			return nil, nil, errors.New("invalid host")
 		}
 		if req.Host == "" && len(hosts) == 1 {

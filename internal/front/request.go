@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"bulwark/internal/h1"
+
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -148,7 +150,7 @@ func parseHead(ctx context.Context, head []byte, ends []int) (*http.Request, err
 	if !ok1 || !ok2 || len(method) == 0 || len(target) == 0 || bytes.IndexByte(proto, ' ') >= 0 {
 		return nil, badRequest("bad_request_line", "malformed request line")
 	}
-	if !validMethod(method) {
+	if !h1.ValidMethod(method) {
 		return nil, badRequest("bad_method", "malformed method")
 	}
 	// One copy of the head backs the method, the target and every value,
@@ -187,12 +189,12 @@ func parseHead(ctx context.Context, head []byte, ends []int) (*http.Request, err
 			return nil, badRequest("bad_header", "malformed header line")
 		}
 		name := line[:colon]
-		if !httpguts.ValidHeaderFieldName(string(name)) {
+		if !h1.ValidFieldName(name) {
 			// This also refuses whitespace before the colon (RFC 9112 5.1).
 			return nil, badRequest("bad_header", "malformed header name")
 		}
 		value := sub(trimOWS(line[colon+1:]))
-		if !httpguts.ValidHeaderFieldValue(value) {
+		if !h1.ValidFieldValue(value) {
 			return nil, badRequest("bad_header", "malformed header value")
 		}
 		key := textproto.CanonicalMIMEHeaderKey(sub(name))
@@ -213,7 +215,7 @@ func parseHead(ctx context.Context, head []byte, ends []int) (*http.Request, err
 	case len(hosts) == 0 && req.ProtoMinor == 1:
 		return nil, badRequest("bad_host", "missing Host header")
 	case len(hosts) == 1:
-		if !httpguts.ValidHostHeader(hosts[0]) {
+		if !h1.ValidHost(hosts[0]) {
 			return nil, badRequest("bad_host", "malformed Host header")
 		}
 		req.Host = hosts[0]
@@ -234,15 +236,6 @@ func parseHead(ctx context.Context, head []byte, ends []int) (*http.Request, err
 	return req, nil
 }
 
-func validMethod(m []byte) bool {
-	for _, b := range m {
-		if !httpguts.IsTokenRune(rune(b)) {
-			return false
-		}
-	}
-	return true
-}
-
 // parseTarget parses the request target: origin form, absolute form, or "*"
 // for OPTIONS.
 func parseTarget(method, target string) (*url.URL, error) {
@@ -259,7 +252,7 @@ func parseTarget(method, target string) (*url.URL, error) {
 	if err != nil {
 		return nil, badRequest("bad_target", "malformed request target")
 	}
-	if u.Host != "" && !httpguts.ValidHostHeader(u.Host) {
+	if u.Host != "" && !h1.ValidHost(u.Host) {
 		return nil, badRequest("bad_target", "malformed request target")
 	}
 	return u, nil

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"bulwark/internal/h1"
+
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -227,11 +229,11 @@ func (w *response) commit(finishing bool) {
 // writeHeaderLines writes h, skipping values that would break the framing.
 func writeHeaderLines(bw *bufio.Writer, h http.Header) {
 	for k, vs := range h {
-		if !httpguts.ValidHeaderFieldName(k) {
+		if !h1.ValidFieldName(k) {
 			continue
 		}
 		for _, v := range vs {
-			if !httpguts.ValidHeaderFieldValue(v) {
+			if !h1.ValidFieldValue(v) {
 				continue
 			}
 			bw.WriteString(k)

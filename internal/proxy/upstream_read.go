@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"bulwark/internal/h1"
+
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -179,7 +181,7 @@ func checkFields(block []byte, statusLine bool) (int, error) {
 		}
 		if first {
 			first = false
-			if !validValue(line) {
+			if !h1.ValidFieldValue(line) {
 				return 0, fmt.Errorf("status line %q", line)
 			}
 			continue
@@ -193,7 +195,7 @@ func checkFields(block []byte, statusLine bool) (int, error) {
 				colon = j
 				break
 			}
-			if !tokenByte[c] {
+			if !h1.IsTokenByte(c) {
 				if c == ' ' || c == '\t' {
 					return 0, fmt.Errorf("header line %q: whitespace in or before the field name", line)
 				}
@@ -203,7 +205,7 @@ func checkFields(block []byte, statusLine bool) (int, error) {
 		if colon < 1 {
 			return 0, fmt.Errorf("header line %q: no field name", line)
 		}
-		if !validValue(line[colon+1:]) {
+		if !h1.ValidFieldValue(line[colon+1:]) {
 			return 0, fmt.Errorf("header line %q: invalid byte in value", line)
 		}
 		canonicalize(line[:colon])
@@ -258,31 +260,6 @@ func canonicalize(k []byte) {
 		upper = c == '-'
 	}
 }
-
-// validValue reports whether v holds only bytes a field value may: no
-// control bytes but tab.
-func validValue(v []byte) bool {
-	for _, c := range v {
-		if (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// tokenByte marks the bytes of an RFC 9110 token (field names, methods).
-var tokenByte = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
 
 // bodyKind is how an answer's body is delimited (RFC 9112 section 6.3).
 type bodyKind int

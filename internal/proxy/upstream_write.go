@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"bulwark/internal/h1"
+
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -30,7 +32,7 @@ func (u *upstream) framingFor(req *http.Request) (framing, error) {
 	if req.URL == nil || req.URL.Scheme != "http" || req.URL.Host == "" {
 		return f, fmt.Errorf("request URL %q: want http://host/", req.URL)
 	}
-	if !validMethod(req.Method) {
+	if req.Method != "" && !h1.ValidMethod(req.Method) { // "" is GET
 		return f, fmt.Errorf("invalid request method %q", req.Method)
 	}
 	f.hasBody = req.Body != nil && req.Body != http.NoBody
@@ -42,7 +44,7 @@ func (u *upstream) framingFor(req *http.Request) (framing, error) {
 		host = req.URL.Host
 	}
 	host, err := httpguts.PunycodeHostPort(host)
-	if err != nil || !httpguts.ValidHostHeader(host) {
+	if err != nil || !h1.ValidHost(host) {
 		host = "" // as net/http: an invalid Host is not sent
 	}
 	f.host = removeZone(host)
@@ -78,18 +80,6 @@ func (u *upstream) framingFor(req *http.Request) (framing, error) {
 // isUpgrade reports whether h asks to switch protocols (a WebSocket).
 func isUpgrade(h http.Header) bool {
 	return len(h["Upgrade"]) > 0 && h["Upgrade"][0] != "" && httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade")
-}
-
-func validMethod(m string) bool {
-	if m == "" {
-		return true // GET
-	}
-	for i := 0; i < len(m); i++ {
-		if !tokenByte[m[i]] {
-			return false
-		}
-	}
-	return true
 }
 
 // removeZone removes an IPv6 zone from host, as net/http does.
@@ -143,7 +133,7 @@ func writeHead(bw *bufio.Writer, req *http.Request, f *framing) {
 		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
 			continue
 		}
-		if !httpguts.ValidHeaderFieldName(k) {
+		if !h1.ValidFieldName(k) {
 			continue // as net/http: dropped, not sent
 		}
 		for _, v := range vv {
@@ -275,7 +265,7 @@ func (pc *upConn) copyBody(bw *bufio.Writer, body io.Reader, f *framing, trailer
 	bw.WriteString("0\r\n")
 	if len(trailer) > 0 {
 		for k, vv := range trailer {
-			if !httpguts.ValidHeaderFieldName(k) {
+			if !h1.ValidFieldName(k) {
 				continue
 			}
 			for _, v := range vv {
