@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"crypto/tls"
@@ -171,11 +171,11 @@ func (s *Server) serveH2(rwc net.Conn, st *tls.ConnectionState) {
 		idleSince:  time.Now(),
 	}
 	c.cond.L = &c.mu
-	if !s.trackH2(c, true) {
+	if !s.track(c, true) {
 		rwc.Close()
 		return
 	}
-	s.m.h2Idle.Inc()
+	s.m.ConnState(1, 0)
 	if err := c.start(); err != nil {
 		c.close()
 		return
@@ -482,11 +482,11 @@ func (c *h2Conn) close() {
 	c.mu.Unlock()
 	c.rwc.Close()
 	if active {
-		c.srv.m.h2Active.Dec()
+		c.srv.m.ConnState(0, -1)
 	} else {
-		c.srv.m.h2Idle.Dec()
+		c.srv.m.ConnState(-1, 0)
 	}
-	c.srv.trackH2(c, false)
+	c.srv.track(c, false)
 }
 
 // write builds frames with build and writes them in one Write, under

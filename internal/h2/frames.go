@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"encoding/binary"
@@ -389,11 +389,11 @@ func (c *h2Conn) endBlock() error {
 	open, bodies := c.openLocked()
 	if open >= c.srv.o().MaxConcurrentStreams {
 		c.mu.Unlock()
-		return c.refuseStream(id, reasonStreamsPerConn, "too many concurrent streams")
+		return c.refuseStream(id, ReasonStreamsPerConn, "too many concurrent streams")
 	}
 	if !b.endStream && bodies >= h2MaxBodies {
 		c.mu.Unlock()
-		return c.refuseStream(id, reasonBodiesPerConn, "too many request bodies in flight")
+		return c.refuseStream(id, ReasonBodiesPerConn, "too many request bodies in flight")
 	}
 	c.mu.Unlock()
 	ctx, cancel := c.srv.requestContext()

@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"bytes"
@@ -22,16 +22,14 @@ import (
 func TestH2NoFramesAfterReset(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{})
-	srv, err := New(Options{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m := &testMetrics{}
+	srv := NewServer(Options{Metrics: m, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(started)
 		<-release // returns without reading the body or writing anything
 	})})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cli, sc := net.Pipe()
 	defer cli.Close()
-	go srv.serveH2(sc, nil)
+	go srv.ServeConn(sc, nil)
 	cli.SetDeadline(time.Now().Add(10 * time.Second))
 	frames := make(chan http2.Frame, 64)
 	go func() {
@@ -65,7 +63,7 @@ func TestH2NoFramesAfterReset(t *testing.T) {
 			close(release)
 			// Once the handler's stream is retired, a PING marks where
 			// everything the server sends on it has been sent.
-			if !waitUntil(10*time.Second, func() bool { return srv.Stats().H2Streams == 0 }) {
+			if !waitUntil(10*time.Second, func() bool { return m.streamCount() == 0 }) {
 				t.Fatal("the stream is still counted 10 s after its handler was released")
 			}
 			fr.WritePing(false, [8]byte{1})

@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"errors"
@@ -322,7 +322,7 @@ func (w *h2Response) encodeHead(enc *hpack.Encoder) {
 	}
 	enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(w.status)})
 	if _, ok := w.header["Date"]; !ok {
-		enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
+		enc.WriteField(hpack.HeaderField{Name: "date", Value: w.st.c.srv.httpDate()})
 	}
 	encodeFields(enc, w.header)
 }

@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"context"
@@ -129,9 +129,9 @@ func validH2FieldName(name string) bool {
 }
 
 // newRequest builds the request a header block opens. A request Bulwark
-// answers itself (header too large, CONNECT) comes with its headError; a
+// answers itself (header too large, CONNECT) comes with its refusal; a
 // malformed one is an error, which resets the stream.
-func (c *h2Conn) newRequest(ctx context.Context, b *headerBlock) (*http.Request, *headError, error) {
+func (c *h2Conn) newRequest(ctx context.Context, b *headerBlock) (*http.Request, *refusal, error) {
 	h := b.header
 	if h == nil {
 		h = make(http.Header)
@@ -146,9 +146,9 @@ func (c *h2Conn) newRequest(ctx context.Context, b *headerBlock) (*http.Request,
 		}
 		req.URL = &url.URL{Path: "/"}
 		if b.tooLarge {
-			return req, &headError{status: http.StatusRequestHeaderFieldsTooLarge, reason: "header_too_large", msg: "request header fields too large"}, nil
+			return req, &refusal{status: http.StatusRequestHeaderFieldsTooLarge, reason: "header_too_large", msg: "request header fields too large"}, nil
 		}
-		return req, &headError{status: http.StatusMethodNotAllowed, reason: "connect", msg: "CONNECT is not supported"}, nil
+		return req, &refusal{status: http.StatusMethodNotAllowed, reason: "connect", msg: "CONNECT is not supported"}, nil
 	}
 	if b.method == "" || b.scheme == "" || b.path == "" {
 		return nil, nil, errors.New("missing :method, :scheme or :path")
@@ -264,7 +264,7 @@ func (st *h2Stream) endLocked(err error) {
 
 // startStream registers a stream for req, whose context cancel ends, and
 // runs its handler.
-func (c *h2Conn) startStream(req *http.Request, cancel context.CancelFunc, b *headerBlock, refuse *headError) {
+func (c *h2Conn) startStream(req *http.Request, cancel context.CancelFunc, b *headerBlock, refuse *refusal) {
 	st := &h2Stream{c: c, id: b.id, cancel: cancel, declared: -1, recvWindow: h2StreamWindow}
 	if b.endStream {
 		st.remoteClosed = true
@@ -283,12 +283,11 @@ func (c *h2Conn) startStream(req *http.Request, cancel context.CancelFunc, b *he
 	if c.running == 1 {
 		c.rwc.SetReadDeadline(time.Time{})
 		if !c.closed {
-			c.srv.m.h2Idle.Dec()
-			c.srv.m.h2Active.Inc()
+			c.srv.m.ConnState(-1, 1)
 		}
 	}
 	c.mu.Unlock()
-	c.srv.m.h2Streams.Inc()
+	c.srv.m.Streams(1)
 	c.srv.runStream(streamTask{c, st, req, refuse})
 }
 
@@ -297,13 +296,13 @@ type streamTask struct {
 	c      *h2Conn
 	st     *h2Stream
 	req    *http.Request
-	refuse *headError
+	refuse *refusal
 }
 
 // runStream hands t to an idle stream worker, or starts one.
 func (s *Server) runStream(t streamTask) {
 	select {
-	case s.h2work <- t:
+	case s.work <- t:
 	default:
 		go s.streamWorker(t)
 	}
@@ -321,7 +320,7 @@ func (s *Server) streamWorker(t streamTask) {
 		t = streamTask{} // hold no stream while waiting
 		timer.Reset(idleHandoff)
 		select {
-		case t = <-s.h2work:
+		case t = <-s.work:
 		case <-timer.C:
 			return
 		}
@@ -329,7 +328,7 @@ func (s *Server) streamWorker(t streamTask) {
 }
 
 // runStream runs the handler for one stream and completes its answer.
-func (c *h2Conn) runStream(st *h2Stream, req *http.Request, refuse *headError) {
+func (c *h2Conn) runStream(st *h2Stream, req *http.Request, refuse *refusal) {
 	if st.over.Load() {
 		// Reset before its handler started (a rapid reset): the app is
 		// not asked for an answer no one will read.
@@ -338,7 +337,7 @@ func (c *h2Conn) runStream(st *h2Stream, req *http.Request, refuse *headError) {
 	}
 	w := &h2Response{st: st, req: req, header: make(http.Header, 8), hsts: c.srv.hsts()}
 	if refuse != nil {
-		c.srv.m.refused(refuse.status, refuse.reason).Inc()
+		c.srv.m.Refused(refuse.status, refuse.reason)
 		w.header.Set("Content-Type", "text/plain; charset=utf-8")
 		w.header.Set("X-Bulwark-Error", refuse.reason)
 		w.WriteHeader(refuse.status)
@@ -404,8 +403,7 @@ func (c *h2Conn) streamDone(st *h2Stream) {
 	if c.running == 0 {
 		c.idleSince = time.Now()
 		if !c.closed {
-			c.srv.m.h2Active.Dec()
-			c.srv.m.h2Idle.Inc()
+			c.srv.m.ConnState(1, -1)
 		}
 		if c.draining {
 			c.rwc.SetReadDeadline(aLongTimeAgo) // the reader closes the connection
@@ -414,7 +412,7 @@ func (c *h2Conn) streamDone(st *h2Stream) {
 		}
 	}
 	c.mu.Unlock()
-	c.srv.m.h2Streams.Dec()
+	c.srv.m.Streams(-1)
 	if stop {
 		_ = c.write(time.Time{}, func(b []byte) []byte { return appendRSTStream(b, st.id, errNo) })
 	}

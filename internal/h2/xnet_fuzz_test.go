@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"encoding/binary"
@@ -47,11 +47,8 @@ func compareH2Verdicts(t *testing.T, prog []byte) {
 		WriteTimeout:         5 * time.Second,
 		ReadHeaderTimeout:    5 * time.Second,
 	}
-	srv, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ours := driveH2(t, func(c net.Conn) { srv.serveH2(c, nil) }, in)
+	srv := NewServer(opts)
+	ours := driveH2(t, func(c net.Conn) { srv.ServeConn(c, nil) }, in)
 
 	var xn h2FuzzCounters
 	xs := &http2.Server{

@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"bytes"
@@ -265,7 +265,7 @@ var h2Ping = [8]byte{'b', 'u', 'l', 'w', 'a', 'r', 'k', '!'}
 func runH2Program(t *testing.T, prog []byte) {
 	before := goroutineIDs()
 	var n h2FuzzCounters
-	srv, err := New(Options{
+	srv := NewServer(Options{
 		Handler:              h2FuzzHandler(&n),
 		MaxHeaderBytes:       1024,
 		MaxConcurrentStreams: 3,
@@ -273,22 +273,14 @@ func runH2Program(t *testing.T, prog []byte) {
 		WriteTimeout:         5 * time.Second,
 		ReadHeaderTimeout:    5 * time.Second,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	in := h2Frames(prog)
-	driveH2(t, func(c net.Conn) { srv.serveH2(c, nil) }, in)
+	driveH2(t, func(c net.Conn) { srv.ServeConn(c, nil) }, in)
 
 	ok := waitUntil(10*time.Second, func() bool {
-		srv.mu.Lock()
-		open := len(srv.h2conns)
-		srv.mu.Unlock()
-		return open == 0 && n.entered.Load() == n.returned.Load()
+		return srv.Open() == 0 && n.entered.Load() == n.returned.Load()
 	})
 	if !ok {
-		srv.mu.Lock()
-		open := len(srv.h2conns)
-		srv.mu.Unlock()
+		open := srv.Open()
 		t.Fatalf("10 s after the client closed: %d connections tracked, %d of %d handlers returned (input %x)",
 			open, n.returned.Load(), n.entered.Load(), in)
 	}
@@ -435,10 +427,10 @@ func leftGoroutines(before map[int64]bool) []string {
 			continue
 		}
 		frames, _, _ := strings.Cut(s, "\ncreated by ")
-		if !strings.Contains(frames, "bulwark/internal/front.") {
+		if !strings.Contains(frames, "bulwark/internal/h2.") {
 			continue
 		}
-		if strings.Contains(frames, "front.(*Server).streamWorker") && !strings.Contains(frames, "front.(*h2Conn).runStream") {
+		if strings.Contains(frames, "h2.(*Server).streamWorker") && !strings.Contains(frames, "h2.(*h2Conn).runStream") {
 			continue // idle: it exits after idleHandoff
 		}
 		left = append(left, s)
