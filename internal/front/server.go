@@ -143,11 +143,11 @@ func (o Options) withDefaults() Options {
 // Server accepts connections on one or more listeners and serves them.
 // Its methods are safe for concurrent use.
 type Server struct {
-	opts   atomic.Pointer[settings] // swapped whole by Update; read through o()
-	m      *serverMetrics
-	hsLog  *rate.Limiter
-	h2     bool       // HTTP/2 is offered (ALPN h2)
-	h2srv  *h2.Server // serves the connections that negotiated h2
+	opts  atomic.Pointer[settings] // swapped whole by Update; read through o()
+	m     *serverMetrics
+	hsLog *rate.Limiter
+	h2    bool       // HTTP/2 is offered (ALPN h2)
+	h2srv *h2.Server // serves the connections that negotiated h2
 	// baseCtx carries http.ServerContextKey, as net/http's contexts do:
 	// the proxy (as httputil.ReverseProxy) aborts a cut-off answer with a
 	// panic only when it is present, and an HTTP/1.1 answer must not end
