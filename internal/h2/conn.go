@@ -274,8 +274,53 @@ func (c *h2Conn) end(err error) {
 	var ce h2ConnError
 	if errors.As(err, &ce) {
 		c.goAway(ce.code, ce.reason)
+		if ce.code != errNo {
+			c.lingerAfterGoAway()
+		}
 	}
 	c.close()
+}
+
+// h2ErrorLinger and h2ErrorLingerBytes bound what is read and dropped
+// after a GOAWAY with an error: x/net's server too keeps reading for a
+// second (goAwayTimeout).
+const (
+	h2ErrorLinger      = time.Second
+	h2ErrorLingerBytes = 1 << 20
+)
+
+// lingerAfterGoAway reads and drops what the client still sends, for a
+// bounded time and amount, before the connection closes. Closing a socket
+// with unread bytes in it makes the kernel send a TCP reset, and a client
+// that receives the reset discards what it had not read yet: the GOAWAY,
+// and with it the reason, would be lost to a client still writing (a
+// flood ended with ENHANCE_YOUR_CALM). The streams end first, so no
+// handler waits on the linger.
+func (c *h2Conn) lingerAfterGoAway() {
+	c.mu.Lock()
+	for _, st := range c.streams {
+		st.endLocked(errStreamReset)
+	}
+	c.cond.Broadcast()
+	dead := c.closed
+	c.mu.Unlock()
+	c.wmu.Lock()
+	dead = dead || c.werr != nil
+	c.wmu.Unlock()
+	if dead {
+		return
+	}
+	c.rwc.SetReadDeadline(time.Now().Add(h2ErrorLinger))
+	bp := h2PayloadPool.Get().(*[]byte)
+	defer h2PayloadPool.Put(bp)
+	buf := (*bp)[:cap(*bp)]
+	for n := 0; n < h2ErrorLingerBytes; {
+		m, err := c.rwc.Read(buf)
+		n += m
+		if err != nil {
+			return
+		}
+	}
 }
 
 // errIdleHandoff asks serve to continue on a fresh goroutine.
