@@ -84,6 +84,11 @@ func (c *h2Conn) processFrame(typ, flags byte, id uint32, p []byte) error {
 		if id != 0 {
 			return h2ConnError{errProtocol, "GOAWAY on a stream"}
 		}
+		if len(p) < 8 {
+			// Too short for its last stream ID and error code (RFC 9113
+			// 4.2, 6.8).
+			return h2ConnError{errFrameSize, "GOAWAY length"}
+		}
 		return nil // the client will close; its streams still finish
 	case frameWindowUpdate:
 		return c.processWindowUpdate(id, p)

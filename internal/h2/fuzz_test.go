@@ -295,8 +295,9 @@ func runH2Program(t *testing.T, prog []byte) {
 
 // driveH2 runs serve on one end of a net.Pipe, sends in and a final PING
 // on the other, waits for the PING's answer, a GOAWAY with an error or the
-// end of the connection, and closes it. It fails t if a frame from the server does not parse,
-// and returns the error code of the first GOAWAY the server sent, or -1.
+// end of the connection, and closes it. It fails t if a frame from the
+// server does not parse, and returns the error code of the first GOAWAY
+// the server sent, closedWithoutGoAway, or -1.
 func driveH2(t *testing.T, serve func(net.Conn), in []byte) (goAway int) {
 	t.Helper()
 	cli, sc := net.Pipe()
@@ -357,10 +358,12 @@ func driveH2(t *testing.T, serve func(net.Conn), in []byte) (goAway int) {
 		cli.Write(append(in[:len(in):len(in)], ping.Bytes()...))
 		close(wrote)
 	}()
+	closed := false
 	select {
 	case <-acked:
 	case err := <-readErr:
 		readErr <- err // the server ended the connection
+		closed = true
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the server neither answered the final PING nor closed in 10 s (input %x)", in)
 	}
@@ -369,8 +372,17 @@ func driveH2(t *testing.T, serve func(net.Conn), in []byte) (goAway int) {
 	if err := <-readErr; err != nil {
 		t.Fatalf("the server sent a frame that does not parse: %v (input %x)", err, in)
 	}
-	return int(code.Load())
+	if c := int(code.Load()); c >= 0 || !closed {
+		return c
+	}
+	return closedWithoutGoAway
 }
+
+// closedWithoutGoAway is what driveH2 returns when the server closed the
+// connection before answering the final PING without sending a GOAWAY:
+// also a verdict against the client (x/net closes so on a frame its
+// Framer cannot parse, such as a PUSH_PROMISE too short for its ID).
+const closedWithoutGoAway = -2
 
 // waitUntil polls cond until it holds or d has passed, and reports
 // whether it held.

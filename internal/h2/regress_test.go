@@ -80,3 +80,18 @@ func TestH2NoFramesAfterReset(t *testing.T) {
 		t.Fatal("the server did not reset stream 1")
 	}
 }
+
+// TestH2ShortGoAwayIsFrameSizeError: a GOAWAY too short for its last
+// stream ID and error code is a connection error FRAME_SIZE_ERROR (RFC
+// 9113 4.2, 6.8). Found by FuzzH2VerdictMatchesXNet: it was ignored.
+func TestH2ShortGoAwayIsFrameSizeError(t *testing.T) {
+	ts := start(t, echoHandler(), nil)
+	r := ts.dialH2(t)
+	if err := r.fr.WriteRawFrame(http2.FrameGoAway, 0, 0, []byte{0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	ga, ok := r.next(t).(*http2.GoAwayFrame)
+	if !ok || ga.ErrCode != http2.ErrCodeFrameSize {
+		t.Fatalf("got %v, want GOAWAY FRAME_SIZE_ERROR", ga)
+	}
+}
