@@ -848,8 +848,10 @@ func TestUpdateRestartsOnNewEnv(t *testing.T) {
 	if err != nil || !strings.Contains(body, "T_RELOAD=two") {
 		t.Errorf("GET /env after Update = %q %v, want T_RELOAD=two", body, err)
 	}
-	h.s.Update(o) // same app: no restart
-	time.Sleep(100 * time.Millisecond)
+	// Same app: no restart. UpdateWait returns once Run has applied it.
+	if err := h.s.UpdateWait(o); err != nil {
+		t.Errorf("UpdateWait() with unchanged options = %v", err)
+	}
 	if got := h.s.Status().Restarts[ReasonReload]; got != 1 {
 		t.Errorf("reload restarts after an unchanged Update = %d, want 1", got)
 	}
