@@ -424,6 +424,24 @@ func TestH2ShutdownFinishesStreams(t *testing.T) {
 	}
 }
 
+// draining reports whether srv has a connection and every one has sent
+// its GOAWAY.
+func draining(srv *Server) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	n := 0
+	for c := range srv.conns {
+		c.mu.Lock()
+		d := c.draining
+		c.mu.Unlock()
+		if !d {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
 // TestH2ShutdownLingersForStreamsInFlight: a request the client sends
 // after the server's GOAWAY left, but before it arrived, must not meet a
 // closed socket. The client reads the GOAWAY (and so knows to send the
@@ -443,9 +461,12 @@ func TestH2ShutdownLingersForStreamsInFlight(t *testing.T) {
 		defer cancel()
 		errc <- ts.shutdown(ctx)
 	}()
-	// The client has not read the GOAWAY yet: it sends a request with a
-	// body, as a client does that opened a stream just then.
-	time.Sleep(20 * time.Millisecond)
+	// The server has sent its GOAWAY, which the client has not read yet:
+	// it sends a request with a body, as a client does that opened a
+	// stream just then.
+	if !waitUntil(10*time.Second, func() bool { return draining(ts.srv) }) {
+		t.Fatal("no connection draining 10 s after Shutdown")
+	}
 	r.headers(t, 3, false)
 	if err := r.fr.WriteData(3, true, []byte(strings.Repeat("x", 4096))); err != nil {
 		t.Fatalf("writing the body: %v", err)
