@@ -46,7 +46,7 @@ func (c *h2Conn) processFrame(typ, flags byte, id uint32, p []byte) error {
 		if len(p) != 4 {
 			return h2ConnError{errFrameSize, "RST_STREAM length"}
 		}
-		if id == 0 || id > c.maxID {
+		if id == 0 || id > c.maxID || id%2 == 0 {
 			return h2ConnError{errProtocol, "RST_STREAM on an idle stream"}
 		}
 		c.mu.Lock()
@@ -164,7 +164,9 @@ func (c *h2Conn) processWindowUpdate(id uint32, p []byte) error {
 		c.cond.Broadcast()
 		return nil
 	}
-	if id > c.maxID {
+	if id > c.maxID || id%2 == 0 {
+		// An even ID is a server stream, and this server opens none: it
+		// is idle whatever the client opened (RFC 9113 5.1.1).
 		return h2ConnError{errProtocol, "WINDOW_UPDATE on an idle stream"}
 	}
 	if inc == 0 {
@@ -201,7 +203,7 @@ func (c *h2Conn) processData(flags byte, id uint32, p []byte) error {
 	if id == 0 {
 		return h2ConnError{errProtocol, "DATA on stream 0"}
 	}
-	if id > c.maxID {
+	if id > c.maxID || id%2 == 0 {
 		return h2ConnError{errProtocol, "DATA on an idle stream"}
 	}
 	data, ok := unpad(flags, p)

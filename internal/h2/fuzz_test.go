@@ -299,6 +299,14 @@ func runH2Program(t *testing.T, prog []byte) {
 // server does not parse, and returns the error code of the first GOAWAY
 // the server sent, closedWithoutGoAway, or -1.
 func driveH2(t *testing.T, serve func(net.Conn), in []byte) (goAway int) {
+	return driveH2Server(t, serve, in, true)
+}
+
+// driveH2Server is driveH2; afterReset false leaves out the check for
+// HEADERS or DATA after the server's RST_STREAM, which x/net's server
+// does not always pass (a handler's answer queued before its reset may
+// still go out), for the differential target's run of it.
+func driveH2Server(t *testing.T, serve func(net.Conn), in []byte, afterReset bool) (goAway int) {
 	t.Helper()
 	cli, sc := net.Pipe()
 	go serve(sc)
@@ -326,7 +334,7 @@ func driveH2(t *testing.T, serve func(net.Conn), in []byte) (goAway int) {
 			// HEADERS or DATA after the server's own RST_STREAM (a second
 			// RST_STREAM is harmless: receivers ignore it).
 			h := f.Header()
-			if resetIDs[h.StreamID] && (h.Type == http2.FrameHeaders || h.Type == http2.FrameData) {
+			if afterReset && resetIDs[h.StreamID] && (h.Type == http2.FrameHeaders || h.Type == http2.FrameData) {
 				readErr <- fmt.Errorf("%v on stream %d after its RST_STREAM", h, h.StreamID)
 				return
 			}

@@ -95,3 +95,34 @@ func TestH2ShortGoAwayIsFrameSizeError(t *testing.T) {
 		t.Fatalf("got %v, want GOAWAY FRAME_SIZE_ERROR", ga)
 	}
 }
+
+// TestH2FramesOnEvenStreamsAreIdle: an even stream ID is a server stream,
+// and the server opens none, so DATA, WINDOW_UPDATE or RST_STREAM on one
+// is a frame on an idle stream, a connection error PROTOCOL_ERROR (RFC 9113
+// 5.1, 5.1.1), even below the highest stream the client opened. Found by
+// FuzzH2VerdictMatchesXNet: only IDs above that one counted as idle.
+func TestH2FramesOnEvenStreamsAreIdle(t *testing.T) {
+	for name, send := range map[string]func(fr *http2.Framer) error{
+		"DATA":          func(fr *http2.Framer) error { return fr.WriteData(2, false, []byte("x")) },
+		"WINDOW_UPDATE": func(fr *http2.Framer) error { return fr.WriteWindowUpdate(2, 1) },
+		"RST_STREAM":    func(fr *http2.Framer) error { return fr.WriteRSTStream(2, http2.ErrCodeCancel) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ts := start(t, echoHandler(), nil)
+			r := ts.dialH2(t)
+			r.headers(t, 3, true)
+			for { // stream 3's answer, whole
+				if d, ok := r.next(t).(*http2.DataFrame); ok && d.StreamEnded() {
+					break
+				}
+			}
+			if err := send(r.fr); err != nil {
+				t.Fatal(err)
+			}
+			ga, ok := r.next(t).(*http2.GoAwayFrame)
+			if !ok || ga.ErrCode != http2.ErrCodeProtocol {
+				t.Fatalf("after %s on stream 2: got %v, want GOAWAY PROTOCOL_ERROR", name, ga)
+			}
+		})
+	}
+}
