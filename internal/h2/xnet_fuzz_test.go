@@ -126,6 +126,8 @@ func verdictString(code int) string {
 //	| for                                     |                           | for no error)                  |
 //	| more streams reset or refused than      | its own, larger allowance | GOAWAY ENHANCE_YOUR_CALM       |
 //	| MaxConcurrentStreams in a short time    |                           | (rapid reset, MadeYouReset)    |
+//	| HEADERS padding as long as the payload  | a stream error            | PROTOCOL_ERROR on the          |
+//	|                                         |                           | connection (RFC 9113 6.2 MUST) |
 //	| a self-dependent PRIORITY on an idle    | the stream stays idle     | RST_STREAM (h2spec), so the    |
 //	| stream, then frames on it               |                           | stream is closed               |
 func h2VerdictDifference(in []byte, ours, theirs int) string {
@@ -158,6 +160,8 @@ func h2VerdictDifference(in []byte, ours, theirs int) string {
 		return "a frame on a stream a malformed HEADERS used: closed for Bulwark (RFC 9113 5.1.1), idle for x/net"
 	case ours == int(http2.ErrCodeEnhanceYourCalm) && theirs < 0 && sc.streams > xnetFuzzStreams:
 		return "more streams reset or refused than the allowance (MaxConcurrentStreams): Bulwark's rapid-reset limit is its own"
+	case ours == int(http2.ErrCodeProtocol) && theirs < 0 && sc.badPad:
+		return "HEADERS padding as long as the payload: a connection error (RFC 9113 6.2 MUST); x/net resets the stream"
 	case ours < 0 && theirs == int(http2.ErrCodeProtocol) && sc.blockCut:
 		return "a header block x/net's Framer cuts short (a CONTINUATION after an invalid field, a fragment past twice its budget): Bulwark decodes it whole"
 	case ours < 0 && theirs == int(http2.ErrCodeProtocol) && sc.extraAck:
@@ -182,6 +186,7 @@ type frameScan struct {
 	afterRefused bool // see scanWithXNetFramer
 	extraAck     bool // more SETTINGS ACKs than the one SETTINGS the server sends
 	blockCut     bool // see scanWithXNetFramer
+	badPad       bool // a HEADERS frame whose padding fills its payload
 	// streams counts the HEADERS and RST_STREAM frames: each may charge
 	// the connection's reset allowance (a stream reset or refused).
 	streams int
@@ -278,6 +283,9 @@ func scanFrames(in []byte) frameScan {
 		switch typ {
 		case http2.FrameHeaders:
 			sc.streams++
+			if p[4]&0x8 != 0 && (length == 0 || len(p) > 9 && int(p[9]) >= length) {
+				sc.badPad = true
+			}
 			sc.evenHeaders = sc.evenHeaders || id%2 == 0
 			if p[4]&0x20 != 0 && length >= 5 {
 				q := p[9:min(9+length, len(p))]
@@ -296,7 +304,7 @@ func scanFrames(in []byte) frameScan {
 			if typ == http2.FrameRSTStream {
 				sc.streams++
 			}
-			if id > max {
+			if id > max || id != 0 && id%2 == 0 { // even: a server stream, never opened
 				sc.idleFrame = true
 			}
 		case http2.FrameGoAway:
