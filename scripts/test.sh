@@ -43,7 +43,7 @@ if ((${#need[@]})); then
 fi
 
 # h2spec is a Go program: built once into the Go bin directory, at a pinned
-# version. internal/front's TestH2Spec runs it against the HTTP/2 server.
+# version. internal/h2's TestH2Spec runs it against the HTTP/2 server.
 h2spec_version=v2.2.1+incompatible
 H2SPEC="$(go env GOPATH)/bin/h2spec"
 if [ ! -x "$H2SPEC" ]; then
@@ -82,14 +82,15 @@ echo "== go test -race"
 go test -race -count=1 -timeout 15m "$@" ./...
 echo "== fuzz (each target briefly; their seed corpora ran above as ordinary tests)"
 # go test takes one -fuzz target per run. A failure leaves its input under
-# the package's testdata/fuzz/<Target>/, which then runs as a seed. Five
-# targets of 8 s take about 50 s with a warm build cache, 90-100 s cold.
+# the package's testdata/fuzz/<Target>/, which then runs as a seed. Six
+# targets of 8 s take about 60 s with a warm build cache, 100-110 s cold.
 fuzztime=${FUZZTIME:-8s}
 for target in \
   internal/h1:FuzzParseHead \
   internal/front:FuzzRequestFraming \
   internal/front:FuzzChunkedBody \
-  internal/front:FuzzH2Frames \
+  internal/h2:FuzzH2Frames \
+  internal/h2:FuzzH2VerdictMatchesXNet \
   internal/proxy:FuzzReadResponse; do
   go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "./${target%%:*}/"
 done

@@ -13,9 +13,10 @@
 // this package keeps the connection, its buffers, deadlines and body
 // readers.
 //
-// HTTP/2 is served for the same reasons (h2.go): an idle connection is one
-// goroutine and its HPACK state, and a stream's handler writes its own
-// frames, with no hand-off between goroutines.
+// HTTP/2 is served by package h2, for the same reasons: an idle connection
+// is one goroutine and its HPACK state, and a stream's handler writes its
+// own frames, with no hand-off between goroutines. This package composes
+// the listener, the TLS handshake, ALPN and the two kinds of connection.
 //
 // The package leaves everything after the request head to the handler:
 // request limits, admission, spooling and proxying. Connection caps are
@@ -43,6 +44,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/time/rate"
 
+	"bulwark/internal/h2"
 	"bulwark/internal/limit"
 )
 
@@ -57,7 +59,7 @@ const (
 
 	// DefaultMaxConcurrentStreams caps HTTP/2 streams per connection: enough
 	// for a browser, small enough that one client cannot pin much memory.
-	DefaultMaxConcurrentStreams = 100
+	DefaultMaxConcurrentStreams = h2.DefaultMaxConcurrentStreams
 )
 
 // Options configures a Server. The zero value of each field is documented.
@@ -145,11 +147,11 @@ func (o Options) withDefaults() Options {
 // Server accepts connections on one or more listeners and serves them.
 // Its methods are safe for concurrent use.
 type Server struct {
-	opts   atomic.Pointer[settings] // swapped whole by Update; read through o()
-	m      *serverMetrics
-	hsLog  *rate.Limiter
-	h2     bool            // HTTP/2 is offered (ALPN h2)
-	h2work chan streamTask // to idle stream workers; unbuffered
+	opts  atomic.Pointer[settings] // swapped whole by Update; read through o()
+	m     *serverMetrics
+	hsLog *rate.Limiter
+	h2    bool       // HTTP/2 is offered (ALPN h2)
+	h2srv *h2.Server // serves the connections that negotiated h2
 	// baseCtx carries http.ServerContextKey, as net/http's contexts do:
 	// the proxy (as httputil.ReverseProxy) aborts a cut-off answer with a
 	// panic only when it is present, and an HTTP/1.1 answer must not end
@@ -160,7 +162,6 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*h1Conn]struct{}
 	hijacked  map[net.Conn]struct{}
-	h2conns   map[*h2Conn]struct{}
 	closing   atomic.Bool
 	handshake sync.WaitGroup // handshake goroutines in progress
 	acceptLog acceptLog
@@ -178,12 +179,13 @@ func New(opts Options) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*h1Conn]struct{}),
 		hijacked:  make(map[net.Conn]struct{}),
-		h2conns:   make(map[*h2Conn]struct{}),
 	}
 	s.opts.Store(newSettings(o))
 	s.baseCtx = context.WithValue(context.Background(), http.ServerContextKey, &http.Server{})
 	s.h2 = o.TLSConfig != nil && offersH2(o.TLSConfig)
-	s.h2work = make(chan streamTask)
+	ho := h2Options(s.opts.Load())
+	ho.Handler, ho.Metrics, ho.Logger, ho.RequestContext = o.Handler, s.m, o.Logger, s.requestContext
+	s.h2srv = h2.NewServer(ho)
 	return s, nil
 }
 
@@ -225,7 +227,23 @@ func (s *Server) Update(o Options) {
 	cur := s.o()
 	o.Handler, o.TLSConfig, o.Logger, o.Metrics = cur.Handler, cur.TLSConfig, cur.Logger, cur.Metrics
 	o.RequestContext, o.Conns = cur.RequestContext, cur.Conns
-	s.opts.Store(newSettings(o.withDefaults()))
+	st := newSettings(o.withDefaults())
+	s.opts.Store(st)
+	s.h2srv.Update(h2Options(st))
+}
+
+// h2Options returns the HTTP/2 server's share of st, the ones Update may
+// change.
+func h2Options(st *settings) h2.Options {
+	return h2.Options{
+		ReadHeaderTimeout:    st.ReadHeaderTimeout,
+		IdleTimeout:          st.IdleTimeout,
+		BodyReadTimeout:      st.BodyReadTimeout,
+		WriteTimeout:         st.WriteTimeout,
+		MaxHeaderBytes:       st.MaxHeaderBytes,
+		MaxConcurrentStreams: st.MaxConcurrentStreams,
+		HSTS:                 st.hsts,
+	}
 }
 
 func offersH2(c *tls.Config) bool {
@@ -357,7 +375,7 @@ func (s *Server) handshakeAndServe(raw net.Conn) {
 		// no HTTP is spoken on such a connection.
 		tc.Close()
 	case st.NegotiatedProtocol == "h2" && s.h2:
-		go s.serveH2(tc, &st)
+		go s.h2srv.ServeConn(tc, &st)
 	default:
 		go s.serveH1(tc, &st)
 	}
@@ -411,21 +429,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for c := range s.conns {
 		c.wakeIfIdle()
 	}
-	h2conns := make([]*h2Conn, 0, len(s.h2conns))
-	for c := range s.h2conns {
-		h2conns = append(h2conns, c)
-	}
 	s.mu.Unlock()
-	for _, c := range h2conns {
-		c.shutdown() // writes a GOAWAY: not under s.mu
-	}
+	s.h2srv.Shutdown() // writes GOAWAYs: not under s.mu
 	s.handshake.Wait() // bounded by HandshakeTimeout
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		s.mu.Lock()
-		n := len(s.conns) + len(s.hijacked) + len(s.h2conns)
+		n := len(s.conns) + len(s.hijacked)
 		s.mu.Unlock()
+		n += s.h2srv.Open()
 		if n == 0 {
 			return nil
 		}
@@ -452,13 +465,11 @@ func (s *Server) Close() error {
 	for c := range s.hijacked {
 		closers = append(closers, c) // its Close untracks it: not under s.mu
 	}
-	for c := range s.h2conns {
-		closers = append(closers, c.rwc)
-	}
 	s.mu.Unlock()
 	for _, c := range closers {
 		c.Close()
 	}
+	s.h2srv.Close()
 	return nil
 }
 
@@ -470,22 +481,6 @@ func (s *Server) track(c *h1Conn, add bool) {
 		delete(s.conns, c)
 	}
 	s.mu.Unlock()
-}
-
-// trackH2 adds or removes an HTTP/2 connection. Adding fails once the
-// server is closing.
-func (s *Server) trackH2(c *h2Conn, add bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		if s.closing.Load() {
-			return false
-		}
-		s.h2conns[c] = struct{}{}
-	} else {
-		delete(s.h2conns, c)
-	}
-	return true
 }
 
 func (s *Server) trackHijacked(c net.Conn, add bool) {
@@ -535,6 +530,24 @@ func (m *serverMetrics) refused(status int, reason string) *metrics.Counter {
 func (m *serverMetrics) rejected(reason string) *metrics.Counter {
 	return m.set.GetOrCreateCounter(`bulwark_rejected_total{reason="` + reason + `"}`)
 }
+
+// serverMetrics counts for the HTTP/2 server too.
+var _ h2.Metrics = (*serverMetrics)(nil)
+
+// ConnState moves one HTTP/2 connection between idle and active.
+func (m *serverMetrics) ConnState(idle, active int) {
+	m.h2Idle.Add(float64(idle))
+	m.h2Active.Add(float64(active))
+}
+
+// Streams changes the count of HTTP/2 streams in progress.
+func (m *serverMetrics) Streams(delta int) { m.h2Streams.Add(float64(delta)) }
+
+// Rejected counts an HTTP/2 refusal that has no HTTP answer.
+func (m *serverMetrics) Rejected(reason string) { m.rejected(reason).Inc() }
+
+// Refused counts an HTTP/2 answer the server made itself.
+func (m *serverMetrics) Refused(status int, reason string) { m.refused(status, reason).Inc() }
 
 func (m *serverMetrics) handshakeFailure(reason string) *metrics.Counter {
 	return m.set.GetOrCreateCounter(`bulwark_tls_handshake_failures_total{reason="` + reason + `"}`)

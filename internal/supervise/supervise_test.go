@@ -269,9 +269,14 @@ func alive(pid int) bool {
 // load sends GET path from n clients until stop is closed and returns the
 // number of requests and the failures (non-200 answers and errors).
 func load(h *harness, n int, path string, stop <-chan struct{}) (total int64, failures chan string) {
+	return loadCounting(h, n, path, stop, new(atomic.Int64))
+}
+
+// loadCounting is load that adds each answered request to count as it
+// comes, so that a test can wait for the load to be under way.
+func loadCounting(h *harness, n int, path string, stop <-chan struct{}, count *atomic.Int64) (total int64, failures chan string) {
 	failures = make(chan string, 1000)
 	var wg sync.WaitGroup
-	var count atomic.Int64
 	for range n {
 		wg.Go(func() {
 			for i := 0; i < 10000; i++ { // bounded; stop ends it first
@@ -665,12 +670,16 @@ func TestZeroDowntimePort(t *testing.T) {
 		failures chan string
 	}
 	res := make(chan result, 1)
-	go func() { n, f := load(h, 4, "/slow?ms=20", stop); res <- result{n, f} }()
-	time.Sleep(200 * time.Millisecond) // let load build up before the restart
+	var sent atomic.Int64
+	go func() { n, f := loadCounting(h, 4, "/slow?ms=20", stop, &sent); res <- result{n, f} }()
+	// Requests in flight on the old app when the restart begins, and
+	// answered by the new one after it.
+	waitFor(t, 10*time.Second, "requests before the restart", func() bool { return sent.Load() >= 8 })
 	if err := h.s.Restart(ReasonManual); err != nil {
 		t.Errorf("Restart() = %v", err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	after := sent.Load()
+	waitFor(t, 10*time.Second, "requests after the restart", func() bool { return sent.Load() >= after+8 })
 	close(stop)
 	r := <-res
 	for f := range r.failures {
@@ -754,12 +763,14 @@ func TestHoldRestartUnderLoad(t *testing.T) {
 			var total int64
 			var failures chan string
 			done := make(chan struct{})
-			go func() { total, failures = load(h, 4, "/slow?ms=30", stop); close(done) }()
-			time.Sleep(200 * time.Millisecond)
+			var sent atomic.Int64
+			go func() { total, failures = loadCounting(h, 4, "/slow?ms=30", stop, &sent); close(done) }()
+			waitFor(t, 10*time.Second, "requests before the restart", func() bool { return sent.Load() >= 8 })
 			if err := h.s.Restart(ReasonMemory); err != nil {
 				t.Errorf("Restart() = %v", err)
 			}
-			time.Sleep(200 * time.Millisecond)
+			after := sent.Load()
+			waitFor(t, 10*time.Second, "requests after the restart", func() bool { return sent.Load() >= after+8 })
 			close(stop)
 			<-done
 			for f := range failures {
@@ -843,8 +854,10 @@ func TestUpdateRestartsOnNewEnv(t *testing.T) {
 	if err != nil || !strings.Contains(body, "T_RELOAD=two") {
 		t.Errorf("GET /env after Update = %q %v, want T_RELOAD=two", body, err)
 	}
-	h.s.Update(o) // same app: no restart
-	time.Sleep(100 * time.Millisecond)
+	// Same app: no restart. UpdateWait returns once Run has applied it.
+	if err := h.s.UpdateWait(o); err != nil {
+		t.Errorf("UpdateWait() with unchanged options = %v", err)
+	}
 	if got := h.s.Status().Restarts[ReasonReload]; got != 1 {
 		t.Errorf("reload restarts after an unchanged Update = %d, want 1", got)
 	}

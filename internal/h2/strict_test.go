@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"net/http"
@@ -28,7 +28,7 @@ func TestH2PathAndAuthorityChecked(t *testing.T) {
 	reached := make(chan string, 16)
 	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reached <- r.RequestURI + " host " + r.Host
-	}), true, nil)
+	}), nil)
 	get := []string{":method", "GET", ":scheme", "https"}
 	cases := []struct {
 		name   string
@@ -87,7 +87,7 @@ func TestH2NoHeadersAfterReset(t *testing.T) {
 		w.Write([]byte("too long"))
 		w.(http.Flusher).Flush()
 		close(answered)
-	}), true, nil)
+	}), nil)
 	r := ts.dialH2(t)
 	r.headers(t, 1, false, "content-length", "5")
 	<-started // a stream reset before its handler starts never runs it

@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"time"
@@ -35,15 +35,6 @@ const (
 // the reset allowance. Streams without a body are not capped by it.
 const h2MaxBodies = 32
 
-// Refusal reasons counted in bulwark_rejected_total, with the per-client
-// limits' refusals: no HTTP answer goes with these, so they have no status
-// and are not in bulwark_refused_total.
-const (
-	reasonRapidReset     = "h2_rapid_reset"
-	reasonStreamsPerConn = "h2_streams_per_conn"
-	reasonBodiesPerConn  = "h2_bodies_per_conn"
-)
-
 // chargeReset charges the connection for one stream the client reset
 // before its answer was complete, or that this side refused. Past the
 // allowance it returns a connection error: GOAWAY ENHANCE_YOUR_CALM, and
@@ -57,7 +48,7 @@ func (c *h2Conn) chargeReset(now time.Time) error {
 	}
 	c.resets++
 	if c.resets > c.srv.o().MaxConcurrentStreams {
-		c.srv.m.rejected(reasonRapidReset).Inc()
+		c.srv.m.Rejected(ReasonRapidReset)
 		return h2ConnError{errEnhanceYourCalm, "too many streams reset or refused"}
 	}
 	return nil
@@ -67,7 +58,7 @@ func (c *h2Conn) chargeReset(now time.Time) error {
 // it again, RFC 9113 8.7), counted under reason, and charges the
 // connection for it.
 func (c *h2Conn) refuseStream(id uint32, reason, msg string) error {
-	c.srv.m.rejected(reason).Inc()
+	c.srv.m.Rejected(reason)
 	if err := c.chargeReset(time.Now()); err != nil {
 		return err
 	}

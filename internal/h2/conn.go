@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"crypto/tls"
@@ -7,104 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
 )
-
-// Bulwark serves HTTP/2 with its own connection code rather than net/http's
-// for the same reasons as HTTP/1.1: memory and CPU. net/http keeps two
-// goroutines, a write buffer and its scheduler per connection, and hands
-// every frame between goroutines over channels. Here an idle connection is
-// one goroutine blocked reading a frame header, holding no buffer; a stream
-// runs its handler on its own goroutine, which writes its frames to the
-// connection itself under a lock, so an answer costs no hand-off. Frames
-// are parsed by hand; HPACK comes from golang.org/x/net/http2/hpack.
-
-// HTTP/2 frame types, flags, settings and error codes (RFC 9113).
-const (
-	frameData         = 0x0
-	frameHeaders      = 0x1
-	framePriority     = 0x2
-	frameRSTStream    = 0x3
-	frameSettings     = 0x4
-	framePushPromise  = 0x5
-	framePing         = 0x6
-	frameGoAway       = 0x7
-	frameWindowUpdate = 0x8
-	frameContinuation = 0x9
-
-	flagEndStream  = 0x1
-	flagAck        = 0x1
-	flagEndHeaders = 0x4
-	flagPadded     = 0x8
-	flagPriority   = 0x20
-
-	settingHeaderTableSize      = 0x1
-	settingEnablePush           = 0x2
-	settingMaxConcurrentStreams = 0x3
-	settingInitialWindowSize    = 0x4
-	settingMaxFrameSize         = 0x5
-	settingMaxHeaderListSize    = 0x6
-
-	errNo              = 0x0
-	errProtocol        = 0x1
-	errInternal        = 0x2
-	errFlowControl     = 0x3
-	errStreamClosed    = 0x5
-	errFrameSize       = 0x6
-	errRefusedStream   = 0x7
-	errCancel          = 0x8
-	errCompression     = 0x9
-	errEnhanceYourCalm = 0xb
-
-	// h2Preface is what every client connection starts with.
-	h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-	// h2FrameSize is the largest frame read or written: HTTP/2's minimum
-	// maximum. Larger frames only cost memory on a small server.
-	h2FrameSize = 16 << 10
-	// h2StreamWindow and h2ConnWindow bound the request body bytes a client
-	// may send ahead of the handler reading them, per stream and in all.
-	h2StreamWindow = 256 << 10
-	h2ConnWindow   = 1 << 20
-	// h2DefaultWindow is the window both sides start with (RFC 9113 6.9.2).
-	h2DefaultWindow = 65535
-	h2MaxWindow     = 1<<31 - 1
-	// h2TableSize is the HPACK dynamic table the client may use for the
-	// headers it sends (the protocol default). Answers are encoded without
-	// a dynamic table, as nginx does: it would cost 4 KiB per connection.
-	h2TableSize = 4096
-	// h2RecentResets is how many streams this side reset are remembered, so
-	// that frames the client sent before it saw the reset are ignored.
-	h2RecentResets = 4
-)
-
-// h2ConnError ends the connection with a GOAWAY carrying code.
-type h2ConnError struct {
-	code   uint32
-	reason string
-}
-
-func (e h2ConnError) Error() string {
-	return fmt.Sprintf("http2 connection error %d: %s", e.code, e.reason)
-}
-
-// h2StreamError ends one stream with a RST_STREAM carrying code.
-type h2StreamError struct {
-	id     uint32
-	code   uint32
-	reason string
-}
-
-func (e h2StreamError) Error() string {
-	return fmt.Sprintf("http2 stream %d error %d: %s", e.id, e.code, e.reason)
-}
-
-// errStreamReset is what a handler's reads and writes return once its
-// stream is over: the client reset it or the connection closed.
-var errStreamReset = errors.New("http2: stream closed")
 
 var (
 	h2PayloadPool = sync.Pool{New: func() any { b := make([]byte, h2FrameSize); return &b }}
@@ -153,11 +60,6 @@ type h2Conn struct {
 	werr   error // first write error; the connection is dead after it
 }
 
-// encodeBuffer collects the HPACK encoder's output.
-type encodeBuffer struct{ b []byte }
-
-func (e *encodeBuffer) Write(p []byte) (int, error) { e.b = append(e.b, p...); return len(p), nil }
-
 // serveH2 serves HTTP/2 on a connection that negotiated h2.
 func (s *Server) serveH2(rwc net.Conn, st *tls.ConnectionState) {
 	c := &h2Conn{
@@ -171,11 +73,11 @@ func (s *Server) serveH2(rwc net.Conn, st *tls.ConnectionState) {
 		idleSince:  time.Now(),
 	}
 	c.cond.L = &c.mu
-	if !s.trackH2(c, true) {
+	if !s.track(c, true) {
 		rwc.Close()
 		return
 	}
-	s.m.h2Idle.Inc()
+	s.m.ConnState(1, 0)
 	if err := c.start(); err != nil {
 		c.close()
 		return
@@ -266,16 +168,6 @@ func (c *h2Conn) serve() {
 			return
 		}
 	}
-}
-
-// end closes the connection after err, with a GOAWAY when err is a
-// connection error the client should hear of.
-func (c *h2Conn) end(err error) {
-	var ce h2ConnError
-	if errors.As(err, &ce) {
-		c.goAway(ce.code, ce.reason)
-	}
-	c.close()
 }
 
 // errIdleHandoff asks serve to continue on a fresh goroutine.
@@ -406,181 +298,4 @@ func (c *h2Conn) recentlyResetLocked(id uint32) bool {
 		}
 	}
 	return false
-}
-
-// resetStream sends RST_STREAM for id and ends the stream if it is open.
-func (c *h2Conn) resetStream(id uint32, code uint32) {
-	c.mu.Lock()
-	if st := c.stream(id); st != nil {
-		st.endLocked(errStreamReset)
-	}
-	c.noteResetLocked(id)
-	c.mu.Unlock()
-	_ = c.write(time.Time{}, func(b []byte) []byte { return appendRSTStream(b, id, code) })
-}
-
-// noteResetLocked remembers that this side reset id. c.mu must be held.
-func (c *h2Conn) noteResetLocked(id uint32) {
-	c.reset[c.resetN%h2RecentResets] = id
-	c.resetN++
-}
-
-// goAway tells the client that no stream after the last one it opened will
-// be served, with code.
-func (c *h2Conn) goAway(code uint32, reason string) {
-	c.mu.Lock()
-	if !c.draining {
-		c.drainBy = time.Now().Add(h2DrainLinger)
-	}
-	c.draining = true
-	last := c.maxID
-	c.lastID = last
-	c.mu.Unlock()
-	if code != errNo {
-		c.srv.o().Logger.Debug("http2 connection error", "client", c.remote, "code", code, "reason", reason)
-	}
-	_ = c.write(time.Time{}, func(b []byte) []byte {
-		b = appendFrameHeader(b, 8, frameGoAway, 0, 0)
-		b = binary.BigEndian.AppendUint32(b, last)
-		return binary.BigEndian.AppendUint32(b, code)
-	})
-}
-
-// h2DrainLinger is how long a connection is still read after its GOAWAY,
-// when no stream runs: a request the client sent before the GOAWAY reached
-// it is then ignored (the GOAWAY tells the client to send it again
-// elsewhere) instead of meeting a closed socket, whose reset the client
-// would see as a failed request. net/http waits a second; this is the
-// grace HTTP/1.1 gets.
-const h2DrainLinger = shutdownIdleGrace
-
-// shutdown starts a graceful close: GOAWAY now, the connection closes
-// when its last stream ends (or, with none, after h2DrainLinger).
-func (c *h2Conn) shutdown() {
-	c.goAway(errNo, "")
-	c.mu.Lock()
-	idle := c.running == 0
-	c.mu.Unlock()
-	if idle {
-		c.rwc.SetReadDeadline(aLongTimeAgo)
-	}
-}
-
-// close ends the connection: every stream still open fails.
-func (c *h2Conn) close() {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
-	c.closed = true
-	for _, st := range c.streams {
-		st.endLocked(errStreamReset)
-	}
-	active := c.running > 0
-	c.cond.Broadcast()
-	c.mu.Unlock()
-	c.rwc.Close()
-	if active {
-		c.srv.m.h2Active.Dec()
-	} else {
-		c.srv.m.h2Idle.Dec()
-	}
-	c.srv.trackH2(c, false)
-}
-
-// write builds frames with build and writes them in one Write, under
-// deadline (zero: WriteTimeout from now). After a failed write the
-// connection is dead: it is closed, and every later write fails.
-func (c *h2Conn) write(deadline time.Time, build func(b []byte) []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.writeLocked(deadline, build)
-}
-
-// writeStream is write for the frames of stream st. It writes nothing, and
-// returns errStreamReset, once the stream is over: after a RST_STREAM, in
-// either direction, no HEADERS or DATA may follow on it (RFC 9113 5.1).
-// The check is under wmu, so a reset racing with this write either comes
-// first, and the write is dropped, or is written after it.
-func (c *h2Conn) writeStream(st *h2Stream, deadline time.Time, build func(b []byte) []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if st.over.Load() {
-		return errStreamReset
-	}
-	return c.writeLocked(deadline, build)
-}
-
-func (c *h2Conn) writeLocked(deadline time.Time, build func(b []byte) []byte) error {
-	if c.werr != nil {
-		return c.werr
-	}
-	bp := h2WritePool.Get().(*[]byte)
-	b := build((*bp)[:0])
-	if deadline.IsZero() {
-		deadline = time.Now().Add(c.srv.o().WriteTimeout)
-	}
-	c.rwc.SetWriteDeadline(deadline)
-	_, err := c.rwc.Write(b)
-	if cap(b) <= 4*h2FrameSize {
-		*bp = b[:0]
-		h2WritePool.Put(bp)
-	}
-	if err != nil {
-		c.werr = fmt.Errorf("write http2 frames: %w", err)
-		c.rwc.Close() // the reader sees it and ends the streams
-		return c.werr
-	}
-	return nil
-}
-
-func appendFrameHeader(b []byte, length int, typ, flags byte, id uint32) []byte {
-	b = append(b, byte(length>>16), byte(length>>8), byte(length), typ, flags)
-	return binary.BigEndian.AppendUint32(b, id)
-}
-
-func appendSetting(b []byte, id uint16, val uint32) []byte {
-	b = binary.BigEndian.AppendUint16(b, id)
-	return binary.BigEndian.AppendUint32(b, val)
-}
-
-func appendWindowUpdate(b []byte, id, inc uint32) []byte {
-	b = appendFrameHeader(b, 4, frameWindowUpdate, 0, id)
-	return binary.BigEndian.AppendUint32(b, inc)
-}
-
-func appendRSTStream(b []byte, id, code uint32) []byte {
-	b = appendFrameHeader(b, 4, frameRSTStream, 0, id)
-	return binary.BigEndian.AppendUint32(b, code)
-}
-
-// statusString renders an HTTP status code for :status without allocating
-// for the common ones.
-func statusString(code int) string {
-	switch code {
-	case 200:
-		return "200"
-	case 204:
-		return "204"
-	case 206:
-		return "206"
-	case 301:
-		return "301"
-	case 302:
-		return "302"
-	case 304:
-		return "304"
-	case 400:
-		return "400"
-	case 404:
-		return "404"
-	case 500:
-		return "500"
-	case 502:
-		return "502"
-	case 503:
-		return "503"
-	}
-	return strconv.Itoa(code)
 }

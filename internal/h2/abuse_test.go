@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"bufio"
@@ -80,7 +80,7 @@ func TestH2RapidResetEndsConnection(t *testing.T) {
 		case <-r.Context().Done():
 		case <-time.After(5 * time.Second):
 		}
-	}), true, nil)
+	}), nil)
 	r := ts.dialH2(t)
 	werr := make(chan error, 1)
 	go func() {
@@ -99,7 +99,7 @@ func TestH2RapidResetEndsConnection(t *testing.T) {
 	} else {
 		t.Logf("the handler ran %d times; GOAWAY last stream %d", n, ga.LastStreamID)
 	}
-	if got := ts.set.GetOrCreateCounter(`bulwark_rejected_total{reason="h2_rapid_reset"}`).Get(); got != 1 {
+	if got := ts.m.rejectedCount("h2_rapid_reset"); got != 1 {
 		t.Errorf("h2_rapid_reset counted %d times, want 1", got)
 	}
 }
@@ -116,7 +116,7 @@ func TestH2MadeYouResetEndsConnection(t *testing.T) {
 		case <-r.Context().Done():
 		case <-time.After(5 * time.Second):
 		}
-	}), true, nil)
+	}), nil)
 	r := ts.dialH2(t)
 	werr := make(chan error, 1)
 	go func() {
@@ -134,7 +134,7 @@ func TestH2MadeYouResetEndsConnection(t *testing.T) {
 	if n := calls.Load(); n > 400 {
 		t.Errorf("the handler ran %d times, want at most 400", n)
 	}
-	if got := ts.set.GetOrCreateCounter(`bulwark_rejected_total{reason="h2_rapid_reset"}`).Get(); got != 1 {
+	if got := ts.m.rejectedCount("h2_rapid_reset"); got != 1 {
 		t.Errorf("h2_rapid_reset counted %d times, want 1", got)
 	}
 }
@@ -146,7 +146,7 @@ func TestH2SomeResetsAllowed(t *testing.T) {
 		if r.Header.Get("X-Last") == "" {
 			<-r.Context().Done()
 		}
-	}), true, nil)
+	}), nil)
 	r := ts.dialH2(t)
 	if err := floodH2(r, 1, DefaultMaxConcurrentStreams, false, nil); err != nil {
 		t.Fatal(err)
@@ -177,7 +177,7 @@ func TestH2SomeResetsAllowed(t *testing.T) {
 func TestH2BodiesInFlightCapped(t *testing.T) {
 	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
-	}), true, nil)
+	}), nil)
 	r := ts.dialH2(t)
 	for i := 0; i < h2MaxBodies; i++ {
 		r.headers(t, uint32(2*i+1), false)
@@ -191,7 +191,7 @@ func TestH2BodiesInFlightCapped(t *testing.T) {
 	if rst, ok := f.(*http2.RSTStreamFrame); !ok || rst.StreamID != over || rst.ErrCode != http2.ErrCodeRefusedStream {
 		t.Fatalf("stream %d with a body past %d: got %v, want RST_STREAM REFUSED_STREAM", over, h2MaxBodies, f)
 	}
-	if got := ts.set.GetOrCreateCounter(`bulwark_rejected_total{reason="h2_bodies_per_conn"}`).Get(); got != 1 {
+	if got := ts.m.rejectedCount("h2_bodies_per_conn"); got != 1 {
 		t.Errorf("h2_bodies_per_conn counted %d times, want 1", got)
 	}
 	// A request without a body is still served.

@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"net/http"

@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"encoding/binary"
@@ -46,7 +46,7 @@ func (c *h2Conn) processFrame(typ, flags byte, id uint32, p []byte) error {
 		if len(p) != 4 {
 			return h2ConnError{errFrameSize, "RST_STREAM length"}
 		}
-		if id == 0 || id > c.maxID {
+		if id == 0 || id > c.maxID || id%2 == 0 {
 			return h2ConnError{errProtocol, "RST_STREAM on an idle stream"}
 		}
 		c.mu.Lock()
@@ -83,6 +83,11 @@ func (c *h2Conn) processFrame(typ, flags byte, id uint32, p []byte) error {
 	case frameGoAway:
 		if id != 0 {
 			return h2ConnError{errProtocol, "GOAWAY on a stream"}
+		}
+		if len(p) < 8 {
+			// Too short for its last stream ID and error code (RFC 9113
+			// 4.2, 6.8).
+			return h2ConnError{errFrameSize, "GOAWAY length"}
 		}
 		return nil // the client will close; its streams still finish
 	case frameWindowUpdate:
@@ -159,7 +164,9 @@ func (c *h2Conn) processWindowUpdate(id uint32, p []byte) error {
 		c.cond.Broadcast()
 		return nil
 	}
-	if id > c.maxID {
+	if id > c.maxID || id%2 == 0 {
+		// An even ID is a server stream, and this server opens none: it
+		// is idle whatever the client opened (RFC 9113 5.1.1).
 		return h2ConnError{errProtocol, "WINDOW_UPDATE on an idle stream"}
 	}
 	if inc == 0 {
@@ -196,7 +203,7 @@ func (c *h2Conn) processData(flags byte, id uint32, p []byte) error {
 	if id == 0 {
 		return h2ConnError{errProtocol, "DATA on stream 0"}
 	}
-	if id > c.maxID {
+	if id > c.maxID || id%2 == 0 {
 		return h2ConnError{errProtocol, "DATA on an idle stream"}
 	}
 	data, ok := unpad(flags, p)
@@ -389,11 +396,11 @@ func (c *h2Conn) endBlock() error {
 	open, bodies := c.openLocked()
 	if open >= c.srv.o().MaxConcurrentStreams {
 		c.mu.Unlock()
-		return c.refuseStream(id, reasonStreamsPerConn, "too many concurrent streams")
+		return c.refuseStream(id, ReasonStreamsPerConn, "too many concurrent streams")
 	}
 	if !b.endStream && bodies >= h2MaxBodies {
 		c.mu.Unlock()
-		return c.refuseStream(id, reasonBodiesPerConn, "too many request bodies in flight")
+		return c.refuseStream(id, ReasonBodiesPerConn, "too many request bodies in flight")
 	}
 	c.mu.Unlock()
 	ctx, cancel := c.srv.requestContext()

@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"fmt"
@@ -86,7 +86,7 @@ func TestH2TrailersNotWrittenWhileHandlerReads(t *testing.T) {
 			}
 		}
 		w.Header().Set("X-Trailers", fmt.Sprintf("%d %d", len(r.Trailer), withValue))
-	}), true, nil)
+	}), nil)
 	names := make([]string, declared)
 	for i := range names {
 		names[i] = "d" + strconv.Itoa(i)
@@ -123,7 +123,7 @@ func TestH2UndeclaredAndForbiddenTrailersDropped(t *testing.T) {
 		}
 		slices.Sort(fields)
 		got <- strings.Join(fields, " ")
-	}), true, nil)
+	}), nil)
 	forbidden := []string{
 		"content-length", "host", "te", "trailer", "x-forwarded-for", "x-forwarded-proto",
 		"x-forwarded-host", "x-real-ip", "x_forwarded_for", "x_real_ip", "x-forwarded_host", "authorization",

@@ -1,8 +1,9 @@
-package front
+package h2
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -38,9 +39,17 @@ type h2Response struct {
 	deadline    time.Time
 }
 
+// http.ResponseController finds its methods by their signatures: a wrong
+// one would make it fall back to http.ErrNotSupported without a word, so
+// each is checked here.
 var (
-	_ http.ResponseWriter = (*h2Response)(nil)
-	_ http.Flusher        = (*h2Response)(nil)
+	_ http.ResponseWriter                            = (*h2Response)(nil)
+	_ http.Flusher                                   = (*h2Response)(nil)
+	_ io.StringWriter                                = (*h2Response)(nil)
+	_ interface{ FlushError() error }                = (*h2Response)(nil)
+	_ interface{ SetReadDeadline(time.Time) error }  = (*h2Response)(nil)
+	_ interface{ SetWriteDeadline(time.Time) error } = (*h2Response)(nil)
+	_ interface{ EnableFullDuplex() error }          = (*h2Response)(nil)
 )
 
 func (w *h2Response) Header() http.Header { return w.header }
@@ -322,7 +331,7 @@ func (w *h2Response) encodeHead(enc *hpack.Encoder) {
 	}
 	enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(w.status)})
 	if _, ok := w.header["Date"]; !ok {
-		enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
+		enc.WriteField(hpack.HeaderField{Name: "date", Value: w.st.c.srv.httpDate()})
 	}
 	encodeFields(enc, w.header)
 }

@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"bytes"
@@ -26,13 +26,10 @@ func startH2Pipe(t *testing.T, o Options) (*Server, net.Conn) {
 	if o.Handler == nil {
 		o.Handler = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 	}
-	srv, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := NewServer(o)
 	cli, sc := net.Pipe()
 	t.Cleanup(func() { cli.Close() })
-	go srv.serveH2(sc, nil)
+	go srv.ServeConn(sc, nil)
 	cli.SetDeadline(time.Now().Add(10 * time.Second))
 	fr := http2.NewFramer(nil, cli)
 	for i := 0; ; i++ {
@@ -67,11 +64,7 @@ func readUntilSettingsAck(t *testing.T, c net.Conn) {
 }
 
 // h2Open reports whether srv still tracks an HTTP/2 connection.
-func h2Open(srv *Server) bool {
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	return len(srv.h2conns) > 0
-}
+func h2Open(srv *Server) bool { return srv.Open() > 0 }
 
 // TestH2ControlFloodWithoutReading: a client that sends frames the server
 // must answer (PING, SETTINGS, requests it resets) and never reads the

@@ -1,4 +1,4 @@
-package front
+package h2
 
 import (
 	"bytes"
@@ -99,7 +99,7 @@ func TestH2LargeBodiesBothWays(t *testing.T) {
 		}
 		w.Header().Set("X-Got", fmt.Sprintf("%d %x", n, h.Sum(nil)))
 		w.Write(bytes.Repeat([]byte("y"), size))
-	}), true, nil)
+	}), nil)
 	body := bytes.Repeat([]byte("0123456789abcdef"), size/16)
 	sum := sha256.Sum256(body)
 	for _, known := range []bool{true, false} {
@@ -124,7 +124,7 @@ func TestH2LargeBodiesBothWays(t *testing.T) {
 }
 
 func TestH2SmallAnswerHasContentLengthAndDate(t *testing.T) {
-	ts := start(t, echoHandler(), true, func(o *Options) { o.HSTS = time.Hour })
+	ts := start(t, echoHandler(), func(o *Options) { o.HSTS = "max-age=3600" })
 	res, err := h2Client().Get("https://" + ts.addr + "/p?q=1")
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func TestH2Trailers(t *testing.T) {
 		w.Header().Set(http.TrailerPrefix+"X-Late", "l")
 		w.Header().Set("X-Echo-Trailer", r.Trailer.Get("X-Req")) // too late for the head: dropped
 		w.Header().Set(http.TrailerPrefix+"X-Req-Seen", r.Trailer.Get("X-Req"))
-	}), true, nil)
+	}), nil)
 	pr, pw := io.Pipe()
 	req, _ := http.NewRequest("POST", "https://"+ts.addr+"/", pr)
 	req.Trailer = http.Header{"X-Req": nil}
@@ -179,7 +179,7 @@ func TestH2Trailers(t *testing.T) {
 
 func TestH2ClientResetCancelsHandler(t *testing.T) {
 	h, started, canceled := cancelWatcher()
-	ts := start(t, h, true, nil)
+	ts := start(t, h, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+ts.addr+"/", nil)
 	errc := make(chan error, 1)
@@ -200,7 +200,7 @@ func TestH2ClientResetCancelsHandler(t *testing.T) {
 }
 
 func TestH2IdleConnectionGetsGoAway(t *testing.T) {
-	ts := start(t, echoHandler(), true, func(o *Options) { o.IdleTimeout = 400 * time.Millisecond })
+	ts := start(t, echoHandler(), func(o *Options) { o.IdleTimeout = 400 * time.Millisecond })
 	r := ts.dialH2(t)
 	start := time.Now()
 	f := r.next(t) // past the idle handoff (250 ms) to the idle timeout
@@ -217,7 +217,7 @@ func TestH2IdleConnectionGetsGoAway(t *testing.T) {
 }
 
 func TestH2ConnectionReusedAfterIdleHandoff(t *testing.T) {
-	ts := start(t, echoHandler(), true, nil)
+	ts := start(t, echoHandler(), nil)
 	c := h2Client()
 	var reused []bool
 	for i := 0; i < 3; i++ {
@@ -237,7 +237,7 @@ func TestH2ConnectionReusedAfterIdleHandoff(t *testing.T) {
 }
 
 func TestH2HeaderTooLarge(t *testing.T) {
-	ts := start(t, echoHandler(), true, func(o *Options) { o.MaxHeaderBytes = 4096 })
+	ts := start(t, echoHandler(), func(o *Options) { o.MaxHeaderBytes = 4096 })
 	// A raw client: net/http's would refuse to send past the advertised limit.
 	r := ts.dialH2(t)
 	r.headers(t, 1, true, "x-big", strings.Repeat("a", 6000))
@@ -269,7 +269,7 @@ func TestH2HeaderTooLarge(t *testing.T) {
 }
 
 func TestH2EndlessContinuationEndsConnection(t *testing.T) {
-	ts := start(t, echoHandler(), true, func(o *Options) { o.MaxHeaderBytes = 4096 })
+	ts := start(t, echoHandler(), func(o *Options) { o.MaxHeaderBytes = 4096 })
 	r := ts.dialH2(t)
 	r.buf.Reset()
 	r.enc.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
@@ -292,7 +292,7 @@ func TestH2EndlessContinuationEndsConnection(t *testing.T) {
 
 func TestH2StreamLimitRefuses(t *testing.T) {
 	release := make(chan struct{})
-	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }), true,
+	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }),
 		func(o *Options) { o.MaxConcurrentStreams = 2 })
 	defer close(release)
 	r := ts.dialH2(t)
@@ -307,7 +307,7 @@ func TestH2StreamLimitRefuses(t *testing.T) {
 }
 
 func TestH2MalformedRequestsReset(t *testing.T) {
-	ts := start(t, echoHandler(), true, nil)
+	ts := start(t, echoHandler(), nil)
 	cases := []struct {
 		name  string
 		extra []string
@@ -337,7 +337,7 @@ func TestH2BodyReadTimeout(t *testing.T) {
 			return
 		}
 		w.WriteHeader(500)
-	}), true, func(o *Options) { o.BodyReadTimeout = 200 * time.Millisecond })
+	}), func(o *Options) { o.BodyReadTimeout = 200 * time.Millisecond })
 	r := ts.dialH2(t)
 	r.headers(t, 1, false) // a body is announced, and never comes
 	f := r.next(t)
@@ -362,7 +362,7 @@ func TestH2EarlyHintsAndExpectContinue(t *testing.T) {
 		w.WriteHeader(http.StatusEarlyHints)
 		b, _ := io.ReadAll(r.Body)
 		w.Write(b)
-	}), true, nil)
+	}), nil)
 	var got1xx []int
 	trace := &httptrace.ClientTrace{
 		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
@@ -391,7 +391,7 @@ func TestH2EarlyHintsAndExpectContinue(t *testing.T) {
 
 func TestH2ShutdownFinishesStreams(t *testing.T) {
 	h, started, release := heldHandler()
-	ts := start(t, h, true, nil)
+	ts := start(t, h, nil)
 	r := ts.dialH2(t)
 	r.headers(t, 1, true)
 	<-started
@@ -399,7 +399,7 @@ func TestH2ShutdownFinishesStreams(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		errc <- ts.srv.Shutdown(ctx)
+		errc <- ts.shutdown(ctx)
 	}()
 	f := r.next(t)
 	if ga, ok := f.(*http2.GoAwayFrame); !ok || ga.LastStreamID != 1 {
@@ -424,12 +424,30 @@ func TestH2ShutdownFinishesStreams(t *testing.T) {
 	}
 }
 
+// draining reports whether srv has a connection and every one has sent
+// its GOAWAY.
+func draining(srv *Server) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	n := 0
+	for c := range srv.conns {
+		c.mu.Lock()
+		d := c.draining
+		c.mu.Unlock()
+		if !d {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
 // TestH2ShutdownLingersForStreamsInFlight: a request the client sends
 // after the server's GOAWAY left, but before it arrived, must not meet a
 // closed socket. The client reads the GOAWAY (and so knows to send the
 // request again elsewhere) instead of a connection reset.
 func TestH2ShutdownLingersForStreamsInFlight(t *testing.T) {
-	ts := start(t, echoHandler(), true, nil)
+	ts := start(t, echoHandler(), nil)
 	r := ts.dialH2(t)
 	r.headers(t, 1, true)
 	for { // the first answer, whole
@@ -441,11 +459,14 @@ func TestH2ShutdownLingersForStreamsInFlight(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		errc <- ts.srv.Shutdown(ctx)
+		errc <- ts.shutdown(ctx)
 	}()
-	// The client has not read the GOAWAY yet: it sends a request with a
-	// body, as a client does that opened a stream just then.
-	time.Sleep(20 * time.Millisecond)
+	// The server has sent its GOAWAY, which the client has not read yet:
+	// it sends a request with a body, as a client does that opened a
+	// stream just then.
+	if !waitUntil(10*time.Second, func() bool { return draining(ts.srv) }) {
+		t.Fatal("no connection draining 10 s after Shutdown")
+	}
 	r.headers(t, 3, false)
 	if err := r.fr.WriteData(3, true, []byte(strings.Repeat("x", 4096))); err != nil {
 		t.Fatalf("writing the body: %v", err)
@@ -485,7 +506,7 @@ func TestH2Spec(t *testing.T) {
 		}
 		t.Skip("h2spec not installed and CI unset: skipping the HTTP/2 conformance suite")
 	}
-	ts := start(t, echoHandler(), true, nil)
+	ts := start(t, echoHandler(), nil)
 	host, port, _ := net.SplitHostPort(ts.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
