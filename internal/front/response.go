@@ -75,46 +75,8 @@ func (w *response) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
-	w.declared = declaredLength(w.header)
-	w.noBody = noBody(w.req.Method, code)
-}
-
-// declaredLength returns the Content-Length a handler set, or -1; an
-// invalid one is dropped from h.
-func declaredLength(h http.Header) int64 {
-	cl := h.Get("Content-Length")
-	if cl == "" {
-		return -1
-	}
-	if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
-		return n
-	}
-	h.Del("Content-Length")
-	return -1
-}
-
-// checkBodyWrite applies the rules every answer's Write shares to a write
-// of n bytes: nothing to write, no body allowed (an answer to HEAD
-// swallows it), or past the declared length. done reports that Write must
-// return ret and err without writing.
-func checkBodyWrite(method string, noBody bool, declared, written int64, n int) (ret int, done bool, err error) {
-	switch {
-	case n == 0:
-		return 0, true, nil
-	case noBody && method == http.MethodHead:
-		return n, true, nil
-	case noBody:
-		return 0, true, http.ErrBodyNotAllowed
-	case declared >= 0 && written+int64(n) > declared:
-		return 0, true, http.ErrContentLength
-	}
-	return 0, false, nil
-}
-
-// noBody reports whether an answer to method with status code carries no
-// body.
-func noBody(method string, code int) bool {
-	return method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	w.declared = h1.DeclaredLength(w.header)
+	w.noBody = h1.NoBody(w.req.Method, code)
 }
 
 // writeInformational sends a 1xx answer (such as 103 Early Hints) at once.
@@ -135,7 +97,7 @@ func (w *response) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if n, done, err := checkBodyWrite(w.req.Method, w.noBody, w.declared, w.written, len(p)); done {
+	if n, done, err := h1.CheckBodyWrite(w.req.Method, w.noBody, w.declared, w.written, len(p)); done {
 		return n, err
 	}
 	if !w.committed {

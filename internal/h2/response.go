@@ -69,8 +69,8 @@ func (w *h2Response) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
-	w.declared = declaredLength(w.header)
-	w.noBody = noBody(w.req.Method, code)
+	w.declared = h1.DeclaredLength(w.header)
+	w.noBody = h1.NoBody(w.req.Method, code)
 	for _, v := range w.header["Trailer"] {
 		for _, k := range strings.Split(v, ",") {
 			if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
@@ -95,7 +95,7 @@ func (w *h2Response) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if n, done, err := checkBodyWrite(w.req.Method, w.noBody, w.declared, w.written, len(p)); done {
+	if n, done, err := h1.CheckBodyWrite(w.req.Method, w.noBody, w.declared, w.written, len(p)); done {
 		return n, err
 	}
 	if w.st.over.Load() {
