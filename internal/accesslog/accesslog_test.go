@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,6 +155,12 @@ func (w *closableWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+func (w *closableWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lines
+}
+
 func (w *closableWriter) close() {
 	w.mu.Lock()
 	w.closed = true
@@ -170,13 +177,18 @@ func TestSetOutputUnderLoad(t *testing.T) {
 	writers := []*closableWriter{first}
 	l := New(Options{Writer: first})
 	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	// Workers serve at least perWorker requests each and keep going until
+	// the last swap, so every swap happens under load.
 	var wg sync.WaitGroup
+	var served atomic.Int64
+	var swapped atomic.Bool
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range perWorker {
+			for i := 0; i < perWorker || !swapped.Load(); i++ {
 				h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
+				served.Add(1)
 			}
 		}()
 	}
@@ -190,8 +202,19 @@ func TestSetOutputUnderLoad(t *testing.T) {
 		l.SetOutput(next, f)
 		prev.close()
 		writers = append(writers, next)
-		time.Sleep(200 * time.Microsecond) // let requests finish on each writer
+		// Each writer gets requests before the next swap: wait for its
+		// first line rather than for a guessed time.
+		deadline := time.Now().Add(5 * time.Second)
+		for next.count() == 0 {
+			if time.Now().After(deadline) {
+				swapped.Store(true)
+				wg.Wait()
+				t.Fatalf("writer %d got no line within 5 s of the swap", len(writers)-1)
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
 	}
+	swapped.Store(true)
 	wg.Wait()
 	total := 0
 	for i, w := range writers {
@@ -200,8 +223,8 @@ func TestSetOutputUnderLoad(t *testing.T) {
 			t.Errorf("writer %d: %d lines after close, %d in the other format", i, w.afterClose, w.wrongFormat)
 		}
 	}
-	if total != workers*perWorker {
-		t.Errorf("%d lines written, want %d (one per request)", total, workers*perWorker)
+	if want := int(served.Load()); total != want {
+		t.Errorf("%d lines written, want %d (one per request)", total, want)
 	}
 }
 
