@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -119,23 +117,4 @@ func TestRunAppInheritsNoDescriptorsNorSettings(t *testing.T) {
 	if !strings.Contains(string(env), "PYTHONUNBUFFERED=") || !strings.Contains(string(env), "DB_POOL_SIZE=") {
 		t.Errorf("the app's environment lacks the profile's variables:\n%s", env)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for the run goroutine's log and the
-// test's read.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

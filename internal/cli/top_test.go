@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,9 +90,18 @@ func TestTopStopsOnCancel(t *testing.T) {
 	_, addr := startObserve(t, observe.Options{Snapshot: adminSnapshot(1, true)})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	var out bytes.Buffer
+	var out lockedBuffer
 	go func() { done <- runTop(ctx, []string{"--admin", addr, "--interval", "100ms"}, &out, &bytes.Buffer{}) }()
-	time.Sleep(250 * time.Millisecond)
+	// Cancel once top has drawn a second frame, that is, while it waits
+	// for the next tick of a running refresh loop.
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(out.String(), "\n\nbulwark ") < 1 {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("top drew fewer than two frames in 10 s: %q", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -223,4 +233,23 @@ func TestTopFitsWithManyWorkers(t *testing.T) {
 		t.Errorf("frame with 16 workers does not say some are left out:\n%s", out.String())
 	}
 	checkFits(t, out.String(), 80)
+}
+
+// lockedBuffer is a bytes.Buffer safe for the run goroutine's log and the
+// test's read.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
