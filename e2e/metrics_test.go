@@ -104,9 +104,14 @@ func TestMetricsMove(t *testing.T) {
 	if err == nil {
 		readAll(t, res)
 	}
-	time.Sleep(1500 * time.Millisecond) // the watcher samples the new app
-
-	m := scrape(t, in.admin)
+	// The watcher samples the new app on its own tick: wait for its
+	// figures rather than for a guessed time.
+	var m map[string]float64
+	waitFor(t, 10*time.Second, "the watcher to sample the new app", func() bool {
+		m = scrape(t, in.admin)
+		_, up := m[`bulwark_app_uptime_seconds`]
+		return up && m[`bulwark_app_up`] > 0 && m[`bulwark_app_rss_bytes`] > 0 && m[`bulwark_app_processes`] > 0
+	})
 	positive := []string{
 		`bulwark_requests_total{proto="h1",code="2xx"}`,
 		`bulwark_requests_total{proto="h2",code="2xx"}`,
