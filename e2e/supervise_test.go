@@ -116,7 +116,9 @@ func TestMemoryRestartUnderLoad(t *testing.T) {
 
 	loadStart := time.Now()
 	l := startLoad(t, in, 4, "/", 15*time.Second)
-	time.Sleep(2 * time.Second)
+	// The app starts holding memory once the load is flowing: a few
+	// answers per client, not a guessed time.
+	waitFor(t, 10*time.Second, "the load to be answered", func() bool { ok, _, _ := l.sofar(); return ok >= 20 })
 	res, err := in.client(false).Post(in.url("/hold?mb=200"), "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +166,8 @@ func TestCrashUnderLoad(t *testing.T) {
 		return s.App != nil && s.App.State == "ready"
 	})
 	l := startLoad(t, in, 4, "/slow?s=0.2", 20*time.Second)
-	time.Sleep(time.Second)
+	// Crash once requests are flowing, so some are in flight at the crash.
+	waitFor(t, 10*time.Second, "the load to be answered", func() bool { ok, _, _ := l.sofar(); return ok >= 4 })
 	var crashCode atomic.Int64
 	res, err := in.client(false).Post(in.url("/crash"), "text/plain", nil)
 	if err == nil {
@@ -175,7 +178,10 @@ func TestCrashUnderLoad(t *testing.T) {
 		s := in.status(t)
 		return s.App != nil && s.App.Restarts["crash"] >= 1 && s.App.State == "ready"
 	})
-	time.Sleep(time.Second)
+	// The new app answers some of the load before it stops: that, not a
+	// pause, shows the clients came through the crash.
+	okAtRestart, _, _ := l.sofar()
+	waitFor(t, 10*time.Second, "the new app to answer the load", func() bool { ok, _, _ := l.sofar(); return ok >= okAtRestart+4 })
 	ok, bad, errs := l.finish()
 	t.Logf("requests: %d ok, %d failed; the POST /crash itself got %d", ok, bad, crashCode.Load())
 	if bad != 0 {
