@@ -18,6 +18,11 @@
 // that protocol to its ALPN list). Challenge data is kept in storage, so
 // several instances sharing storage answer each other's challenges.
 //
+// A CA's rateLimited refusal (RFC 8555 §6.6) holds the name until the
+// time the CA gave: the engine retries on a fixed schedule of its own, so
+// the attempts before that time are refused here, before any request, and
+// the hold is kept in storage for the next process (hold.go).
+//
 // What this package leaves to callers: choosing between certificate files
 // and ACME for a name (internal/tlsconf serves a name from a file when one
 // covers it), binding sockets, and rendering [Manager.Status].

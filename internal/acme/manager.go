@@ -85,6 +85,7 @@ type Manager struct {
 	cfg   atomic.Pointer[certmagic.Config]
 	iss   atomic.Pointer[certmagic.ACMEIssuer]
 	cache atomic.Pointer[certmagic.Cache]
+	holds atomic.Pointer[holdBook]
 
 	startOnce sync.Once
 }
@@ -201,7 +202,7 @@ func (m *Manager) start(ctx context.Context, httpsAddr, httpAddr string) error {
 	cfg := certmagic.New(cache, certmagic.Config{
 		Storage:        storage,
 		Logger:         zl,
-		OnEvent:        m.status.onEvent,
+		OnEvent:        m.onEvent,
 		ShouldEmitFunc: wantEvent,
 	})
 	host, httpsPort, err := splitAddr(httpsAddr)
@@ -241,6 +242,11 @@ func (m *Manager) start(ctx context.Context, httpsAddr, httpAddr string) error {
 	}
 	iss := certmagic.NewACMEIssuer(cfg, tmpl)
 	cfg.Issuers = []certmagic.Issuer{iss}
+	holds := newHoldBook(storage, iss.IssuerKey(), m.log)
+	for _, d := range m.opts.Domains {
+		holds.active(ctx, d) // for Status: holds left by an earlier process
+	}
+	m.holds.Store(holds)
 	m.cfg.Store(cfg)
 	m.iss.Store(iss)
 	m.cache.Store(cache)

@@ -32,7 +32,8 @@ type NameStatus struct {
 	// NextAttempt is when the next order is due: after a failure, the
 	// engine's backoff from LastErrorAt (1, 2, 2, 5, 10 minutes... up to 6
 	// hours; a renewal then waits for the next maintenance check); else
-	// RenewAfter. Zero while the first order is under way.
+	// RenewAfter. After a rateLimited refusal, no earlier than the time the
+	// CA gave (see holdBook). Zero while the first order is under way.
 	NextAttempt time.Time
 	// LastRenewal is when this process last obtained or renewed its
 	// certificate; zero if it has not (a certificate loaded from storage
@@ -157,6 +158,16 @@ func (m *Manager) Status() []NameStatus {
 		b.mu.Unlock()
 		if ns.NextAttempt.IsZero() {
 			ns.NextAttempt = ns.RenewAfter
+		}
+		if holds := m.holds.Load(); holds != nil {
+			if h, ok := holds.cached(n); ok && holds.now().Before(h.Until) {
+				if ns.LastError == "" { // refused before this process started
+					ns.LastError, ns.LastErrorAt = h.Problem, h.At
+				}
+				if h.Until.After(ns.NextAttempt) {
+					ns.NextAttempt = h.Until
+				}
+			}
 		}
 		out = append(out, ns)
 	}
