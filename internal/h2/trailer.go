@@ -3,6 +3,8 @@ package h2
 import (
 	"net/http"
 	"strings"
+
+	"bulwark/internal/httphdr"
 )
 
 // Request trailers on HTTP/2. The head's trailer field declares the names;
@@ -36,22 +38,20 @@ func declaredTrailer(vs []string) http.Header {
 // forbiddenTrailer reports whether a request field named k (canonical)
 // must not be taken from a trailer: the fields net/http refuses as
 // trailers (framing, routing, authentication, content processing, RFC 9110
-// 6.5.1), the connection-specific ones, and the ones Bulwark sets for the
-// app, which a trailer must not add to or replace. A name with "_" is
+// 6.5.1), and httphdr.Reserved's: the connection-specific ones and the
+// ones Bulwark sets for the app, which a trailer must not add to or
+// replace. A name with "_" is
 // judged by its spelling with "-": frameworks read X_Real_IP as X-Real-IP.
 func forbiddenTrailer(k string) bool {
-	if strings.HasPrefix(k, ":") {
+	if strings.HasPrefix(k, ":") || httphdr.Reserved(k) {
 		return true
 	}
 	if strings.Contains(k, "_") {
 		k = http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
 	}
 	switch k {
-	case "Authorization", "Cache-Control", "Connection", "Content-Encoding", "Content-Length",
-		"Content-Range", "Content-Type", "Cookie", "Expect", "Host", "Keep-Alive", "Max-Forwards",
-		"Pragma", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "Range", "Realm",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Www-Authenticate",
-		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip":
+	case "Authorization", "Cache-Control", "Content-Encoding", "Content-Range", "Content-Type",
+		"Cookie", "Expect", "Max-Forwards", "Pragma", "Range", "Realm", "Www-Authenticate":
 		return true
 	}
 	return false

@@ -43,3 +43,16 @@ func TestAddVary(t *testing.T) {
 		}
 	}
 }
+
+func TestReserved(t *testing.T) {
+	for name, want := range map[string]bool{
+		"X_Real_IP": true, "x_forwarded_for": true, "X-Forwarded_Host": true, "FORWARDED": true,
+		"Transfer_Encoding": true, "Content_Length": true, "Proxy_Connection": true,
+		"X-Real-IP": true, "Host": true, "Upgrade": true, "HTTP2-Settings": true,
+		"X_Custom": false, "Cookie": false, "X_Real_IPs": false, "X_Forwarded": false,
+	} {
+		if got := Reserved(name); got != want {
+			t.Errorf("Reserved(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

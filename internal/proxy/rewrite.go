@@ -11,6 +11,7 @@ import (
 
 	"bulwark/internal/clientip"
 	"bulwark/internal/httperr"
+	"bulwark/internal/httphdr"
 )
 
 // rewrite is ReverseProxy's Rewrite hook, for the upgrades it serves.
@@ -53,7 +54,7 @@ func (p *Proxy) dropUnderscored(h http.Header) {
 		}
 		reason := dropUnderscore
 		if allow {
-			if !reservedName(k) {
+			if !httphdr.Reserved(k) {
 				continue
 			}
 			reason = dropReserved
@@ -61,47 +62,6 @@ func (p *Proxy) dropUnderscored(h http.Header) {
 		delete(h, k)
 		p.m.dropped[reason].Inc()
 	}
-}
-
-// reservedNames are the fields Bulwark sets for the app or never passes on
-// (hop-by-hop and framing ones), lower case: a name that matches one with
-// "_" for "-" is never passed on.
-var reservedNames = [...]string{
-	"x-real-ip", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded",
-	"connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-	"te", "trailer", "transfer-encoding", "upgrade", "http2-settings", "content-length", "host",
-}
-
-// reservedName reports whether name, lower-cased and with "_" read as "-",
-// is one of reservedNames.
-func reservedName(name string) bool {
-	for _, r := range reservedNames {
-		if sameFieldName(name, r) {
-			return true
-		}
-	}
-	return false
-}
-
-// sameFieldName reports whether name equals want (lower case) once
-// lower-cased with "_" read as "-", without allocating.
-func sameFieldName(name, want string) bool {
-	if len(name) != len(want) {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '_':
-			c = '-'
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		if c != want[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // setForwarded sets X-Forwarded-For, X-Real-IP, X-Forwarded-Proto and
