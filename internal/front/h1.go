@@ -25,7 +25,22 @@ const maxDrainBytes = 256 << 10
 
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
-	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writerSize) }}
+	// recordWriterPool holds writers as large as a TLS record, taken for
+	// an answer whose whole body comes in one Write (a small static file,
+	// a buffered app answer): its head and body then leave in one record
+	// and one write(2), as nginx sends them, instead of two.
+	recordWriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, recordSize) }}
+)
+
+const (
+	writerSize = 4096
+	recordSize = 16 << 10 // TLS's largest record payload
+	// recordBodyMin and recordBodyMax bound the bodies that take a
+	// record-sized writer: below, head and body fit the small one; above,
+	// they cannot share a record anyway (room is left for the head).
+	recordBodyMin = writerSize / 2
+	recordBodyMax = recordSize - 2048
 )
 
 // h1Conn is one HTTP/1.1 client connection. It is owned by its serve
@@ -388,12 +403,26 @@ func (c *h1Conn) writer() *bufio.Writer {
 	return c.bw
 }
 
+// writerFor is writer for an answer whose head is followed at once by a
+// body of n bytes: when they can share a TLS record, the writer holds it.
+func (c *h1Conn) writerFor(n int) *bufio.Writer {
+	if c.bw == nil && n >= recordBodyMin && n <= recordBodyMax {
+		c.bw = recordWriterPool.Get().(*bufio.Writer)
+		c.bw.Reset(deadlineWriter{c})
+	}
+	return c.writer()
+}
+
 func (c *h1Conn) releaseWriter() {
 	if c.bw == nil {
 		return
 	}
 	c.bw.Reset(nil)
-	writerPool.Put(c.bw)
+	if c.bw.Size() == recordSize {
+		recordWriterPool.Put(c.bw)
+	} else {
+		writerPool.Put(c.bw)
+	}
 	c.bw = nil
 }
 

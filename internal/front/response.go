@@ -111,6 +111,9 @@ func (w *response) Write(p []byte) (int, error) {
 				return len(p), nil
 			}
 		}
+		if w.written+int64(len(p)) == w.declared {
+			w.c.writerFor(len(p)) // the whole body: one write with the head
+		}
 		w.commit(false)
 	}
 	w.written += int64(len(p))
