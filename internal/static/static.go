@@ -220,7 +220,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, ms *mounts, m *mo
 	}
 	h.Add("Vary", "Accept-Encoding")
 	h.Set("Cache-Control", cacheControl(m.Cache, name))
-	http.ServeContent(&pooledWriter{ResponseWriter: w, s: s}, r, name, fi.ModTime(), f)
+	http.ServeContent(&pooledWriter{ResponseWriter: w, s: s}, r, name, fi.ModTime(), &sizedFile{f: f, size: fi.Size()})
 }
 
 // acquire takes a file slot, waiting up to s.wait; it reports false when
@@ -266,7 +266,7 @@ func cleanName(rel, rawPath string) (string, bool) {
 // openRegular opens name in root when it is a regular file (a symlink that
 // stays inside root is followed; one that leaves it fails).
 func openRegular(root *os.Root, name string) (*os.File, fs.FileInfo, error) {
-	f, err := root.Open(name)
+	f, err := root.OpenFile(name, openFlags, 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -298,6 +298,47 @@ func cacheControl(age time.Duration, name string) string {
 		v += ", immutable"
 	}
 	return v
+}
+
+// sizedFile is an open file whose size is known from its stat. Seek only
+// moves an offset and Read reads at it with pread(2): the two seeks
+// http.ServeContent makes to learn the size, and the one back after
+// sniffing, cost no system call, and a read never asks past the end.
+type sizedFile struct {
+	f         *os.File
+	size, off int64
+}
+
+func (sf *sizedFile) Read(p []byte) (int, error) {
+	if sf.off >= sf.size {
+		return 0, io.EOF
+	}
+	if left := sf.size - sf.off; int64(len(p)) > left {
+		p = p[:left]
+	}
+	n, err := sf.f.ReadAt(p, sf.off)
+	sf.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil // a file cut short meanwhile: EOF on the next Read
+	}
+	return n, err
+}
+
+func (sf *sizedFile) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += sf.off
+	case io.SeekEnd:
+		offset += sf.size
+	default:
+		return 0, errors.New("static: bad whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("static: seek before the start")
+	}
+	sf.off = offset
+	return offset, nil
 }
 
 // pooledWriter gives http.ServeContent a ReadFrom that copies through a

@@ -322,3 +322,41 @@ func TestPerClientShare(t *testing.T) {
 		t.Errorf("GET once the client's transfers ended = %d; want 200", rec.Code)
 	}
 }
+
+// TestSizedFile: Seek moves only an offset, reads come from it, and a
+// file cut short after its stat ends early instead of reading past.
+func TestSizedFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("0123456789"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sf := &sizedFile{f: f, size: 10}
+	if n, err := sf.Seek(0, io.SeekEnd); n != 10 || err != nil {
+		t.Fatalf("Seek(0, End) = %d, %v; want 10", n, err)
+	}
+	if n, err := sf.Seek(-4, io.SeekCurrent); n != 6 || err != nil {
+		t.Fatalf("Seek(-4, Current) = %d, %v; want 6", n, err)
+	}
+	if b, err := io.ReadAll(sf); string(b) != "6789" || err != nil {
+		t.Fatalf("read from 6 = %q, %v", b, err)
+	}
+	if _, err := sf.Seek(-1, io.SeekStart); err == nil {
+		t.Error("Seek before the start succeeded")
+	}
+	sf.Seek(2, io.SeekStart)
+	buf := make([]byte, 3)
+	if n, err := sf.Read(buf); n != 3 || string(buf) != "234" || err != nil {
+		t.Fatalf("Read at 2 = %d %q %v", n, buf[:n], err)
+	}
+	if err := os.Truncate(p, 7); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(sf); string(b) != "56" || err != nil {
+		t.Errorf("read of a file cut to 7 bytes from 5 = %q, %v; want \"56\"", b, err)
+	}
+}

@@ -2,5 +2,10 @@
 
 package static
 
+import "os"
+
 // defaultMaxOpen is the open-file bound used when Options.MaxOpen is zero.
 func defaultMaxOpen() int { return DefaultMaxOpen }
+
+// openFlags opens files for reading.
+const openFlags = os.O_RDONLY

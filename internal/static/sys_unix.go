@@ -2,7 +2,10 @@
 
 package static
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // defaultMaxOpen is the open-file bound used when Options.MaxOpen is zero:
 // an eighth of the process's RLIMIT_NOFILE (Go raises the soft limit to
@@ -16,3 +19,10 @@ func defaultMaxOpen() int {
 	}
 	return int(min(max(rl.Cur/8, 16), DefaultMaxOpen))
 }
+
+// openFlags opens files with O_NONBLOCK, which regular files ignore: the
+// os package then skips the two fcntl(2) pairs it spends making a new
+// file non-blocking and back, and a FIFO put in the directory opens at
+// once (to be refused as not regular) instead of blocking until a writer
+// comes.
+const openFlags = os.O_RDONLY | syscall.O_NONBLOCK
