@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"bulwark/internal/config"
+	"bulwark/internal/spool"
+	"bulwark/internal/static"
 )
 
 // TestRouteBodyLimits: a [[route]]'s max_body lets an upload through that
@@ -103,5 +105,21 @@ func TestEdgeReload(t *testing.T) {
 	}
 	if allow, _ := get("https://b.example"); allow != "https://b.example" {
 		t.Errorf("after the reload, new origin: allow %q; want https://b.example", allow)
+	}
+}
+
+// TestFDReserveHoldsTheFileBudgets: client connections leave free the
+// spool's temp files and, with [[static]], the static file slots, so a
+// crowd of connections cannot turn their opens into EMFILE.
+func TestFDReserveHoldsTheFileBudgets(t *testing.T) {
+	cfg := testConfig(t, "")
+	pool := 64 + 2*max(cfg.Upstream.MaxConcurrency, cfg.Upstream.Keepalive)
+	if got, want := fdReserve(cfg), pool+spool.DefaultMaxFiles(); got != want {
+		t.Errorf("reserve without static = %d, want %d (pool and admin %d + spool files %d)", got, want, pool, spool.DefaultMaxFiles())
+	}
+	cfg = testConfig(t, "[[static]]\npath = \"/static/\"\ndir = \""+t.TempDir()+"\"\n")
+	want := pool + spool.DefaultMaxFiles() + static.DefaultMaxOpenFiles()
+	if got := fdReserve(cfg); got != want {
+		t.Errorf("reserve with static = %d, want %d (adding %d static slots)", got, want, static.DefaultMaxOpenFiles())
 	}
 }

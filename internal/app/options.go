@@ -19,6 +19,7 @@ import (
 	"bulwark/internal/memwatch"
 	"bulwark/internal/proxy"
 	"bulwark/internal/spool"
+	"bulwark/internal/static"
 	"bulwark/internal/supervise"
 	"bulwark/internal/tlsconf"
 )
@@ -66,16 +67,27 @@ func (a *App) frontOptions(cfg *config.Config) front.Options {
 // by the HTTPS and HTTP listeners (not admin's, which they protect).
 func (a *App) connsOptions(cfg *config.Config) limit.ConnsOptions {
 	return limit.ConnsOptions{
-		Max:    cfg.Listen.MaxConns,
-		PerIP:  cfg.Listen.MaxConnsPerIP,
-		Exempt: cfg.Listen.TrustedPrefixes(),
-		// Descriptors client connections leave free (at least a tenth of
-		// RLIMIT_NOFILE): the app's connections, twice the pool for the
-		// ones closing while new ones open, and 64 for admin, listeners,
-		// logs, the supervisor's pipes and the certificate watcher.
-		FDReserve: 64 + 2*max(cfg.Upstream.MaxConcurrency, cfg.Upstream.Keepalive),
+		Max:       cfg.Listen.MaxConns,
+		PerIP:     cfg.Listen.MaxConnsPerIP,
+		Exempt:    cfg.Listen.TrustedPrefixes(),
+		FDReserve: fdReserve(cfg),
 		Metrics:   a.set,
 	}
+}
+
+// fdReserve is the descriptors client connections leave free (limit
+// makes it at least a tenth of RLIMIT_NOFILE, at most half): the app's
+// connections, twice the pool for the ones closing while new ones open;
+// the spool's temp files and the static files' slots, which their own
+// budgets bound and would otherwise find taken by connections (EMFILE);
+// and 64 for admin, listeners, logs, the supervisor's pipes and the
+// certificate watcher.
+func fdReserve(cfg *config.Config) int {
+	n := 64 + 2*max(cfg.Upstream.MaxConcurrency, cfg.Upstream.Keepalive) + spool.DefaultMaxFiles()
+	if len(cfg.Static) > 0 {
+		n += static.DefaultMaxOpenFiles()
+	}
+	return n
 }
 
 // rateOptions are limits.rate_per_ip's. The table holds twice max_conns

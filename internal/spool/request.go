@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"syscall"
 
 	"bulwark/internal/httperr"
 )
@@ -155,15 +156,16 @@ func (s *Spool) fill(b *Buffer, body io.Reader) *httperr.Error {
 }
 
 // writeFailed maps a failure to store a request body to the answer: 507
-// for a full spool, 503 for an exhausted file budget, else 507 with a log
-// line.
+// for a full spool, 503 for an exhausted file budget or a process out of
+// descriptors (the disk is fine; a retry may get a file), else 507 with a
+// log line.
 func (s *Spool) writeFailed(err error) *httperr.Error {
 	switch {
 	case errors.Is(err, ErrSpoolFull):
 		return s.spoolFull(err)
-	case errors.Is(err, ErrNoFiles):
-		s.warn(logNoFiles, "spool: temp file budget used up; answering 503", "dir", s.o().Dir,
-			"max_files", s.o().MaxFiles, "waited", s.o().FileWait)
+	case errors.Is(err, ErrNoFiles), errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		s.warn(logNoFiles, "spool: no temp file to be had (budget used up, or no descriptor left); answering 503",
+			"dir", s.o().Dir, "max_files", s.o().MaxFiles, "waited", s.o().FileWait, "err", err)
 		return s.refuse(reasonNoFiles, &httperr.Error{
 			Status:     http.StatusServiceUnavailable,
 			Reason:     reasonNoFiles,

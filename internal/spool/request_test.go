@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"bulwark/internal/httperr"
@@ -431,4 +432,32 @@ func postPattern(t *testing.T, h http.Handler, size int, chunked bool, what stri
 	resp.Body.Close()
 	waitDone(t, done, what)
 	return resp
+}
+
+// TestRequests_OutOfDescriptors: a body that cannot get a temp file
+// because the process has no descriptor left is the same 503 with
+// Retry-After as an exhausted file budget, not a 507 that blames the disk.
+func TestRequests_OutOfDescriptors(t *testing.T) {
+	set := metrics.NewSet()
+	s := newTestSpool(t, Options{BufferRequests: true, MemoryPerBody: 16 << 10, Metrics: set,
+		Logger: newTextLogger(io.Discard)})
+	s.openTemp = func() (*os.File, error) {
+		return nil, &os.PathError{Op: "open", Path: s.Dir(), Err: syscall.EMFILE}
+	}
+	next, _, calls := recordingNext()
+	srv, done := serve(t, s.Requests(next))
+	resp, err := http.Post(srv.URL, "application/octet-stream", bytes.NewReader(pattern(64<<10)))
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	resp.Body.Close()
+	waitDone(t, done, "out of descriptors")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+		resp.Header.Get("X-Bulwark-Error") != reasonNoFiles {
+		t.Errorf("answer = %d %q (Retry-After %q), want 503 %s with Retry-After", resp.StatusCode,
+			resp.Header.Get("X-Bulwark-Error"), resp.Header.Get("Retry-After"), reasonNoFiles)
+	}
+	if got := calls.Load(); got != 0 {
+		t.Errorf("next called %d times, want 0", got)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"bulwark/internal/clientip"
@@ -69,7 +70,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.MaxOpen <= 0 {
-		o.MaxOpen = defaultMaxOpen()
+		o.MaxOpen = DefaultMaxOpenFiles()
 	}
 	if o.OpenWait <= 0 {
 		o.OpenWait = DefaultOpenWait
@@ -164,7 +165,22 @@ func (s *Server) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-var errNotFound = httperr.New(http.StatusNotFound, "static_not_found", "no such file")
+var (
+	errNotFound = httperr.New(http.StatusNotFound, "static_not_found", "no such file")
+	errNoSlot   = &httperr.Error{Status: http.StatusServiceUnavailable, Reason: "static_files",
+		Msg: "too many files open, try again shortly", RetryAfter: time.Second}
+)
+
+// openFailure is the answer to a file that could not be opened: 503 when
+// the process is out of descriptors (the file is there; a retry may get
+// it), else 404, whatever the reason, so a refused name looks like a
+// missing one.
+func openFailure(err error) *httperr.Error {
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		return errNoSlot
+	}
+	return errNotFound
+}
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, ms *mounts, m *mount) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -190,14 +206,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, ms *mounts, m *mo
 	}
 	defer s.clients.Release(client)
 	if !s.acquire(r) {
-		httperr.Write(w, r, &httperr.Error{Status: http.StatusServiceUnavailable, Reason: "static_files",
-			Msg: "too many files open, try again shortly", RetryAfter: time.Second})
+		httperr.Write(w, r, errNoSlot)
 		return
 	}
 	defer s.release()
 	f, fi, err := openRegular(m.root, name)
 	if err != nil {
-		httperr.Write(w, r, errNotFound)
+		httperr.Write(w, r, openFailure(err))
 		return
 	}
 	defer f.Close()

@@ -4,8 +4,8 @@ package static
 
 import "os"
 
-// defaultMaxOpen is the open-file bound used when Options.MaxOpen is zero.
-func defaultMaxOpen() int { return DefaultMaxOpen }
+// DefaultMaxOpenFiles is the open-file bound used when Options.MaxOpen is zero.
+func DefaultMaxOpenFiles() int { return DefaultMaxOpen }
 
 // openFlags opens files for reading.
 const openFlags = os.O_RDONLY
