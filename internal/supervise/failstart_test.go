@@ -281,6 +281,43 @@ func TestUrgentDuringSwap(t *testing.T) {
 	}
 }
 
+// TestUrgentDuringSwapThenNewFails: the old copy is stopped for memory
+// while its replacement starts, and the replacement never becomes ready.
+// Nothing serves then: the error and the log must not say the old app
+// keeps serving, and a retry is scheduled.
+func TestUrgentDuringSwapThenNewFails(t *testing.T) {
+	o := Options{Command: fakeCommand(t, "127.0.0.1:{port}"), ZeroDowntime: func() bool { return true },
+		BackoffMin: time.Hour, BackoffMax: time.Hour}
+	h := start(t, o, nil)
+	first := waitReady(t, h)
+	slow := h.opts
+	slow.StartTimeout = 2 * time.Second
+	slow.Env = maps.Clone(slow.Env)
+	slow.Env["FAKEAPP_DELAY"] = "30s" // never ready within StartTimeout
+	done := make(chan error, 1)
+	go func() { done <- h.s.UpdateWait(slow) }()
+	waitFor(t, 20*time.Second, "the replacement to start", func() bool {
+		return len(h.logs.find("app started next to the running one")) > 0
+	})
+	h.s.Urgent()
+	waitFor(t, 20*time.Second, "the old copy to be stopped", func() bool { return !alive(first.PID) })
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("UpdateWait did not return after the replacement's start timeout")
+	}
+	if err == nil || strings.Contains(err.Error(), "keeps serving") || !strings.Contains(err.Error(), "old app was stopped") {
+		t.Errorf("UpdateWait() = %v, want an error saying the old app was stopped", err)
+	}
+	if len(h.logs.find("the old one keeps serving")) != 0 || len(h.logs.find("after the old one was stopped for memory")) != 1 {
+		t.Errorf("the log says the old app keeps serving, or not that it was stopped")
+	}
+	if st := h.s.Status(); st.State == StateReady || st.PID == first.PID {
+		t.Errorf("Status() = %+v, want not ready, with no pid of the stopped copy", st)
+	}
+}
+
 // TestForeignListenerAge: a listener outside the app's tree counts as
 // foreign when its process is older than the app (a leftover), and as the
 // app's when it started after it (docker-proxy for `docker run -p`).
