@@ -79,6 +79,13 @@ func start(t *testing.T, h http.Handler, tlsOn bool, mod func(*Options)) *testSe
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveUntilCleanup(t, srv, ln)
+	return &testServer{srv: srv, addr: ln.Addr().String(), set: set}
+}
+
+// serveUntilCleanup runs srv on ln until the test ends, then shuts it down.
+func serveUntilCleanup(t *testing.T, srv *Server, ln net.Listener) {
+	t.Helper()
 	done := make(chan struct{})
 	go func() { srv.Serve(ln); close(done) }()
 	t.Cleanup(func() {
@@ -87,7 +94,6 @@ func start(t *testing.T, h http.Handler, tlsOn bool, mod func(*Options)) *testSe
 		srv.Shutdown(ctx)
 		<-done
 	})
-	return &testServer{srv: srv, addr: ln.Addr().String(), set: set}
 }
 
 func (ts *testServer) dial(t *testing.T, tlsOn bool) net.Conn {

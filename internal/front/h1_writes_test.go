@@ -61,14 +61,7 @@ func TestH1HeadAndBodyInOneWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln := &writeCounter{Listener: inner}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-	})
+	serveUntilCleanup(t, srv, ln)
 
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
