@@ -2,7 +2,9 @@ package front
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -45,16 +47,12 @@ func (c *h1Conn) lingerClose() {
 	if raw == nil {
 		return
 	}
-	// The discard buffer is taken only once the client sends more: most
-	// lingering connections just wait for the client to close, holding
-	// nothing but the one byte read meanwhile.
+	// Lingering connections wait on one byte: the discard buffer is taken
+	// only when bytes have come, to drain what is there at once, and given
+	// back before waiting again. A client that trickles a byte now and then
+	// (thousands of them, from many addresses) holds no buffer; one that
+	// pushes its upload holds one while it pushes.
 	var one [1]byte
-	var buf *[lingerBufSize]byte
-	defer func() {
-		if buf != nil {
-			lingerPool.Put(buf)
-		}
-	}()
 	end := time.Now().Add(lingerTime)
 	shut := false
 	for total := 0; total < lingerMaxBytes; {
@@ -70,19 +68,40 @@ func (c *h1Conn) lingerClose() {
 		if !shut && c.srv.closing.Load() {
 			continue // Shutdown's shorter deadline may have been overwritten
 		}
-		into := one[:]
-		if buf != nil {
-			into = buf[:]
-		}
-		n, err := raw.Read(into)
+		n, err := raw.Read(one[:])
 		total += n
 		if err != nil {
 			return
 		}
-		if buf == nil {
-			buf = lingerPool.Get().(*[lingerBufSize]byte)
+		drained, err := drainReady(raw, lingerMaxBytes-total)
+		total += drained
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return
 		}
 	}
+}
+
+// lingerDrainWait is how long drainReady waits for more bytes: it reads
+// what has already arrived, not what is still coming.
+const lingerDrainWait = time.Millisecond
+
+// drainReady reads and discards up to max bytes that are ready on raw, in
+// a pooled buffer held only meanwhile. It returns after a read that did
+// not fill the buffer, or an error (os.ErrDeadlineExceeded: nothing more
+// was ready).
+func drainReady(raw net.Conn, max int) (int, error) {
+	buf := lingerPool.Get().(*[lingerBufSize]byte)
+	defer lingerPool.Put(buf)
+	total := 0
+	for total < max {
+		raw.SetReadDeadline(time.Now().Add(lingerDrainWait))
+		n, err := raw.Read(buf[:min(len(buf), max-total)])
+		total += n
+		if err != nil || n < len(buf) {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 func earlier(a, b time.Time) time.Time {
