@@ -190,3 +190,21 @@ func BenchmarkRatesAllow(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkRatesAllowParallel is BenchmarkRatesAllow from every P at once:
+// the cost of the table's one lock under contention.
+func BenchmarkRatesAllowParallel(b *testing.B) {
+	r := NewRates(RateOptions{PerSecond: 1e6, Burst: 1e6})
+	addrs := make([]netip.Addr, 256)
+	for i := range addrs {
+		addrs[i] = netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", i))
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			r.Allow(addrs[i&255])
+			i++
+		}
+	})
+}
