@@ -177,12 +177,18 @@ func TestRatesMiddlewareOff(t *testing.T) {
 	}
 }
 
-func BenchmarkRatesAllow(b *testing.B) {
-	r := NewRates(RateOptions{PerSecond: 1e6, Burst: 1e6})
+// benchAddrs are 256 client addresses for the benchmarks.
+func benchAddrs() []netip.Addr {
 	addrs := make([]netip.Addr, 256)
 	for i := range addrs {
 		addrs[i] = netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", i))
 	}
+	return addrs
+}
+
+func BenchmarkRatesAllow(b *testing.B) {
+	r := NewRates(RateOptions{PerSecond: 1e6, Burst: 1e6})
+	addrs := benchAddrs()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -195,10 +201,7 @@ func BenchmarkRatesAllow(b *testing.B) {
 // the cost of the table's one lock under contention.
 func BenchmarkRatesAllowParallel(b *testing.B) {
 	r := NewRates(RateOptions{PerSecond: 1e6, Burst: 1e6})
-	addrs := make([]netip.Addr, 256)
-	for i := range addrs {
-		addrs[i] = netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", i))
-	}
+	addrs := benchAddrs()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0

@@ -332,20 +332,31 @@ func TestRequests_SpoolFull(t *testing.T) {
 // TestRequests_WriteError covers an unwritable spool dir. Tests run as
 // root, where chmod 0500 does not stop writes, so the dir is removed after
 // New (file creation fails) or files are opened on /dev/full (writes fail
-// with ENOSPC, as on a full disk).
+// with ENOSPC, as on a full disk): 507. A process out of descriptors
+// (EMFILE) is not the disk's fault: the same 503 with Retry-After as an
+// exhausted file budget.
 func TestRequests_WriteError(t *testing.T) {
 	tests := []struct {
 		name     string
 		breakDir func(t *testing.T, s *Spool)
+		status   int
+		header   string // X-Bulwark-Error
+		metric   string // bulwark_spool_rejected_total's reason
+		log      string
 	}{
 		{"dir removed after New", func(t *testing.T, s *Spool) {
 			if err := os.Remove(s.Dir()); err != nil {
 				t.Fatal(err)
 			}
-		}},
+		}, http.StatusInsufficientStorage, "spool_write_error", reasonWriteError, "cannot write request body"},
 		{"disk full", func(t *testing.T, s *Spool) {
 			s.openTemp = func() (*os.File, error) { return os.OpenFile("/dev/full", os.O_RDWR, 0) }
-		}},
+		}, http.StatusInsufficientStorage, "spool_write_error", reasonWriteError, "cannot write request body"},
+		{"out of descriptors", func(t *testing.T, s *Spool) {
+			s.openTemp = func() (*os.File, error) {
+				return nil, &os.PathError{Op: "open", Path: s.Dir(), Err: syscall.EMFILE}
+			}
+		}, http.StatusServiceUnavailable, reasonNoFiles, reasonNoFiles, "no descriptor left"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -362,17 +373,20 @@ func TestRequests_WriteError(t *testing.T) {
 			}
 			resp.Body.Close()
 			waitDone(t, done, tt.name)
-			if resp.StatusCode != http.StatusInsufficientStorage || resp.Header.Get("X-Bulwark-Error") != "spool_write_error" {
-				t.Errorf("answer = %d %q, want 507 spool_write_error", resp.StatusCode, resp.Header.Get("X-Bulwark-Error"))
+			if resp.StatusCode != tt.status || resp.Header.Get("X-Bulwark-Error") != tt.header {
+				t.Errorf("answer = %d %q, want %d %s", resp.StatusCode, resp.Header.Get("X-Bulwark-Error"), tt.status, tt.header)
+			}
+			if tt.status == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+				t.Error("a 503 without Retry-After")
 			}
 			if got := calls.Load(); got != 0 {
 				t.Errorf("next called %d times, want 0", got)
 			}
-			if got := metricValue(t, set, `bulwark_spool_rejected_total{reason="write_error"}`); got != 1 {
-				t.Errorf("rejected write_error = %v, want 1", got)
+			if got := metricValue(t, set, `bulwark_spool_rejected_total{reason="`+tt.metric+`"}`); got != 1 {
+				t.Errorf("rejected %s = %v, want 1", tt.metric, got)
 			}
-			if !strings.Contains(logs.String(), "cannot write request body") {
-				t.Errorf("log = %q, want a line about the request body", logs.String())
+			if !strings.Contains(logs.String(), tt.log) {
+				t.Errorf("log = %q, want a line with %q", logs.String(), tt.log)
 			}
 			if got := s.Stats(); got != (Stats{}) {
 				t.Errorf("Stats() = %+v, want zero", got)
@@ -432,32 +446,4 @@ func postPattern(t *testing.T, h http.Handler, size int, chunked bool, what stri
 	resp.Body.Close()
 	waitDone(t, done, what)
 	return resp
-}
-
-// TestRequests_OutOfDescriptors: a body that cannot get a temp file
-// because the process has no descriptor left is the same 503 with
-// Retry-After as an exhausted file budget, not a 507 that blames the disk.
-func TestRequests_OutOfDescriptors(t *testing.T) {
-	set := metrics.NewSet()
-	s := newTestSpool(t, Options{BufferRequests: true, MemoryPerBody: 16 << 10, Metrics: set,
-		Logger: newTextLogger(io.Discard)})
-	s.openTemp = func() (*os.File, error) {
-		return nil, &os.PathError{Op: "open", Path: s.Dir(), Err: syscall.EMFILE}
-	}
-	next, _, calls := recordingNext()
-	srv, done := serve(t, s.Requests(next))
-	resp, err := http.Post(srv.URL, "application/octet-stream", bytes.NewReader(pattern(64<<10)))
-	if err != nil {
-		t.Fatalf("POST: %v", err)
-	}
-	resp.Body.Close()
-	waitDone(t, done, "out of descriptors")
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
-		resp.Header.Get("X-Bulwark-Error") != reasonNoFiles {
-		t.Errorf("answer = %d %q (Retry-After %q), want 503 %s with Retry-After", resp.StatusCode,
-			resp.Header.Get("X-Bulwark-Error"), resp.Header.Get("Retry-After"), reasonNoFiles)
-	}
-	if got := calls.Load(); got != 0 {
-		t.Errorf("next called %d times, want 0", got)
-	}
 }
