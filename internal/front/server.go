@@ -335,7 +335,7 @@ func (s *Server) acceptFailed(ln net.Listener, err error, delay time.Duration) {
 // acceptErrorReason maps a temporary accept error to a label value.
 func acceptErrorReason(err error) string {
 	switch {
-	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+	case limit.OutOfDescriptors(err):
 		return "fd_exhausted"
 	case errors.Is(err, syscall.ENOBUFS), errors.Is(err, syscall.ENOMEM):
 		return "no_memory"
@@ -345,8 +345,7 @@ func acceptErrorReason(err error) string {
 }
 
 func isTemporary(err error) bool {
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+	return limit.OutOfDescriptors(err) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
 		errors.Is(err, syscall.ECONNABORTED)
 }
 

@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"syscall"
 
 	"bulwark/internal/httperr"
+	"bulwark/internal/limit"
 )
 
 // Requests returns a handler that, with BufferRequests, reads each request
@@ -163,7 +163,7 @@ func (s *Spool) writeFailed(err error) *httperr.Error {
 	switch {
 	case errors.Is(err, ErrSpoolFull):
 		return s.spoolFull(err)
-	case errors.Is(err, ErrNoFiles), errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+	case errors.Is(err, ErrNoFiles), limit.OutOfDescriptors(err):
 		s.warn(logNoFiles, "spool: no temp file to be had (budget used up, or no descriptor left); answering 503",
 			"dir", s.o().Dir, "max_files", s.o().MaxFiles, "waited", s.o().FileWait, "err", err)
 		return s.refuse(reasonNoFiles, &httperr.Error{

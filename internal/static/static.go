@@ -20,11 +20,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"bulwark/internal/clientip"
 	"bulwark/internal/httperr"
+	"bulwark/internal/limit"
 )
 
 // DefaultMaxOpen is the most files open for transfers at once when
@@ -176,7 +176,7 @@ var (
 // it), else 404, whatever the reason, so a refused name looks like a
 // missing one.
 func openFailure(err error) *httperr.Error {
-	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+	if limit.OutOfDescriptors(err) {
 		return errNoSlot
 	}
 	return errNotFound
