@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -245,6 +247,105 @@ func TestRefusesLeftoverOnAppPort(t *testing.T) {
 		t.Errorf("the leftover server was taken for the app:\n%s", tail(out, 30))
 	}
 	noRace(t, in)
+}
+
+// TestKilledBulwarksWorkersStoppedByTheNext: Bulwark is SIGKILLed while it
+// supervises uvicorn --workers 2 on a fixed port. Pdeathsig ends uvicorn's
+// main process, not its workers, which keep the port (and their memory).
+// The next bulwark run stops them, says so, and serves its own app,
+// instead of refusing to start because the port is taken.
+func TestKilledBulwarksWorkersStoppedByTheNext(t *testing.T) {
+	requireUvicorn(t)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	wd, _ := os.Getwd()
+	cfg := baseConfig + fmt.Sprintf("\n[upstream]\naddress = %q\n\n[app]\ncommand = [%q, \"-m\", \"uvicorn\", \"app:app\", \"--app-dir\", %q, \"--host\", \"127.0.0.1\", \"--port\", \"%d\", \"--workers\", \"2\", \"--no-access-log\"]\n",
+		addr, python, filepath.Join(wd, "testdata"), port)
+
+	first := startBulwark(t, cfg, nil)
+	waitFor(t, 60*time.Second, "the first bulwark's app", func() bool {
+		res, err := first.client(false).Get(first.url("/"))
+		if err == nil {
+			res.Body.Close()
+		}
+		return err == nil && res.StatusCode == http.StatusOK
+	})
+	workers := appProcessesOf(first.cmd.Process.Pid)
+	if len(workers) < 2 {
+		t.Fatalf("found %d processes of the first bulwark's app, want uvicorn and its workers", len(workers))
+	}
+	t.Cleanup(func() {
+		for _, pid := range workers {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	first.stop(syscall.SIGKILL, time.Second)
+
+	// The failure this test is about: the workers outlive their Bulwark
+	// and still answer on the app's port.
+	waitFor(t, 10*time.Second, "uvicorn's main process to die with its bulwark (Pdeathsig)", func() bool {
+		return len(livePIDs(workers)) < len(workers)
+	})
+	left := livePIDs(workers)
+	if len(left) == 0 {
+		t.Fatalf("every app process died with bulwark: the test proves nothing")
+	}
+	if res, err := http.Get("http://" + addr + "/"); err != nil {
+		t.Fatalf("the leftover workers do not answer on %s: %v", addr, err)
+	} else {
+		res.Body.Close()
+	}
+
+	second := startBulwark(t, cfg, nil)
+	waitFor(t, 60*time.Second, "the second bulwark's app", func() bool {
+		res, err := second.client(false).Get(second.url("/"))
+		if err == nil {
+			res.Body.Close()
+		}
+		return err == nil && res.StatusCode == http.StatusOK
+	})
+	if still := livePIDs(left); len(still) > 0 {
+		t.Errorf("processes %v of the killed bulwark's app still run", still)
+	}
+	out := second.out.String()
+	if !strings.Contains(out, "left by a Bulwark that is no longer running") || !strings.Contains(out, strconv.Itoa(left[0])) {
+		t.Errorf("the second bulwark did not say it stopped %v:\n%s", left, tail(out, 30))
+	}
+	if strings.Contains(out, "already in use") {
+		t.Errorf("the second bulwark refused the port its predecessor's workers held:\n%s", tail(out, 30))
+	}
+	noRace(t, second)
+}
+
+// appProcessesOf returns the processes whose environment names bulwark
+// pid as the Bulwark that started them (BULWARK_PARENT).
+func appProcessesOf(pid int) []int {
+	prefix := []byte("\x00BULWARK_PARENT=" + strconv.Itoa(pid) + ".")
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err == nil && bytes.Contains(append([]byte{0}, env...), prefix) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// livePIDs returns those of pids that run and are not zombies.
+func livePIDs(pids []int) []int {
+	var out []int
+	for _, p := range pids {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p), "stat"))
+		if i := bytes.LastIndexByte(b, ')'); err == nil && i > 0 && i+2 < len(b) && b[i+2] != 'Z' {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // TestUpgradeWithBadConfigFailsAtOnce is issue 16 §3's last point: `bulwark

@@ -229,6 +229,26 @@ func New(cfg *config.Config, o Options) (*App, error) {
 	return a, nil
 }
 
+// stopOrphans stops what a Bulwark that was killed left of its app
+// (supervise.StopOrphans) before ours starts: they would hold the app's
+// port, or its memory. Run calls it after an upgrade's old process has
+// exited when the app has a fixed port, so what that one left is stopped
+// too.
+func (a *App) stopOrphans() {
+	found, err := supervise.StopOrphans("", a.cfg.App.StopTimeout.D())
+	if len(found) > 0 {
+		names := make([]string, len(found))
+		for i, o := range found {
+			names[i] = o.String()
+		}
+		a.log.Warn("stopped app processes left by a Bulwark that is no longer running (killed, or crashed)",
+			"bulwark_pid", found[0].Parent, "processes", strings.Join(names, ", "))
+	}
+	if err != nil {
+		a.log.Error("stopping app processes left by an earlier Bulwark", "err", err)
+	}
+}
+
 // Check builds everything Run would, short of binding sockets and starting
 // the app, and reports every problem. Warnings go to the returned slice.
 // Every problem is reported at once, each named by its config key.
@@ -381,6 +401,7 @@ func (a *App) Run(ctx context.Context) error {
 					return nil
 				}
 			}
+			a.stopOrphans()
 			return a.sup.Run(bgCtx)
 		})
 		bg.Go(func() error { return a.watch.Run(bgCtx) })
@@ -392,6 +413,7 @@ func (a *App) Run(ctx context.Context) error {
 					return nil
 				}
 			}
+			a.stopOrphans()
 			return a.pool.Run(bgCtx)
 		})
 		for _, w := range a.watches {

@@ -51,13 +51,13 @@ func readTable(procRoot string, now time.Time) (*Table, error) {
 		if err != nil || p <= 0 {
 			continue
 		}
-		ppid, start, err := readStat(procRoot, p)
+		st, err := ReadStat(procRoot, p)
 		if err != nil {
 			continue // vanished between ReadDir and here, or unreadable
 		}
 		t.pids = append(t.pids, p)
-		t.children[ppid] = append(t.children[ppid], p)
-		t.starts[p] = start
+		t.children[st.PPID] = append(t.children[st.PPID], p)
+		t.starts[p] = st.Start
 		if len(t.pids) == maxTablePIDs {
 			break
 		}

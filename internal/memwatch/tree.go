@@ -94,31 +94,50 @@ func refresh(procRoot string, prev TreeSample, now time.Time) (TreeSample, error
 	return ts, nil
 }
 
-// readStat returns the parent PID and start time (in USER_HZ ticks since
-// boot) from /proc/<pid>/stat.
-func readStat(procRoot string, pid int) (ppid int, start uint64, err error) {
+// ProcStat is what Bulwark reads from /proc/<pid>/stat.
+type ProcStat struct {
+	// State is the one-letter state: R, S, D, Z (a zombie) and so on.
+	State byte
+	// PPID, PGID and Session are the parent, the process group and the
+	// session.
+	PPID, PGID, Session int
+	// Start is the start time in USER_HZ ticks since boot. With the PID
+	// it names one process: a PID can be reused, not at the same tick.
+	Start uint64
+}
+
+// ReadStat reads /proc/<pid>/stat under procRoot ("" means /proc).
+func ReadStat(procRoot string, pid int) (ProcStat, error) {
+	if procRoot == "" {
+		procRoot = DefaultProcRoot
+	}
 	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
 	if err != nil {
-		return 0, 0, err
+		return ProcStat{}, err
 	}
 	// The command name may contain spaces and parentheses: fields start
 	// after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, 0, fmt.Errorf("parsing stat of %d: no command name", pid)
+		return ProcStat{}, fmt.Errorf("parsing stat of %d: no command name", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
-	// f[0] is the state (field 3), f[1] the ppid (field 4), f[19] the
-	// starttime (field 22).
-	if len(f) < 20 {
-		return 0, 0, fmt.Errorf("parsing stat of %d: %d fields", pid, len(f))
+	// f[0] is the state (field 3), f[1] the ppid (field 4), f[2] the
+	// process group, f[3] the session, f[19] the starttime (field 22).
+	if len(f) < 20 || len(f[0]) != 1 {
+		return ProcStat{}, fmt.Errorf("parsing stat of %d: %d fields", pid, len(f))
 	}
-	ppid, err = strconv.Atoi(f[1])
-	if err != nil {
-		return 0, 0, fmt.Errorf("parsing ppid of %d: %w", pid, err)
+	st := ProcStat{State: f[0][0]}
+	for _, v := range []struct {
+		dst  *int
+		text string
+	}{{&st.PPID, f[1]}, {&st.PGID, f[2]}, {&st.Session, f[3]}} {
+		if *v.dst, err = strconv.Atoi(v.text); err != nil {
+			return ProcStat{}, fmt.Errorf("parsing stat of %d: %w", pid, err)
+		}
 	}
-	start, _ = strconv.ParseUint(f[19], 10, 64)
-	return ppid, start, nil
+	st.Start, _ = strconv.ParseUint(f[19], 10, 64)
+	return st, nil
 }
 
 // ProcOf reads the RSS, PSS and command line of one process, without

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -20,6 +21,9 @@ import (
 // or as a supervising Bulwark to be SIGKILLed (SUPERVISE_CHILD set).
 func TestMain(m *testing.M) {
 	switch {
+	case os.Getenv("FAKEAPP_SLEEPER") != "":
+		time.Sleep(2 * time.Minute) // the app's own child, for orphan tests
+		os.Exit(0)
 	case os.Getenv("FAKEAPP") != "":
 		fakeApp()
 	case os.Getenv("SUPERVISE_CHILD") != "":
@@ -35,6 +39,8 @@ func TestMain(m *testing.M) {
 //	FAKEAPP_DELAY=D        sleep D before listening (slow start)
 //	FAKEAPP_CRASH_AFTER=N  exit with code 3 after serving N requests
 //	FAKEAPP_IGNORE_TERM=1  ignore SIGTERM
+//	FAKEAPP_CHILD_PIDFILE=F  start a child of its own (as uvicorn --workers
+//	                       does) that sleeps, and write its PID to F
 //
 // It listens on "--addr ADDR" (or FAKEAPP_ADDR; "unix:/path" for a socket)
 // and serves /health, / (its PID), /env (its environment as JSON),
@@ -61,6 +67,16 @@ func fakeApp() {
 	}
 	if d, err := time.ParseDuration(os.Getenv("FAKEAPP_DELAY")); err == nil {
 		time.Sleep(d)
+	}
+	if f := os.Getenv("FAKEAPP_CHILD_PIDFILE"); f != "" {
+		exe, _ := os.Executable()
+		child := exec.Command(exe)
+		child.Env = append(os.Environ(), "FAKEAPP_SLEEPER=1")
+		if err := child.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "fakeapp: starting its child:", err)
+			os.Exit(5)
+		}
+		os.WriteFile(f, []byte(strconv.Itoa(child.Process.Pid)), 0o600)
 	}
 	crashAfter, _ := strconv.ParseInt(os.Getenv("FAKEAPP_CRASH_AFTER"), 10, 64)
 	var served atomic.Int64

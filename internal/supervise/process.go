@@ -143,7 +143,9 @@ func (s *Supervisor) start(o Options) (*instance, error) {
 	inst := &instance{addr: addr, sockDir: sockDir, stderr: &lines{max: stderrKeep}, done: make(chan struct{})}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = o.Dir
-	cmd.Env = buildEnv(o.env.environ(), o.Env, o.DefaultEnv, o.Unset)
+	// ParentEnv last: exec keeps the last of duplicate names, and a
+	// Bulwark started from another's app must mark its app as its own.
+	cmd.Env = append(buildEnv(o.env.environ(), o.Env, o.DefaultEnv, o.Unset), ParentEnv+"="+selfMark())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	outR, outW, err := os.Pipe()
 	if err != nil {

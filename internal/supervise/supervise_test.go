@@ -544,12 +544,29 @@ func TestIgnoreSIGTERM(t *testing.T) {
 }
 
 func TestNoOrphanAfterSIGKILL(t *testing.T) {
+	cmd, appPID := startSupervisingChild(t)
+	if !alive(appPID) {
+		t.Fatalf("app pid %d not alive before the kill", appPID)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	waitFor(t, 10*time.Second, fmt.Sprintf("app pid %d to die with its supervisor", appPID), func() bool { return !alive(appPID) })
+}
+
+// startSupervisingChild starts the test binary as a Bulwark supervising
+// the fake app (superviseChild), with env added to its environment (and so
+// to the app's), waits until the app is ready and returns the child and
+// the app's PID. Cleanup kills both.
+func startSupervisingChild(t *testing.T, env ...string) (*exec.Cmd, int) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), "SUPERVISE_CHILD=1", "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(append(os.Environ(), "SUPERVISE_CHILD=1", "GORACE=atexit_sleep_ms=0"), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -588,14 +605,11 @@ func TestNoOrphanAfterSIGKILL(t *testing.T) {
 			t.Fatalf("supervising child's app not ready within 20s")
 		}
 	}
-	if !alive(appPID) {
-		t.Fatalf("app pid %d not alive before the kill", appPID)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	waitFor(t, 10*time.Second, fmt.Sprintf("app pid %d to die with its supervisor", appPID), func() bool { return !alive(appPID) })
+	go func() { // keep draining so the child never blocks on stdout
+		for range lines {
+		}
+	}()
+	return cmd, appPID
 }
 
 func TestEnvPrecedence(t *testing.T) {

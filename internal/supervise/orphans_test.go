@@ -1,0 +1,121 @@
+package supervise
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startAppWithChild starts a supervising child whose app starts a child of
+// its own, and returns the supervising child and that grandchild's PID.
+func startAppWithChild(t *testing.T) (*exec.Cmd, int) {
+	t.Helper()
+	pidFile := filepath.Join(t.TempDir(), "grandchild.pid")
+	cmd, _ := startSupervisingChild(t, "FAKEAPP_CHILD_PIDFILE="+pidFile)
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("the app did not start its child: %v", err)
+	}
+	pid, err := strconv.Atoi(string(b))
+	if err != nil || pid <= 0 {
+		t.Fatalf("grandchild pid file holds %q", b)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	return cmd, pid
+}
+
+// TestStopOrphansAfterBulwarkKilled: the app's own child outlives a
+// SIGKILLed Bulwark (Pdeathsig ends only the app's first process), and
+// StopOrphans stops it; the app's child under a Bulwark still running is
+// left alone.
+func TestStopOrphansAfterBulwarkKilled(t *testing.T) {
+	killed, orphan := startAppWithChild(t)
+	_, kept := startAppWithChild(t)
+
+	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = killed.Wait()
+	// What StopOrphans is for: without it, the grandchild lives on.
+	time.Sleep(500 * time.Millisecond)
+	if !alive(orphan) {
+		t.Fatalf("pid %d died with its Bulwark: nothing for StopOrphans to do, the test proves nothing", orphan)
+	}
+
+	found, err := StopOrphans("", 5*time.Second)
+	if err != nil {
+		t.Fatalf("StopOrphans: %v", err)
+	}
+	pids := make([]int, len(found))
+	for i, o := range found {
+		pids[i] = o.PID
+		if o.PID == orphan && o.Parent != killed.Process.Pid {
+			t.Errorf("orphan %d named Bulwark %d, want %d", o.PID, o.Parent, killed.Process.Pid)
+		}
+	}
+	if !slices.Contains(pids, orphan) {
+		t.Errorf("StopOrphans found %v, not the killed Bulwark's grandchild %d", found, orphan)
+	}
+	if slices.Contains(pids, kept) {
+		t.Errorf("StopOrphans took %d, whose Bulwark still runs", kept)
+	}
+	waitFor(t, 5*time.Second, fmt.Sprintf("orphan %d to be gone", orphan), func() bool { return !alive(orphan) })
+	if !alive(kept) {
+		t.Errorf("pid %d, under a Bulwark still running, was stopped", kept)
+	}
+}
+
+// TestFindOrphansRules checks which processes of a /proc count as
+// orphans: those whose ParentEnv names a Bulwark not running, except
+// session leaders, zombies and unparsable marks.
+func TestFindOrphansRules(t *testing.T) {
+	root := t.TempDir()
+	stat := func(pid int, state byte, pgid, sid int, start uint64) {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		os.MkdirAll(dir, 0o755)
+		// Fields 3.. of /proc/<pid>/stat; starttime is field 22.
+		line := fmt.Sprintf("%d (py thon) %c 1 %d %d 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 %d 0 0\n", pid, state, pgid, sid, start)
+		os.WriteFile(filepath.Join(dir, "stat"), []byte(line), 0o644)
+		os.WriteFile(filepath.Join(dir, "cmdline"), []byte("python3\x00app.py\x00"), 0o644)
+	}
+	environ := func(pid int, mark string) {
+		env := "PATH=/bin\x00" + ParentEnv + "=" + mark + "\x00HOME=/\x00"
+		os.WriteFile(filepath.Join(root, strconv.Itoa(pid), "environ"), []byte(env), 0o644)
+	}
+	stat(100, 'S', 1, 1, 500) // a Bulwark that runs
+	stat(200, 'S', 1, 1, 600) // started at 600; the mark below says 550: reused
+	for pid, mark := range map[int]string{
+		1001: "100.500", // its Bulwark runs
+		1002: "200.550", // its Bulwark's PID now names another process
+		1003: "300.700", // its Bulwark is gone
+		1004: "300.700", // a session leader: detached on purpose
+		1005: "300.700", // a zombie
+		1006: "garbage", // cannot tell
+		1007: selfMark(),
+	} {
+		stat(pid, 'S', 1000, 900, 800)
+		environ(pid, mark)
+	}
+	stat(1004, 'S', 1004, 1004, 800)
+	stat(1005, 'Z', 1000, 900, 800)
+	stat(1008, 'S', 1000, 900, 800) // no mark at all
+
+	found, err := findOrphans(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, o := range found {
+		got = append(got, o.PID)
+	}
+	slices.Sort(got)
+	if want := []int{1002, 1003}; !slices.Equal(got, want) {
+		t.Errorf("orphans = %v, want %v", got, want)
+	}
+}
