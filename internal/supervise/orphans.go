@@ -68,15 +68,21 @@ func StopOrphans(procRoot string, grace time.Duration) ([]Orphan, error) {
 	if err != nil || len(found) == 0 {
 		return found, err
 	}
+	return found, stopOrphans(procRoot, found, grace)
+}
+
+// stopOrphans sends SIGTERM to the orphans' process groups, and SIGKILL
+// to what is left after grace.
+func stopOrphans(procRoot string, found []Orphan, grace time.Duration) error {
 	signalOrphans(found, syscall.SIGTERM)
 	if waitOrphans(procRoot, found, grace) {
-		return found, nil
+		return nil
 	}
 	signalOrphans(found, syscall.SIGKILL)
 	if !waitOrphans(procRoot, found, time.Second) {
-		return found, fmt.Errorf("processes left by a previous Bulwark outlived SIGKILL: %v", found)
+		return fmt.Errorf("processes left by a previous Bulwark outlived SIGKILL: %v", found)
 	}
-	return found, nil
+	return nil
 }
 
 // findOrphans walks procRoot for orphans.
