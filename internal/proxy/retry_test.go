@@ -441,3 +441,70 @@ func TestRefusedRetriedUntilTheAppIsBack(t *testing.T) {
 		t.Errorf("AwaitReady called %d times, want 3", got)
 	}
 }
+
+// TestRequestThatKillsTheAppSentTwiceAtMost: a request that makes the app
+// drop its connection every time (a worker that crashes on it) reaches the
+// app twice at most, on a reused keep-alive connection too: in a pool of
+// workers each try can kill one. It used to be sent three times (the
+// upstream's own replay on a fresh connection, then Proxy.retry).
+func TestRequestThatKillsTheAppSentTwiceAtMost(t *testing.T) {
+	tests := []struct {
+		name string
+		req  func() *http.Request
+	}{
+		{"GET", func() *http.Request { return httptest.NewRequest("GET", "/die", nil) }},
+		{"POST with an idempotency key", func() *http.Request {
+			r := spooledRequest("POST", "/die", "data")
+			r.Header.Set("Idempotency-Key", "k1")
+			return r
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var deaths atomic.Int32
+			addr := rawApp(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				for {
+					req, _, ok := readFullRequest(br)
+					if !ok {
+						return
+					}
+					if req.URL.Path == "/die" {
+						deaths.Add(1)
+						c.(*net.TCPConn).SetLinger(0)
+						return
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			})
+			p, _ := newTestProxy(t, addr, nil)
+			warm := httptest.NewRecorder()
+			p.ServeHTTP(warm, httptest.NewRequest("GET", "/ok", nil)) // a pooled connection to reuse
+			if warm.Code != 200 {
+				t.Fatalf("warm-up GET = %d", warm.Code)
+			}
+			rec := httptest.NewRecorder()
+			p.ServeHTTP(rec, tt.req())
+			if rec.Code != http.StatusBadGateway {
+				t.Errorf("status = %d, want 502", rec.Code)
+			}
+			if got := deaths.Load(); got != 2 {
+				t.Errorf("the request reached the app %d times, want 2 (the first try and one retry)", got)
+			}
+		})
+	}
+}
+
+// TestRetryIdempotencyKeyOnce: a POST with an idempotency key whose
+// connection died is sent once more, as a GET is.
+func TestRetryIdempotencyKeyOnce(t *testing.T) {
+	addr, conns := crashOnce(t, 1)
+	p, _ := newTestProxy(t, addr, func(o *Options) { o.KeepAlive = -1 })
+	req := spooledRequest("POST", "/", "data")
+	req.Header.Set("Idempotency-Key", "k1")
+	rec := httptest.NewRecorder()
+	p.ServeHTTP(rec, req)
+	if rec.Code != 200 || conns.Load() != 2 {
+		t.Errorf("POST with Idempotency-Key after a crash: status %d after %d connections, want 200 after 2", rec.Code, conns.Load())
+	}
+}

@@ -209,8 +209,8 @@ func (p *Proxy) roundTripOnce(req *http.Request, got1xx func(int, textproto.MIME
 }
 
 // shouldRetry reports whether req, which failed with err before any
-// answer, may be sent once more: an idempotent request whose connection
-// died, or (with AwaitReady) any request the app refused, provided its
+// answer, may be sent once more: an idempotent request (isIdempotent: the
+// method, or an idempotency key) whose connection died, or (with AwaitReady) any request the app refused, provided its
 // body can be replayed.
 func (p *Proxy) shouldRetry(req *http.Request, err error) bool {
 	if req.Context().Err() != nil {
@@ -221,10 +221,7 @@ func (p *Proxy) shouldRetry(req *http.Request, err error) bool {
 	}
 	switch kindOf(err) {
 	case kindReset:
-		switch req.Method {
-		case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-			return true
-		}
+		return isIdempotent(req)
 	case kindConnect:
 		return p.o().AwaitReady != nil
 	}

@@ -4,13 +4,10 @@ import (
 	"bufio"
 	"bulwark/internal/h1"
 	"context"
-	"errors"
-	"io"
 	"net/http"
 	"net/textproto"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -106,8 +103,9 @@ func (u *upstream) CloseIdleConnections() {
 
 // roundTrip sends req and reports, besides the answer, whether any byte of
 // an answer came back. A request that failed on a reused connection before
-// it can have reached the app is sent once more on a fresh connection, as
-// net/http does: the app closing an idle connection is no failure.
+// it can have reached the app is sent once more on a fresh connection: the
+// app closing an idle connection is no failure. Unlike net/http, one that
+// may have reached it is not (Proxy.retry decides).
 func (u *upstream) roundTrip(req *http.Request, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, bool, error) {
 	f, err := h1.NewRequestFraming(req, u.maxIdle.Load() > 0)
 	if err != nil {
@@ -154,12 +152,12 @@ func replayable(req *http.Request, r tripResult) (*http.Request, bool) {
 		return nil, false
 	}
 	if !r.nothingSent {
-		if !errors.Is(r.err, io.EOF) && !isReset(r.err) {
-			return nil, false
-		}
-		if !isIdempotent(req) {
-			return nil, false
-		}
+		// The request may have reached the app, and its connection passed
+		// the stale check: the app more likely died under it than closed
+		// an idle connection. Proxy.retry sends an idempotent one once
+		// more; sending it here too would make three tries, and a request
+		// that kills its worker would take three workers down.
+		return nil, false
 	}
 	if req.Body == nil || req.Body == http.NoBody {
 		return req, true
@@ -188,9 +186,6 @@ func isIdempotent(req *http.Request) bool {
 	_, k2 := req.Header["X-Idempotency-Key"]
 	return k1 || k2
 }
-
-// isReset reports whether err is the app resetting the connection.
-func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
 
 func closeRequestBody(req *http.Request) {
 	if req.Body != nil && req.Body != http.NoBody {
