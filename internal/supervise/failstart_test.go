@@ -131,9 +131,10 @@ func TestFailingStart(t *testing.T) {
 	}
 }
 
-// TestFailedDeployKeepsOldApp: with {port}, a reload to a broken app and a
-// restart of it fail with the app's stderr, the old app keeps serving, and
-// no restart is counted as done.
+// TestFailedDeployKeepsOldApp: with {port}, a reload to a broken app
+// fails with the app's stderr, the old app keeps serving, and no restart is
+// counted. The old app keeps its options too: a restart afterwards (a
+// crash, memory, restart-app) starts what ran before, not what failed.
 func TestFailedDeployKeepsOldApp(t *testing.T) {
 	o := Options{Command: fakeCommand(t, "127.0.0.1:{port}"), ZeroDowntime: func() bool { return true }}
 	h := start(t, o, nil)
@@ -147,26 +148,34 @@ func TestFailedDeployKeepsOldApp(t *testing.T) {
 	if !errors.As(err, &se) || !strings.Contains(err.Error(), "failing at start on purpose") {
 		t.Fatalf("UpdateWait(broken app) = %v, want a *StartError with the app's stderr", err)
 	}
-	err = h.s.Restart(ReasonManual)
-	if !errors.As(err, &se) || !strings.Contains(err.Error(), "failing at start on purpose") {
-		t.Fatalf("Restart() of a broken app = %v, want a *StartError with the app's stderr", err)
-	}
 	st := h.s.Status()
 	if st.State != StateReady || st.PID != first.PID {
-		t.Errorf("after failed deploys Status() = %s pid %d, want ready pid %d", st.State, st.PID, first.PID)
+		t.Errorf("after a failed deploy Status() = %s pid %d, want ready pid %d", st.State, st.PID, first.PID)
 	}
 	if code, body, _, err := h.get("/"); err != nil || code != http.StatusOK || body != strconv.Itoa(first.PID) {
-		t.Errorf("GET / after failed deploys = %d %q %v, want 200 from the old app %d", code, body, err, first.PID)
+		t.Errorf("GET / after a failed deploy = %d %q %v, want 200 from the old app %d", code, body, err, first.PID)
 	}
 	if st.Restarts[ReasonManual] != 0 || st.Restarts[ReasonReload] != 0 {
 		t.Errorf("Restarts = %v, want no manual or reload restart counted", st.Restarts)
 	}
+
+	if err := h.s.Restart(ReasonManual); err != nil {
+		t.Fatalf("Restart() after a failed deploy = %v, want the old options started again", err)
+	}
+	st = h.s.Status()
+	if st.State != StateReady || st.PID == first.PID || st.Restarts[ReasonManual] != 1 {
+		t.Errorf("after the restart Status() = %s pid %d restarts %v, want ready, a new pid, manual 1", st.State, st.PID, st.Restarts)
+	}
+
 	// The fixed app deploys at once.
-	if err := h.s.UpdateWait(h.opts); err != nil {
+	fixed := h.opts
+	fixed.Env = maps.Clone(fixed.Env)
+	fixed.Env["FAKEAPP_FIXED"] = "1"
+	if err := h.s.UpdateWait(fixed); err != nil {
 		t.Fatalf("UpdateWait(fixed app) = %v", err)
 	}
-	if st := h.s.Status(); st.PID == first.PID || st.Restarts[ReasonReload] != 1 {
-		t.Errorf("after the fixed deploy Status() = pid %d restarts %v, want a new pid and reload 1", st.PID, st.Restarts)
+	if now := h.s.Status(); now.PID == st.PID || now.Restarts[ReasonReload] != 1 {
+		t.Errorf("after the fixed deploy Status() = pid %d restarts %v, want a new pid and reload 1", now.PID, now.Restarts)
 	}
 }
 

@@ -285,6 +285,14 @@ func TestPoolRollStopsOnFailure(t *testing.T) {
 	if code, _, err := h.get("/"); err != nil || code != http.StatusOK {
 		t.Errorf("GET / after the failed roll = %d %v", code, err)
 	}
+	// The worker whose replacement failed keeps its old options: its next
+	// recycle (max_requests, memory, a crash) starts the old command.
+	if err := h.p.Recycle(0, ReasonMaxRequests); err != nil {
+		t.Fatalf("Recycle(0) after the failed roll = %v, want the old command started again", err)
+	}
+	if now := h.workerPIDs(); now[0] == first[0] {
+		t.Errorf("worker 0 still pid %d after its recycle", now[0])
+	}
 }
 
 // TestPoolRestartRolls restarts every worker, each PID changes, no

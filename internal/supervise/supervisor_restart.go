@@ -134,11 +134,21 @@ func (s *Supervisor) applyUpdate(ctx context.Context, o Options) error {
 	if o.placeholder() == "" && o.Upstream == "" {
 		return errors.New("ignoring app options without an upstream address")
 	}
-	changed := !sameApp(s.opts, o)
+	prev := s.opts
+	changed := !sameApp(prev, o)
 	s.opts = o
 	s.gate.hold.Store(int64(o.RestartHold))
 	if changed && (s.cur != nil || s.retry != nil) {
-		return s.restart(ctx, ReasonReload, false)
+		err := s.restart(ctx, ReasonReload, false)
+		if err != nil && s.cur != nil {
+			// The old app keeps serving, and keeps its options: its next
+			// restart (a crash, memory, max_requests, restart-app) must
+			// start what runs now, not the command that just failed. The
+			// next reload tries the new options again.
+			s.opts = prev
+			s.gate.hold.Store(int64(prev.RestartHold))
+		}
+		return err
 	}
 	return nil
 }
