@@ -183,8 +183,13 @@ func (p *Pool) Gate(next http.Handler) http.Handler {
 }
 
 // Wait blocks until a worker is ready, for at most the hold: the proxy's
-// AwaitReady. Its errors are those of Supervisor.Wait.
+// AwaitReady. Its errors are those of Supervisor.Wait. A request under
+// request_timeout does not run down its clock while it waits here: the
+// clock starts afresh when the wait ends.
 func (p *Pool) Wait(ctx context.Context) error {
+	if resume := pauseClock(ctx); resume != nil {
+		defer resume()
+	}
 	_, _, _, err := p.enter(ctx, false)
 	return err
 }

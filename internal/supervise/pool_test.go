@@ -387,3 +387,53 @@ func TestPoolWorkerMetrics(t *testing.T) {
 	cancel()
 	<-slow
 }
+
+// TestPoolRequestTimeoutPausedWhileWaiting: the proxy waits (Pool.Wait)
+// before it sends again a request whose worker died; request_timeout
+// measures time on a worker, so that wait stops the clock, and the new try
+// gets the whole timeout. A new try that runs out of time gets 504 but
+// replaces no worker: the pool does not know which one it went to. It used
+// to get 504 and have its first worker's new process replaced.
+func TestPoolRequestTimeoutPausedWhileWaiting(t *testing.T) {
+	h := startPool(t, PoolOptions{Workers: 2, RequestTimeout: 500 * time.Millisecond}, nil)
+	waitPoolReady(t, h, 2)
+	first := h.workerPIDs()
+	// A stand-in for the proxy: 300 ms on the first try, the wait before
+	// the retry, then the retry's time.
+	front := httptest.NewServer(h.p.Gate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		second, _ := time.ParseDuration(r.URL.Query().Get("second"))
+		time.Sleep(300 * time.Millisecond)
+		if err := h.p.Wait(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		select {
+		case <-time.After(second):
+			io.WriteString(w, "answered")
+		case <-r.Context().Done():
+		}
+	})))
+	defer front.Close()
+	get := func(second string) (int, string) {
+		res, err := http.Get(front.URL + "/?second=" + second)
+		if err != nil {
+			t.Fatalf("GET: %v", err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, body := get("300ms"); code != http.StatusOK {
+		t.Errorf("300 ms + wait + 300 ms = %d %q, want 200: the wait must not count", code, body)
+	}
+	code, body := get("2s")
+	if code != http.StatusGatewayTimeout || !strings.Contains(body, "after the worker that held this request ended") {
+		t.Errorf("a retry past request_timeout = %d %q, want 504 saying its worker ended", code, body)
+	}
+	if got := h.p.recycles[ReasonRequestTimeout].Get(); got != 0 {
+		t.Errorf("request_timeout recycles = %d, want 0: no worker held the retry for sure", got)
+	}
+	if now := h.workerPIDs(); !slices.Equal(now, first) {
+		t.Errorf("PIDs %v, were %v: want no worker replaced", now, first)
+	}
+}

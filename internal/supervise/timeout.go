@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"bulwark/internal/httperr"
@@ -21,31 +22,70 @@ const ReasonRequestTimeoutAnswer = "app_request_timeout"
 // 504 that says why, no new request goes to the worker's process (addr)
 // and the worker is replaced. Once the head is written the request runs
 // on unbounded (a stream, a long download).
+//
+// The clock measures time on a worker, not time waiting for one: when the
+// worker's process dies under the request and the proxy waits (Wait) to
+// send it again, the clock stops, and starts afresh for the new try. A
+// request that then runs out of time is answered 504, but no worker is
+// replaced for it: the process that held it is gone, and the pool does not
+// know which worker the proxy's retry went to.
 func (p *Pool) serveTimed(w http.ResponseWriter, r *http.Request, next http.Handler, wk *worker, addr string, timeout time.Duration) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	tw := &timedWriter{ResponseWriter: w}
-	timer := time.AfterFunc(timeout, func() {
+	pid := wk.pid.Load()
+	tr := &timedRequest{timeout: timeout}
+	tr.timer = time.AfterFunc(timeout, func() {
 		if !tw.expire() {
 			return
 		}
 		cancel()
+		if tr.retried.Load() || wk.pid.Load() != pid {
+			p.log.Warn("request got no answer within request_timeout after its worker's process ended: the client gets 504; no worker is replaced",
+				"worker", wk.index, "pid", pid, "method", r.Method, "path", r.URL.Path, "request_timeout", timeout)
+			return
+		}
+		tr.replacing.Store(true)
 		wk.mu.Lock()
 		wk.stuckAddr = addr
 		wk.mu.Unlock()
 		p.refresh()
 		p.log.Warn("worker did not answer within request_timeout: the client gets 504 and the worker is replaced",
-			"worker", wk.index, "pid", wk.pid.Load(), "method", r.Method, "path", r.URL.Path, "request_timeout", timeout)
+			"worker", wk.index, "pid", pid, "method", r.Method, "path", r.URL.Path, "request_timeout", timeout)
 		p.recycleAsync(wk, ReasonRequestTimeout)
 	})
-	next.ServeHTTP(tw, r.WithContext(ctx))
-	timer.Stop()
+	next.ServeHTTP(tw, r.WithContext(context.WithValue(ctx, timedRequestKey{}, tr)))
+	tr.timer.Stop()
 	if tw.expired() {
-		httperr.Write(w, r, &httperr.Error{
-			Status: http.StatusGatewayTimeout,
-			Reason: ReasonRequestTimeoutAnswer,
-			Msg:    fmt.Sprintf("the app did not answer within app.request_timeout (%v); Bulwark is replacing the worker that held this request", timeout),
-		})
+		msg := fmt.Sprintf("the app did not answer within app.request_timeout (%v); Bulwark is replacing the worker that held this request", timeout)
+		if !tr.replacing.Load() {
+			msg = fmt.Sprintf("the app did not answer within app.request_timeout (%v) after the worker that held this request ended", timeout)
+		}
+		httperr.Write(w, r, &httperr.Error{Status: http.StatusGatewayTimeout, Reason: ReasonRequestTimeoutAnswer, Msg: msg})
+	}
+}
+
+// timedRequest is the request_timeout clock of one request, which Wait
+// stops while the request waits to be sent again.
+type timedRequest struct {
+	timer     *time.Timer
+	timeout   time.Duration
+	retried   atomic.Bool // the clock was started afresh for a new try
+	replacing atomic.Bool // its time ran out and its worker is being replaced
+}
+
+type timedRequestKey struct{}
+
+// pause stops the clock of the request ctx belongs to, if it runs, and
+// returns what starts it afresh; nil when there is nothing to start.
+func pauseClock(ctx context.Context) func() {
+	tr, _ := ctx.Value(timedRequestKey{}).(*timedRequest)
+	if tr == nil || !tr.timer.Stop() {
+		return nil // not timed, or its time already ran out
+	}
+	return func() {
+		tr.retried.Store(true)
+		tr.timer.Reset(tr.timeout)
 	}
 }
 
