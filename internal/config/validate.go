@@ -354,7 +354,7 @@ func (c *Config) validatePool(v *validator) {
 	switch {
 	case a.Workers == WorkersAuto:
 	case a.Workers < 1 || a.Workers > maxWorkers:
-		v.fail("app.workers", fmt.Errorf(`must be from 1 to %d, or "auto", got %d`, maxWorkers, a.Workers))
+		v.fail("app.workers", errWorkersRange(int(a.Workers)))
 	}
 	if (a.Workers > 1 || a.Workers == WorkersAuto) && len(a.Command) > 0 && !HasPlaceholder(a.Command) {
 		v.fail("app.workers", errors.New(`several workers need an address each: write "--port {port}" or "--uds {socket}" in app.command`))

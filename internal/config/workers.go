@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"strconv"
 	"strings"
@@ -11,8 +12,9 @@ import (
 type Workers int
 
 // WorkersAuto is app.workers = "auto": as many workers as the memory
-// budget fits, at most twice the CPU count.
-const WorkersAuto Workers = -1
+// budget fits, at most twice the CPU count. No number a config can hold
+// reads as it: workers = -1 is refused as any other number below 1 is.
+const WorkersAuto Workers = math.MinInt32
 
 // maxWorkers bounds app.workers: each worker is a whole Python process.
 const maxWorkers = 256
@@ -36,7 +38,15 @@ func parseWorkers(s string) (Workers, error) {
 	if err != nil {
 		return 0, fmt.Errorf(`expected a number of workers or "auto", got %q`, s)
 	}
+	if n < 1 || n > maxWorkers {
+		return 0, errWorkersRange(n) // and so no number reads as WorkersAuto
+	}
 	return Workers(n), nil
+}
+
+// errWorkersRange is the error for a number of workers out of range.
+func errWorkersRange(n int) error {
+	return fmt.Errorf(`must be from 1 to %d, or "auto", got %d`, maxWorkers, n)
 }
 
 // HasPlaceholder reports whether an app command carries {port} or

@@ -38,6 +38,10 @@ func TestWorkers(t *testing.T) {
 	bad := []struct{ body, want string }{
 		{"[app]\ncommand = [\"uvicorn\", \"app:app\"]\nworkers = 2\n", "app.workers: several workers need an address each"},
 		{cmd + "workers = 0\n", "app.workers: must be from 1"},
+		{cmd + "workers = -1\n", "app.workers: must be from 1"}, // not "auto"
+		{cmd + "workers = \"-1\"\n", "app.workers: must be from 1"},
+		{cmd + "workers = -2147483648\n", "app.workers: must be from 1"},
+		{cmd + "workers = 100000\n", "app.workers: must be from 1"},
 		{cmd + "workers = \"many\"\n", `app.workers: expected a number of workers or "auto"`},
 		{cmd + "workers = \"auto\"\nmax_memory = \"0B\"\n", "app.workers: \"auto\" divides"},
 		{cmd + "max_requests = -1\n", "app.max_requests: must be 0"},
