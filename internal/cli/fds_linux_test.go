@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"bulwark/internal/supervise"
 )
 
 // TestInheritedDescriptorsNotPassedOn opens a descriptor the way an
@@ -110,7 +112,9 @@ func TestRunAppInheritsNoDescriptorsNorSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(env), "\n") {
-		if k, _, _ := strings.Cut(line, "="); strings.HasPrefix(k, "BULWARK_") {
+		// BULWARK_PARENT names the Bulwark that started the app, for the
+		// next one to stop what a killed one left: not a setting.
+		if k, _, _ := strings.Cut(line, "="); strings.HasPrefix(k, "BULWARK_") && k != supervise.ParentEnv {
 			t.Errorf("the app got Bulwark's setting %s", line)
 		}
 	}

@@ -155,7 +155,7 @@ func renderStatus(st *observe.Status, addr string, lay statusLayout) string {
 		fmtLatency(st.LatencyP50Seconds), fmtLatency(st.LatencyP99Seconds))
 	line("%-12s Go heap %s of %s", "MEMORY", fmtBytes(st.GoHeapBytes), fmtLimit(st.GoHeapBytes, st.MemoryLimitBytes, "limit"))
 	if app != nil {
-		line("%-12s app RSS %s of %s", "", fmtBytes(app.RSS), fmtLimit(app.RSS, app.MaxMemory, "max_memory"))
+		line("%-12s %s", "", appMemory(app))
 	}
 	if m := st.Machine; m.MemTotal > 0 {
 		line("%-12s machine %s available of %s (%d%%)", "", fmtBytes(m.MemAvailable), fmtBytes(m.MemTotal),
@@ -246,6 +246,21 @@ func fmtRestarts(m map[string]int) string {
 }
 
 // limitOf formats "LIMIT NAME (P%)", or "no NAME" when limit is zero.
+// appMemory is the app's memory line. max_memory is a limit per process
+// tree: a single app's whole tree, or each worker of a pool. A pool's line
+// gives its total, then sets its largest worker against the limit.
+func appMemory(app *observe.AppInfo) string {
+	if len(app.Workers) == 0 {
+		return fmt.Sprintf("app RSS %s of %s", fmtBytes(app.RSS), fmtLimit(app.RSS, app.MaxMemory, "max_memory"))
+	}
+	var largest int64
+	for _, w := range app.Workers {
+		largest = max(largest, w.RSS)
+	}
+	return fmt.Sprintf("app RSS %s in %d workers · largest %s of %s per worker", fmtBytes(app.RSS), len(app.Workers),
+		fmtBytes(largest), fmtLimit(largest, app.MaxMemory, "max_memory"))
+}
+
 func fmtLimit(used, limit int64, name string) string {
 	if limit <= 0 {
 		return "no " + name

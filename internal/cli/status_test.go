@@ -341,3 +341,21 @@ func TestFmtUpstreamsNotReady(t *testing.T) {
 		}
 	}
 }
+
+// TestAppMemoryPerWorker: max_memory is per worker in a pool, so the line
+// sets the largest worker against it, not the pool's total (which read
+// 216 % of a limit no worker was near).
+func TestAppMemoryPerWorker(t *testing.T) {
+	const mib = 1 << 20
+	single := &observe.AppInfo{RSS: 100 * mib, MaxMemory: 150 * mib}
+	if got, want := appMemory(single), "app RSS 100.0 MiB of 150.0 MiB max_memory (66%)"; got != want {
+		t.Errorf("single app: %q, want %q", got, want)
+	}
+	pool := &observe.AppInfo{RSS: 324 * mib, MaxMemory: 150 * mib, Workers: []observe.WorkerInfo{
+		{RSS: 108 * mib}, {RSS: 110 * mib}, {RSS: 106 * mib},
+	}}
+	got := appMemory(pool)
+	if want := "app RSS 324.0 MiB in 3 workers · largest 110.0 MiB of 150.0 MiB max_memory (73%) per worker"; got != want {
+		t.Errorf("pool: %q, want %q", got, want)
+	}
+}
