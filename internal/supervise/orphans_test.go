@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -125,5 +126,40 @@ func TestFindOrphansRules(t *testing.T) {
 	slices.Sort(got)
 	if want := []int{1002, 1003}; !slices.Equal(got, want) {
 		t.Errorf("orphans = %v, want %v", got, want)
+	}
+}
+
+// TestStrangerOnPort: a port Bulwark picked for the app counts as taken
+// by a stranger only when a user other than Bulwark's and root listens on
+// it (another user can bind it between the pick and the app's bind).
+func TestStrangerOnPort(t *testing.T) {
+	self := os.Geteuid()
+	for _, tt := range []struct {
+		name string
+		uid  int
+		want bool
+	}{
+		{"the app, as Bulwark's user", self, false},
+		{"root (docker-proxy)", 0, false},
+		{"another user", self + 4242, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			os.MkdirAll(filepath.Join(root, "net"), 0o755)
+			// 127.0.0.1:8002 (0x1F42) in LISTEN (0A), owned by uid.
+			tcp := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" +
+				fmt.Sprintf("   0: 0100007F:1F42 00000000:0000 0A 00000000:00000000 00:00000000 00000000 %5d        0 231 1 0 100 0 0 10 0\n", tt.uid)
+			os.WriteFile(filepath.Join(root, "net", "tcp"), []byte(tcp), 0o644)
+			got, holders := strangerOnPort(root, "127.0.0.1:8002")
+			if got != tt.want {
+				t.Errorf("strangerOnPort = %v, want %v", got, tt.want)
+			}
+			if got && !strings.Contains(describeHolders(holders), fmt.Sprintf("uid %d", tt.uid)) {
+				t.Errorf("holders %q do not name uid %d", describeHolders(holders), tt.uid)
+			}
+			if other, _ := strangerOnPort(root, "127.0.0.1:8003"); other {
+				t.Errorf("another port counted as taken")
+			}
+		})
 	}
 }

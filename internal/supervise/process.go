@@ -361,11 +361,19 @@ func (s *Supervisor) awaitReady(ctx context.Context, o Options, inst *instance, 
 		if ready(ctx, client, base+o.Health) {
 			// The answer counts only when the app's own tree listens there.
 			// An address Bulwark picked ({port}, {socket}) was free when
-			// picked: only a fixed one can be a leftover's.
-			if o.placeholder() != "" {
+			// picked: only a fixed one can be a leftover's. A socket in
+			// Bulwark's 0700 directory is the app's; a port picked could be
+			// taken by another user between the pick and the app's bind.
+			var other bool
+			var holders []holder
+			switch o.placeholder() {
+			case SocketPlaceholder:
 				return nil
+			case PortPlaceholder:
+				other, holders = strangerOnPort(o.env.procRoot, inst.addr)
+			default:
+				other, holders = foreignListener(o.env.procRoot, o.Dir, inst.addr, inst.pid)
 			}
-			other, holders := foreignListener(o.env.procRoot, o.Dir, inst.addr, inst.pid)
 			if !other {
 				return nil
 			}

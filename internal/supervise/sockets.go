@@ -40,6 +40,9 @@ type holder struct {
 }
 
 func (h holder) String() string {
+	if h.pid == 0 {
+		return h.cmd // known by its user only
+	}
 	if h.cmd == "" {
 		return "pid " + strconv.Itoa(h.pid)
 	}
@@ -323,6 +326,27 @@ func foreignListener(procRoot, dir, addr string, root int) (bool, []holder) {
 	for _, h := range others {
 		if t, ok := table.StartTicks(h.pid); !ok || t < rootStart {
 			return true, others
+		}
+	}
+	return false, nil
+}
+
+// strangerOnPort reports whether a port Bulwark picked for the app is
+// listened on by another user: neither Bulwark's (the app runs as Bulwark
+// does) nor root's (docker-proxy, for `docker run -p`). Another user could
+// bind the port between the pick and the app's own bind and receive the
+// app's requests. It reads /proc/net/tcp{,6}, which every user may read;
+// the holders it returns are empty (another user's descriptors are not
+// readable), so the error names the user.
+func strangerOnPort(procRoot, addr string) (bool, []holder) {
+	uids, err := ListenerUIDs(procRoot, addr)
+	if err != nil {
+		return false, nil
+	}
+	self := uint32(os.Geteuid())
+	for uid := range uids {
+		if uid != self && uid != 0 {
+			return true, []holder{{cmd: "a process of uid " + strconv.FormatUint(uint64(uid), 10)}}
 		}
 	}
 	return false, nil
