@@ -38,6 +38,8 @@ func TestMain(m *testing.M) {
 //	FAKEAPP_EXIT=N         print to stderr and exit with code N at once
 //	FAKEAPP_DELAY=D        sleep D before listening (slow start)
 //	FAKEAPP_CRASH_AFTER=N  exit with code 3 after serving N requests
+//	FAKEAPP_CRASH_CODE=C   the code it then exits with (0: a planned exit,
+//	                       as uvicorn's --limit-max-requests)
 //	FAKEAPP_IGNORE_TERM=1  ignore SIGTERM
 //	FAKEAPP_CHILD_PIDFILE=F  start a child of its own (as uvicorn --workers
 //	                       does) that sleeps, and write its PID to F
@@ -106,7 +108,11 @@ func fakeApp() {
 			go func() {
 				time.Sleep(20 * time.Millisecond)
 				fmt.Fprintf(os.Stderr, "fakeapp: dying after %d requests\n", n)
-				os.Exit(3)
+				code := 3
+				if c, err := strconv.Atoi(os.Getenv("FAKEAPP_CRASH_CODE")); err == nil {
+					code = c
+				}
+				os.Exit(code)
 			}()
 		}
 	})

@@ -966,3 +966,32 @@ func TestDescribeExit(t *testing.T) {
 		}
 	}
 }
+
+// TestCleanExitNotBackedOff: an app that was ready and exits 0 by itself
+// (uvicorn --limit-max-requests) is started again after the shortest
+// back-off every time; the back-off grows only for failures. It used to
+// double each time, as for a crash.
+func TestCleanExitNotBackedOff(t *testing.T) {
+	h := start(t, Options{BackoffMin: 20 * time.Millisecond, BackoffMax: time.Hour},
+		map[string]string{"FAKEAPP_CRASH_AFTER": "1", "FAKEAPP_CRASH_CODE": "0"})
+	pid := waitReady(t, h).PID
+	for i := range 4 {
+		if code, body, _, err := h.get("/"); err != nil || code != http.StatusOK {
+			t.Fatalf("GET %d = %d %q %v", i, code, body, err)
+		}
+		waitFor(t, 20*time.Second, "the app started again", func() bool {
+			st := h.s.Status()
+			return st.State == StateReady && st.PID != pid
+		})
+		pid = h.s.Status().PID
+	}
+	recs := h.logs.find("it exited by itself with code 0")
+	if len(recs) != 4 {
+		t.Fatalf("%d restarts logged, want 4", len(recs))
+	}
+	for i, r := range recs {
+		if r.attrs["backoff"] != "20ms" {
+			t.Errorf("restart %d after a clean exit: backoff %s, want 20ms", i+1, r.attrs["backoff"])
+		}
+	}
+}

@@ -437,12 +437,21 @@ func (s *Supervisor) crashed() {
 	s.cur = nil
 	s.gate.set(gateClosed)
 	s.cleanup(inst)
-	if !s.readyAt.IsZero() && time.Since(s.readyAt) >= s.opts.BackoffReset {
+	if !s.readyAt.IsZero() && (time.Since(s.readyAt) >= s.opts.BackoffReset || inst.exit == nil) {
+		// A ready app that exits 0 meant to (uvicorn --limit-max-requests,
+		// a worker's own recycling): no failure to back off from.
 		s.backoff, s.crashes = s.opts.BackoffMin, 0
 	}
 	s.report(inst, "app exited")
-	s.scheduleRetry(errors.New(describeExit(inst.exit)))
+	cause := errors.New(describeExit(inst.exit))
+	if inst.exit == nil {
+		cause = errCleanExit
+	}
+	s.scheduleRetry(cause)
 }
+
+// errCleanExit is the cause of a restart after the app exited 0.
+var errCleanExit = errors.New("the app exited by itself with code 0")
 
 // report logs how inst ended, with the last lines of its stderr.
 func (s *Supervisor) report(inst *instance, msg string) {
@@ -482,10 +491,13 @@ func (s *Supervisor) scheduleRetry(cause error) {
 	}
 	s.gate.set(gateClosed)
 	s.setState(StateBackoff)
-	if s.crashes >= 3 {
+	switch {
+	case errors.Is(cause, errCleanExit):
+		s.log.Info("starting the app again: it exited by itself with code 0", "backoff", d)
+	case s.crashes >= 3:
 		s.log.Error(fmt.Sprintf("app is crash-looping: %d failures in a row; next start in %v", s.crashes, d),
 			"backoff", d, "failures", s.crashes, "last", cause)
-	} else {
+	default:
 		s.log.Warn("restarting app after a crash", "backoff", d, "failures", s.crashes, "last", cause)
 	}
 	s.armRetry(d)
