@@ -392,3 +392,54 @@ func TestPoolFailedRollKeepsOldWorkers(t *testing.T) {
 	}
 	noRace(t, in)
 }
+
+// TestPoolFailingShowsNoUpstream: a pool whose workers all fail to start
+// shows no upstream in status (it showed upstream.address, 127.0.0.1:8002,
+// which nothing served), and no uptime for workers without a process.
+func TestPoolFailingShowsNoUpstream(t *testing.T) {
+	requireUvicorn(t)
+	appDir := appCopy(t)
+	setBroken(t, appDir, true)
+	in := startBulwark(t, socketAppConfig(appDir)+"workers = 2\n", nil)
+	var doc struct {
+		Upstreams []struct {
+			Address string `json:"address"`
+			Up      bool   `json:"up"`
+		} `json:"upstreams"`
+		App *struct {
+			Workers []struct {
+				State string `json:"state"`
+			} `json:"workers"`
+		} `json:"app"`
+	}
+	waitFor(t, 60*time.Second, "both workers failing", func() bool {
+		res, err := http.Get("http://" + in.admin + "/status")
+		if err != nil {
+			return false
+		}
+		json.Unmarshal([]byte(readAll(t, res)), &doc)
+		if doc.App == nil || len(doc.App.Workers) != 2 {
+			return false
+		}
+		for _, w := range doc.App.Workers {
+			if !strings.Contains(w.State, "failing") {
+				return false
+			}
+		}
+		return true
+	})
+	if len(doc.Upstreams) != 1 || doc.Upstreams[0].Address != "" || doc.Upstreams[0].Up {
+		t.Errorf("upstreams of a pool that never started = %+v, want one entry, no address, not up", doc.Upstreams)
+	}
+	out, err := in.cli("status", "--admin", in.admin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bulwark status: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "none: the app is not ready") || strings.Contains(string(out), "8002") {
+		t.Errorf("status of a pool that never started:\n%s", out)
+	}
+	if strings.Contains(string(out), "pid 0 ") && !strings.Contains(string(out), "up - ") {
+		t.Errorf("a worker without a process shows an uptime:\n%s", out)
+	}
+	noRace(t, in)
+}

@@ -145,6 +145,11 @@ func (as *adminServer) snapshot() observe.Snapshot {
 	if a.pool != nil {
 		s.App = a.poolInfo(cfg)
 		as.noteRestarts(s.App.Restarts, s.App.LastExit)
+		if a.pool.Ready() == 0 {
+			// The proxy keeps the addresses of the last ready workers, or
+			// upstream.address before any was: neither serves now.
+			s.Upstreams = []observe.UpstreamInfo{{Up: false}}
+		}
 	}
 	if a.sup != nil {
 		st := a.sup.Status()

@@ -140,8 +140,12 @@ func renderStatus(st *observe.Status, addr string, lay statusLayout) string {
 			workers = nil
 		}
 		for _, w := range workers { // a pool: one row per worker
+			up := "-" // no process: nothing is up
+			if w.PID > 0 {
+				up = uptimeAt(st.Time, w.Started)
+			}
 			line("%-12s %d pid %d %s · RSS %s · served %d · in flight %d · up %s · last recycle %s", "  worker",
-				w.Index, w.PID, w.State, fmtBytes(w.RSS), w.Served, w.InFlight, uptimeAt(st.Time, w.Started), cmp.Or(w.LastRecycle, "-"))
+				w.Index, w.PID, w.State, fmtBytes(w.RSS), w.Served, w.InFlight, up, cmp.Or(w.LastRecycle, "-"))
 		}
 	} else {
 		line("%-12s none supervised", "APP")
