@@ -8,13 +8,16 @@ import (
 )
 
 // handover is the state one Bulwark process hands the next in a binary
-// upgrade: the app's restart counts, so that `bulwark status` and
-// bulwark_app_restarts_total do not start from zero again.
+// upgrade: the app's restart and a pool's recycle counts, so that `bulwark
+// status`, bulwark_app_restarts_total and bulwark_app_recycles_total do not
+// start from zero again.
 type handover struct {
 	// Restarts are the supervised app's counts by reason.
 	Restarts map[string]int `json:"restarts,omitempty"`
 	// Workers are a pool's counts, one map per worker.
 	Workers []map[string]int `json:"workers,omitempty"`
+	// Recycles are a pool's recycle counts by reason.
+	Recycles map[string]int `json:"recycles,omitempty"`
 }
 
 // takeHandover adds the old process's restart counts to the supervisor's
@@ -36,7 +39,7 @@ func (a *App) takeHandover(upg *upgrade.Upgrader) {
 	upg.SetHandover(func() []byte {
 		var h handover
 		if a.pool != nil {
-			h.Workers = a.pool.WorkerRestarts()
+			h.Workers, h.Recycles = a.pool.WorkerRestarts(), a.pool.Recycles()
 		} else {
 			h.Restarts = a.sup.Status().Restarts
 		}
@@ -54,6 +57,7 @@ func (a *App) addRestarts(h handover) {
 			h.Workers = []map[string]int{h.Restarts}
 		}
 		a.pool.AddRestarts(h.Workers)
+		a.pool.AddRecycles(h.Recycles)
 		return
 	}
 	sum := maps.Clone(h.Restarts)

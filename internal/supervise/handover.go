@@ -40,3 +40,25 @@ func (p *Pool) AddRestarts(counts []map[string]int) {
 		}
 	}
 }
+
+// Recycles returns the pool's recycle counts by reason, for a handover.
+func (p *Pool) Recycles() map[string]int {
+	out := make(map[string]int, len(p.recycles))
+	for r, c := range p.recycles {
+		if n := int(c.Get()); n > 0 {
+			out[r] = n
+		}
+	}
+	return out
+}
+
+// AddRecycles adds counts, by reason, to bulwark_app_recycles_total, as
+// AddRestarts does for restarts; reasons the pool does not count are
+// ignored.
+func (p *Pool) AddRecycles(counts map[string]int) {
+	for r, n := range counts {
+		if c, ok := p.recycles[r]; ok && n > 0 {
+			c.Add(n)
+		}
+	}
+}

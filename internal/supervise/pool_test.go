@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -435,5 +436,26 @@ func TestPoolRequestTimeoutPausedWhileWaiting(t *testing.T) {
 	}
 	if now := h.workerPIDs(); !slices.Equal(now, first) {
 		t.Errorf("PIDs %v, were %v: want no worker replaced", now, first)
+	}
+}
+
+// TestPoolRecyclesHandedOver: a pool's recycle counts go to the next
+// Bulwark process in an upgrade, as its restart counts do; they used to
+// start from zero there.
+func TestPoolRecyclesHandedOver(t *testing.T) {
+	old := startPool(t, PoolOptions{Workers: 1}, nil)
+	waitPoolReady(t, old, 1)
+	if err := old.p.Recycle(0, ReasonManual); err != nil {
+		t.Fatalf("Recycle = %v", err)
+	}
+	counts := old.p.Recycles()
+	if counts[ReasonManual] != 1 {
+		t.Fatalf("Recycles() = %v, want manual 1", counts)
+	}
+	next := startPool(t, PoolOptions{Workers: 1}, nil)
+	next.p.AddRecycles(counts)
+	next.p.AddRecycles(map[string]int{"from_a_later_version": 3, ReasonMemory: -2})
+	if got := next.p.Recycles(); !maps.Equal(got, map[string]int{ReasonManual: 1}) {
+		t.Errorf("after the handover Recycles() = %v, want manual 1", got)
 	}
 }
