@@ -87,6 +87,9 @@ type Pool struct {
 	mu        sync.Mutex
 	changed   chan struct{} // guarded by mu; closed and replaced on any change
 	published []string      // guarded by mu; the last list given to OnAddresses
+	// readySince is when the pool last went from no worker ready to one;
+	// zero while none is. Guarded by mu.
+	readySince time.Time
 }
 
 // worker is one slot of the pool.
@@ -291,6 +294,14 @@ func (p *Pool) Status() (Status, []WorkerStatus) {
 			sum.State, sum.Since, sum.PID, sum.Address = st.State, st.Since, st.PID, st.Address
 			sum.Failure, sum.Stderr, sum.LastExit = st.Failure, st.Stderr, st.LastExit
 		}
+	}
+	p.mu.Lock()
+	since := p.readySince
+	p.mu.Unlock()
+	if sum.State == StateReady && !since.IsZero() {
+		// Ready since the pool last had no worker ready: one worker's
+		// recycle is no break in service.
+		sum.Since = since
 	}
 	return sum, rows
 }

@@ -21,6 +21,12 @@ func (p *Pool) refresh() {
 	p.mu.Lock()
 	close(p.changed)
 	p.changed = make(chan struct{})
+	switch {
+	case len(addrs) == 0:
+		p.readySince = time.Time{}
+	case p.readySince.IsZero():
+		p.readySince = time.Now()
+	}
 	publish := len(addrs) > 0 && !slices.Equal(addrs, p.published)
 	if publish {
 		p.published = addrs

@@ -459,3 +459,28 @@ func TestPoolRecyclesHandedOver(t *testing.T) {
 		t.Errorf("after the handover Recycles() = %v, want manual 1", got)
 	}
 }
+
+// TestPoolReadySinceSurvivesRecycles: the pool is ready since it last had
+// no worker ready; recycling every worker one at a time is no break, so
+// its Since stays. It used to be worker 0's, reset by its recycle.
+func TestPoolReadySinceSurvivesRecycles(t *testing.T) {
+	h := startPool(t, PoolOptions{Workers: 2, WorkerFits: func(int) bool { return true }}, nil)
+	waitPoolReady(t, h, 2)
+	st, _ := h.p.Status()
+	since := st.Since
+	if since.IsZero() {
+		t.Fatalf("a ready pool has no Since")
+	}
+	for i := range 2 {
+		if err := h.p.Recycle(i, ReasonManual); err != nil {
+			t.Fatalf("Recycle(%d) = %v", i, err)
+		}
+	}
+	st, rows := h.p.Status()
+	if !st.Since.Equal(since) {
+		t.Errorf("pool ready since %v after rolling recycles, want %v (no break in service)", st.Since, since)
+	}
+	if !rows[0].Since.After(since) {
+		t.Errorf("worker 0 ready since %v, want after %v: it was recycled", rows[0].Since, since)
+	}
+}
