@@ -12,6 +12,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,8 +91,24 @@ func (rt *Router) Update(o Options) {
 // none matches.
 func (rt *Router) Match(path string) (Rule, bool) { return match(rt.opts.Load().Rules, path) }
 
+// cleanPath is path as a prefix is matched against: "//", "/./" and
+// "/../" resolved, as nginx does before it matches a location, so that
+// "//api/login" or "/x/../api/login" cannot dodge the rule of "/api/". A
+// trailing slash is kept. The app still gets the path as sent.
+func cleanPath(p string) string {
+	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+		return p // the common case costs two scans, no allocation
+	}
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
 // match returns the first of rules, longest prefix first, that path is under.
 func match(rules []Rule, path string) (Rule, bool) {
+	path = cleanPath(path)
 	for _, r := range rules {
 		if strings.HasPrefix(path, r.Path) {
 			return r, true
@@ -127,6 +144,7 @@ func (rt *Router) Select(next http.Handler) http.Handler {
 // selectRule returns the rule of path in snapshot o: a pointer into it,
 // never written after Update.
 func selectRule(o *Options, path string) *Rule {
+	path = cleanPath(path)
 	for i := range o.Rules {
 		if strings.HasPrefix(path, o.Rules[i].Path) {
 			return &o.Rules[i]

@@ -19,6 +19,17 @@ func TestMatchLongestPrefix(t *testing.T) {
 		"/api/other":        "/api/",
 		"/":                 "",
 		"/apix":             "",
+		// Matched as nginx matches a location: after "//", "/./" and
+		// "/../" are resolved, so a client cannot dodge a stricter rule or
+		// reach a looser one by spelling the path differently.
+		"//api/other":             "/api/",
+		"/./api/other":            "/api/",
+		"/x/../api/other":         "/api/",
+		"/api/upload/../x":        "/api/",
+		"/api/upload/big/../":     "/api/upload/",
+		"/api//upload/big/x":      "/api/upload/big/",
+		"/../../api/upload/x":     "/api/upload/",
+		"/api/.hidden/../upload/": "/api/upload/",
 	}
 	for path, want := range tests {
 		got, ok := rt.Match(path)
