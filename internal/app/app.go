@@ -7,6 +7,7 @@
 // The chain a request takes:
 //
 //	front (connection caps, TLS, HTTP/1.1 loop, HTTP/2) → accesslog →
+//	cors.Decorate (CORS headers on the answers made before cors) →
 //	route.Select (the request's [[route]], one snapshot) → limit.Rates
 //	(rate_per_ip, the route's own or the global: 429 before the body is
 //	read) → cors → static files → route (per-path body limit) →
@@ -296,6 +297,10 @@ func (a *App) handler() http.Handler {
 	// Outside the edge, so that static files and CORS preflights count
 	// toward a client's rate too; the route's own rate, if it has one.
 	h = a.wrapRoutes(h)
+	// The CORS headers of an actual answer on the answers made in front of
+	// the cors layer (the 429 of rate_per_ip), so a browser page can read
+	// them instead of seeing a CORS error.
+	h = a.edge.cors.Decorate(h)
 	return a.access.Middleware(h)
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -243,5 +244,53 @@ func TestReloadAppliesConnectionCaps(t *testing.T) {
 	ok2, _ := a.rates.Allow(netip.MustParseAddr("192.0.2.1"))
 	if !ok1 || ok2 {
 		t.Errorf("after a reload to 1/s burst 1: %v, %v; want the second request refused", ok1, ok2)
+	}
+}
+
+// TestRatePerIP429CarriesCORS: the 429 of rate_per_ip, made in front of
+// the cors layer, carries the CORS headers of an allowed origin, so a
+// browser page reads the 429 instead of a CORS error.
+func TestRatePerIP429CarriesCORS(t *testing.T) {
+	cfg := testConfig(t, "[upstream]\naddress = \"127.0.0.1:1\"\nconnect_timeout = \"1s\"\n[cors]\norigins = [\"https://app.example.com\"]\ncredentials = true\n")
+	cfg.Limits.RatePerIP = "1/m burst 1"
+	a, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.closeBuilt()
+	h := a.handler()
+	var rec *httptest.ResponseRecorder
+	for range 2 {
+		req := httptest.NewRequest("GET", "/x", nil)
+		req.RemoteAddr = "192.0.2.8:40000"
+		req.Header.Set("Origin", "https://app.example.com")
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+	}
+	if rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("second request: %d, want 429", rec.Code)
+	}
+	if got := rec.Header().Get("Access-Control-Allow-Origin"); got != "https://app.example.com" {
+		t.Errorf("429 Access-Control-Allow-Origin = %q, want the origin", got)
+	}
+	if got := rec.Header().Values("Vary"); !slices.Contains(got, "Origin") {
+		t.Errorf("429 Vary = %q, want Origin", got)
+	}
+	// An answer that passes both Decorate and the cors layer gets the
+	// headers once.
+	req := httptest.NewRequest("GET", "/x", nil)
+	req.RemoteAddr = "192.0.2.9:40000"
+	req.Header.Set("Origin", "https://app.example.com")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadGateway || len(rec.Header().Values("Access-Control-Allow-Origin")) != 1 {
+		t.Errorf("502 through both: %d, headers %v; want one Access-Control-Allow-Origin", rec.Code, rec.Header())
+	}
+	n := 0
+	for _, v := range rec.Header().Values("Vary") {
+		n += strings.Count(v, "Origin")
+	}
+	if n != 1 {
+		t.Errorf("Vary = %q: Origin %d times, want once", rec.Header().Values("Vary"), n)
 	}
 }

@@ -3,9 +3,13 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/idna"
 )
 
 // This file holds the edge sections of the second round (issue 19): what
@@ -17,9 +21,11 @@ const DefaultCORSMaxAge = 10 * time.Minute
 // CORS is the [cors] table: cross-origin requests answered at the edge (the
 // guide's CORSMiddleware). Empty Origins turns it off.
 type CORS struct {
-	// Origins are the allowed origins ("https://app.example.com"), or "*".
+	// Origins are the allowed origins, each as browsers send it
+	// ("https://app.example.com": lower case, no default port, no slash),
+	// or "*" alone for any.
 	Origins []string `toml:"origins"`
-	// Methods are the methods a preflight may ask for.
+	// Methods are the methods a preflight may ask for; "*" allows any.
 	Methods []string `toml:"methods"`
 	// Headers are the request headers a preflight may ask for; "*" allows any.
 	Headers []string `toml:"headers"`
@@ -68,17 +74,96 @@ func (c *Config) validateCORS(v *validator) {
 	v.duration("cors.max_age", co.MaxAge, 0, 0)
 }
 
-// checkOrigin reports why o is not a serialized origin ("scheme://host[:port]").
+// checkOrigin reports why o is not an origin as a browser sends it in the
+// Origin header: scheme "://" host, then ":port" unless it is the scheme's
+// default, in lower case, with nothing after. Origins are compared as
+// strings, so any other spelling of an origin would never match, and
+// nothing would say why: the error gives the spelling to write instead.
 func checkOrigin(o string) error {
+	if strings.Contains(o, "*") {
+		// Subdomain patterns are not supported: the guide's CORSMiddleware
+		// has none in allow_origins either, and a pattern trusts every
+		// subdomain, including ones taken over or added later.
+		return fmt.Errorf(`must be one origin, got %q: a "*" inside an origin is not a wildcard (browsers never send one); `+
+			`list each origin ("https://app.example.com", "https://admin.example.com"), or write "*" alone for any origin`, o)
+	}
 	u, err := url.Parse(o)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf(`must be an origin such as "https://app.example.com" (scheme, host and port only), got %q`, o)
 	}
-	if strings.HasSuffix(o, "/") {
-		return fmt.Errorf("must not end with a slash: browsers send %q", strings.TrimSuffix(o, "/"))
+	var why []string
+	if !strings.HasPrefix(o, u.Scheme+"://") { // url.Parse lower-cases the scheme
+		why = append(why, "scheme in lower case")
+	}
+	want, hostWhy, err := serializeOrigin(u)
+	if err != nil {
+		return fmt.Errorf("%w, got %q", err, o)
+	}
+	why = append(why, hostWhy...)
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || strings.Contains(o, "#") {
+		return fmt.Errorf("must be an origin: scheme, host and port only, with no path, query or user; browsers send %q, got %q", want, o)
+	}
+	if u.Path == "/" {
+		why = append(why, "without a trailing slash")
+	}
+	if want != o {
+		if len(why) == 0 {
+			why = append(why, "as browsers serialize it")
+		}
+		return fmt.Errorf("browsers send this origin as %q (%s), so %q would never match: write %q",
+			want, strings.Join(why, ", "), o, want)
 	}
 	return nil
+}
+
+// serializeOrigin returns the origin of u (scheme http or https, host
+// set) as browsers send it (RFC 6454 6.1, with the URL standard's host
+// serializer), and what differs in the host and port as u spells them; or
+// why they cannot be an origin's.
+func serializeOrigin(u *url.URL) (origin string, why []string, err error) {
+	rawHost, rawPort := u.Hostname(), u.Port()
+	var host string
+	if a, perr := netip.ParseAddr(rawHost); perr == nil {
+		if a.Zone() != "" {
+			return "", nil, errors.New("host must not have an IPv6 zone: browsers never send one")
+		}
+		host = a.String()
+		if a.Is6() {
+			host, rawHost = "["+host+"]", "["+rawHost+"]"
+		}
+		if host != rawHost {
+			why = append(why, "IP address in its shortest form")
+		}
+	} else {
+		host = strings.ToLower(rawHost)
+		// Lookup fails on names browsers take (with "_"): those are
+		// left as they are.
+		if ascii, ierr := idna.Lookup.ToASCII(rawHost); ierr == nil && ascii != host {
+			host = ascii
+			why = append(why, "host in its ASCII (punycode) form")
+		} else if host != rawHost {
+			why = append(why, "host in lower case")
+		}
+		if !validHost(host) {
+			return "", nil, errors.New("host must be a host name such as app.example.com, or an IP address")
+		}
+	}
+	port := ""
+	switch n, perr := strconv.Atoi(rawPort); {
+	case strings.HasSuffix(u.Host, ":"):
+		why = append(why, "without an empty port")
+	case rawPort == "":
+	case perr != nil || n < 1 || n > 65535:
+		return "", nil, fmt.Errorf("port must be a number between 1 and 65535, got %q", rawPort)
+	case u.Scheme == "https" && n == 443, u.Scheme == "http" && n == 80:
+		why = append(why, "without the default port :"+strconv.Itoa(n))
+	default:
+		port = ":" + strconv.Itoa(n)
+		if port != ":"+rawPort {
+			why = append(why, "port without leading zeros")
+		}
+	}
+	return u.Scheme + "://" + host + port, why, nil
 }
 
 // isToken reports whether s is an RFC 9110 token (a method or header name).

@@ -2,7 +2,9 @@
 // the CORS headers to the answers of allowed origins, so the app needs no
 // CORS middleware and never sees an OPTIONS preflight. Which origins are
 // allowed is the caller's choice (Options); checking that the choice makes
-// sense (no "*" with credentials) is left to the configuration.
+// sense (origins as browsers send them, no "*" with credentials) is left to
+// the configuration. Decorate gives the same headers to the answers
+// Bulwark makes in front of Middleware (the 429 of rate_per_ip).
 package cors
 
 import (
@@ -22,10 +24,13 @@ import (
 // allows none: the handler passes every request through untouched.
 type Options struct {
 	// Origins are the allowed origins, compared exactly as browsers send
-	// them ("https://app.example.com"); "*" allows any. Empty turns CORS off.
+	// them ("https://app.example.com"); "*" alone allows any. An entry
+	// with a "*" inside it ("https://*.example.com") matches nothing.
+	// Empty turns CORS off.
 	Origins []string
 	// Methods are the methods a preflight may ask for, besides GET, HEAD
-	// and POST, which the Fetch standard always allows. Empty allows only those.
+	// and POST, which the Fetch standard always allows; "*" allows any.
+	// Empty allows only those.
 	Methods []string
 	// Headers are the request headers a preflight may ask for; "*" allows
 	// any. The CORS-safelisted headers are always allowed.
@@ -45,10 +50,12 @@ type CORS struct {
 
 // compiled is Options prepared for lookups on every request.
 type compiled struct {
+	on          bool // some origin was configured
 	anyOrigin   bool
 	origins     map[string]bool
-	methods     string // Access-Control-Allow-Methods
+	methods     string // Access-Control-Allow-Methods, without "*"
 	methodSet   map[string]bool
+	anyMethod   bool
 	anyHeader   bool
 	headers     map[string]bool // lower case
 	credentials bool
@@ -64,16 +71,29 @@ func New(o Options) *CORS {
 
 // Update replaces the options for requests that start from now on.
 func (c *CORS) Update(o Options) {
-	p := &compiled{origins: map[string]bool{}, methodSet: map[string]bool{}, headers: map[string]bool{}, credentials: o.Credentials}
+	p := &compiled{on: len(o.Origins) > 0, origins: map[string]bool{}, methodSet: map[string]bool{}, headers: map[string]bool{}, credentials: o.Credentials}
 	for _, s := range o.Origins {
-		if s == "*" {
+		switch {
+		case s == "*":
 			p.anyOrigin = true
+		case strings.Contains(s, "*"):
+			// A browser never sends a "*" in an origin, so such an entry
+			// (a subdomain pattern the config refuses) could only match a
+			// forged Origin header: it is left out, not taken literally.
+			continue
 		}
 		p.origins[s] = true
 	}
 	var methods []string
 	for _, m := range o.Methods {
 		m = strings.ToUpper(m)
+		if m == "*" {
+			// Browsers read "*" in Access-Control-Allow-Methods as a
+			// method name on credentialed requests: the preflight echoes
+			// the method asked for instead.
+			p.anyMethod = true
+			continue
+		}
 		if !p.methodSet[m] {
 			p.methodSet[m] = true
 			methods = append(methods, m)
@@ -101,17 +121,61 @@ func (c *CORS) Update(o Options) {
 func (c *CORS) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := c.opts.Load()
-		if len(p.origins) == 0 {
+		if !p.on {
 			next.ServeHTTP(w, r)
 			return
 		}
 		origin := r.Header.Get("Origin")
-		if r.Method == http.MethodOptions && origin != "" && r.Header.Get("Access-Control-Request-Method") != "" {
+		if isPreflight(r, origin) {
 			p.preflight(w, r, origin)
+			return
+		}
+		if _, ok := w.(*writer); ok {
+			// Decorate, further out, sets the headers already; a second
+			// writer would only set them again.
+			next.ServeHTTP(w, r)
 			return
 		}
 		next.ServeHTTP(&writer{ResponseWriter: w, p: p, origin: origin}, r)
 	})
+}
+
+// Decorate adds the CORS headers of an actual answer, as Middleware does,
+// to every answer next gives, but answers no preflight: it is for the
+// pieces in front of Middleware that answer by themselves (the 429 of
+// limits.rate_per_ip), so a browser page can read that answer instead of
+// seeing a CORS error. Preflights pass through untouched, for Middleware
+// to answer: a browser takes any preflight answer that is not 2xx as a
+// refusal, CORS headers or not.
+func (c *CORS) Decorate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := c.opts.Load()
+		origin := r.Header.Get("Origin")
+		if !p.on || isPreflight(r, origin) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(&writer{ResponseWriter: w, p: p, origin: origin}, r)
+	})
+}
+
+// isPreflight reports whether r is a CORS preflight.
+func isPreflight(r *http.Request, origin string) bool {
+	return r.Method == http.MethodOptions && origin != "" && r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// setHeaders sets the CORS headers of an actual answer in h, dropping any
+// set before (by the app), so that a browser never sees two.
+func (p *compiled) setHeaders(h http.Header, origin string) {
+	h.Del("Access-Control-Allow-Origin")
+	h.Del("Access-Control-Allow-Credentials")
+	if allow := p.allowOrigin(origin); allow != "" {
+		h.Set("Access-Control-Allow-Origin", allow)
+		if p.credentials {
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+	}
+	httphdr.AddVary(h, "Origin")
 }
 
 // allowOrigin returns the Access-Control-Allow-Origin value for origin, or
@@ -149,7 +213,14 @@ func (p *compiled) preflight(w http.ResponseWriter, r *http.Request, origin stri
 	if p.credentials {
 		h.Set("Access-Control-Allow-Credentials", "true")
 	}
-	if p.methods != "" {
+	switch {
+	case p.anyMethod:
+		// Echo what was asked for (methodAllowed checked it is a token),
+		// as the headers below: a literal "*" is not a wildcard on
+		// credentialed requests, and the method's case is kept because
+		// browsers compare it case-sensitively (a page's "patch").
+		h.Set("Access-Control-Allow-Methods", method)
+	case p.methods != "":
 		h.Set("Access-Control-Allow-Methods", p.methods)
 	}
 	// Echo what was asked for: it all passed headersAllowed, and a
@@ -169,7 +240,26 @@ func (p *compiled) methodAllowed(m string) bool {
 	case http.MethodGet, http.MethodHead, http.MethodPost:
 		return true
 	}
+	if p.anyMethod {
+		// Only a method name is echoed back, never whatever a
+		// non-browser client put in the header.
+		return isToken(m)
+	}
 	return p.methodSet[strings.ToUpper(m)]
+}
+
+// isToken reports whether s is an RFC 9110 token, as a method name is.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // safelisted are the request headers a browser never asks about (Fetch
@@ -179,13 +269,14 @@ var safelisted = []string{"accept", "accept-language", "content-language", "cont
 // headersAllowed reports whether every header named in the preflight's
 // Access-Control-Request-Headers values is allowed.
 func (p *compiled) headersAllowed(values []string) bool {
-	if p.anyHeader {
-		return true
-	}
 	for _, v := range values {
 		for name := range strings.SplitSeq(v, ",") {
 			name = strings.ToLower(strings.TrimSpace(name))
-			if name == "" || p.headers[name] || slices.Contains(safelisted, name) {
+			switch {
+			case name == "" || p.headers[name] || slices.Contains(safelisted, name):
+				continue
+			case p.anyHeader && isToken(name):
+				// The list is echoed: only header names go back.
 				continue
 			}
 			return false
@@ -210,16 +301,7 @@ var (
 func (w *writer) WriteHeader(code int) {
 	if !w.started && code >= 200 {
 		w.started = true
-		h := w.ResponseWriter.Header()
-		h.Del("Access-Control-Allow-Origin")
-		h.Del("Access-Control-Allow-Credentials")
-		if allow := w.p.allowOrigin(w.origin); allow != "" {
-			h.Set("Access-Control-Allow-Origin", allow)
-			if w.p.credentials {
-				h.Set("Access-Control-Allow-Credentials", "true")
-			}
-		}
-		httphdr.AddVary(h, "Origin")
+		w.p.setHeaders(w.ResponseWriter.Header(), w.origin)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
