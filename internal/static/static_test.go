@@ -17,7 +17,7 @@ import (
 
 // tree writes a served directory and a secret beside it, and returns the
 // served directory.
-func tree(t *testing.T) string {
+func tree(t testing.TB) string {
 	t.Helper()
 	top := t.TempDir()
 	dir := filepath.Join(top, "public")
@@ -37,6 +37,9 @@ func tree(t *testing.T) string {
 		"secret.txt":                 "top secret",
 		"public/sub/.hidden/x.txt":   "hidden",
 		"public/noext":               "plain bytes",
+		"public/evil":                "<html><script>alert(1)</script>",
+		"public/evil.qqq":            "<html><script>alert(1)</script>",
+		"public/empty.txt":           "",
 		"public/index-BRfz3XyO.js":   "vite",
 		"public/Roboto-Regular.woff": "font",
 	}
@@ -227,7 +230,7 @@ func TestHashedNames(t *testing.T) {
 	tests := map[string]bool{
 		"app.3f2a9c1b.js":          true,
 		"index-BRfz3XyO.js":        true,
-		"css/main.0123abcd.css":    true,
+		"css/main.0a12bc3d.css":    true,
 		"app.js":                   false,
 		"jquery-3.7.1.min.js":      false,
 		"Roboto-Regular.woff":      false,
@@ -235,6 +238,22 @@ func TestHashedNames(t *testing.T) {
 		"logo-deadbeef.svg":        false, // hex without a digit
 		"readme-abcdefgh.txt":      false,
 		"vendor.abcdef0123456.css": true,
+		// What the tools write.
+		"main-BkS2c9xQ.js":                  true, // Vite, Rollup
+		"style.abcdef123456.css":            true, // Django ManifestStaticFilesStorage
+		"style.5e8f1c2a9b3d.css":            true,
+		"main.4e5f6a7b8c9d0e1f2a3b.js":      true, // webpack's 20 hex
+		"main.3f2a9c1b7e4d5a6f.js":          true, // Angular
+		"_next/static/chunks/a-9b8c7d6e.js": true,
+		// Names people give.
+		"README-Version2.txt":      false,
+		"Changelog-Release1.txt":   false,
+		"photo-abc12345.jpg":       false,
+		"css/main.0123abcd.css":    false, // a number then a word
+		"report-2024Final.pdf":     false,
+		"Setup-Win64Installer.exe": false, // camel-case words
+		"IMG-20240101abc.jpg":      false,
+		"notes-release2024a.txt":   false,
 	}
 	for name, want := range tests {
 		if got := hashed(name); got != want {
@@ -358,5 +377,181 @@ func TestSizedFile(t *testing.T) {
 	}
 	if b, err := io.ReadAll(sf); string(b) != "56" || err != nil {
 		t.Errorf("read of a file cut to 7 bytes from 5 = %q, %v; want \"56\"", b, err)
+	}
+}
+
+// write writes files (name to content) under top.
+func write(t *testing.T, top string, files map[string]string) {
+	t.Helper()
+	for name, body := range files {
+		p := filepath.Join(top, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDirectorySwapped: when the configured path comes to name another
+// directory — a "current" symlink swapped atomically on deploy, or a
+// directory deleted and made again — files are served from the new one
+// without a reload: at once for a name the old one lacks (a new release's
+// files, or all once the old one is deleted), within dirCheckEvery for the
+// rest. A symlink leaving the new directory is still refused.
+func TestDirectorySwapped(t *testing.T) {
+	defer func(old time.Duration) { dirCheckEvery = old }(dirCheckEvery)
+	dirCheckEvery = 50 * time.Millisecond
+	top := t.TempDir()
+	write(t, top, map[string]string{
+		"rel/r1/app.txt": "release one",
+		"rel/r2/app.txt": "release two",
+		"rel/r2/new.txt": "new in two",
+		"rel/r3/app.txt": "release three",
+		"www3/a.txt":     "old www3",
+	})
+	current := filepath.Join(top, "current")
+	if err := os.Symlink("rel/r1", current); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../r1/app.txt", filepath.Join(top, "rel/r2/leak.txt")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Mounts: []Mount{
+		{Path: "/static/", Dir: current},
+		{Path: "/www3/", Dir: filepath.Join(top, "www3")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := s.Middleware(http.NotFoundHandler())
+	if rec := get(h, "/static/app.txt"); rec.Body.String() != "release one" {
+		t.Fatalf("before the swap: %d %q; want release one", rec.Code, rec.Body)
+	}
+	swap := func(target string) {
+		t.Helper()
+		// ln -sfn target current.tmp && mv -T current.tmp current
+		tmp := filepath.Join(top, "current.tmp")
+		if err := os.Symlink(target, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, current); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	swap("rel/r2")
+	if rec := get(h, "/static/new.txt"); rec.Code != 200 || rec.Body.String() != "new in two" {
+		t.Errorf("a new release's file, right after the swap: %d %q; want new in two", rec.Code, rec.Body)
+	}
+	if rec := get(h, "/static/app.txt"); rec.Code != 200 || rec.Body.String() != "release two" {
+		t.Errorf("after the swap: %d %q; want release two", rec.Code, rec.Body)
+	}
+	if rec := get(h, "/static/leak.txt"); rec.Code != 404 {
+		t.Errorf("a symlink out of the new directory (to the old one) = %d %q; want 404", rec.Code, rec.Body)
+	}
+
+	swap("rel/r3")
+	time.Sleep(dirCheckEvery + 10*time.Millisecond)
+	if rec := get(h, "/static/app.txt"); rec.Code != 200 || rec.Body.String() != "release three" {
+		t.Errorf("%v after a swap: %d %q; want release three", dirCheckEvery, rec.Code, rec.Body)
+	}
+	swap("rel/r2")
+	if err := os.RemoveAll(filepath.Join(top, "rel/r3")); err != nil {
+		t.Fatal(err)
+	}
+	if rec := get(h, "/static/app.txt"); rec.Code != 200 || rec.Body.String() != "release two" {
+		t.Errorf("right after a swap and the old release deleted: %d %q; want release two", rec.Code, rec.Body)
+	}
+
+	// rm -rf www3 && mkdir www3
+	www3 := filepath.Join(top, "www3")
+	if err := os.RemoveAll(www3); err != nil {
+		t.Fatal(err)
+	}
+	if rec := get(h, "/www3/a.txt"); rec.Code != 404 {
+		t.Errorf("with the directory gone: %d %q; want 404", rec.Code, rec.Body)
+	}
+	write(t, top, map[string]string{"www3/a.txt": "new www3"})
+	if rec := get(h, "/www3/a.txt"); rec.Code != 200 || rec.Body.String() != "new www3" {
+		t.Errorf("after the directory was made again: %d %q; want new www3", rec.Code, rec.Body)
+	}
+}
+
+// TestNoSniff: a file with no extension or an unknown one is
+// application/octet-stream, never sniffed (an upload holding HTML must not
+// become text/html), and every file answer carries nosniff.
+func TestNoSniff(t *testing.T) {
+	_, h := newServer(t, 0)
+	for _, target := range []string{"/static/evil", "/static/evil.qqq", "/static/noext"} {
+		rec := get(h, target)
+		if got := rec.Header().Get("Content-Type"); rec.Code != 200 || got != "application/octet-stream" {
+			t.Errorf("GET %s = %d, Content-Type %q; want 200 application/octet-stream", target, rec.Code, got)
+		}
+	}
+	for _, target := range []string{"/static/evil", "/static/app.css", "/static/big.txt"} {
+		if got := get(h, target, "Range", "bytes=0-1").Header().Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("GET %s: X-Content-Type-Options = %q; want nosniff", target, got)
+		}
+		if got := get(h, target).Header().Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("GET %s: X-Content-Type-Options = %q; want nosniff", target, got)
+		}
+	}
+}
+
+// TestPrecompressedLength: a precompressed variant sent whole has its
+// Content-Length, on GET (not chunked) and HEAD, as a plain file has;
+// a range of it has the range's.
+func TestPrecompressedLength(t *testing.T) {
+	dir := t.TempDir()
+	gz := strings.Repeat("compressed bytes ", 1000) // past net/http's buffer, which would count a short body
+	write(t, dir, map[string]string{"app.js": "plain", "app.js.gz": gz})
+	s, err := New(Options{Mounts: []Mount{{Path: "/static/", Dir: dir}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv := httptest.NewServer(s.Middleware(http.NotFoundHandler()))
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	defer client.CloseIdleConnections()
+	do := func(method string, hdr ...string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+"/static/app.js", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept-Encoding", "gzip")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(b)
+	}
+	resp, body := do(http.MethodGet)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "gzip" || body != gz {
+		t.Fatalf("GET = %d, Content-Encoding %q, %d bytes; want 200 gzip, the .gz", resp.StatusCode, resp.Header.Get("Content-Encoding"), len(body))
+	}
+	if resp.ContentLength != int64(len(gz)) || len(resp.TransferEncoding) != 0 {
+		t.Errorf("GET: Content-Length %d, Transfer-Encoding %q; want %d, none", resp.ContentLength, resp.TransferEncoding, len(gz))
+	}
+	if resp, _ := do(http.MethodHead); resp.ContentLength != int64(len(gz)) {
+		t.Errorf("HEAD: Content-Length %d; want %d", resp.ContentLength, len(gz))
+	}
+	if resp, body := do(http.MethodGet, "Range", "bytes=0-9"); resp.StatusCode != 206 || resp.ContentLength != 10 || body != gz[:10] {
+		t.Errorf("GET a range: %d, Content-Length %d, %q; want 206, 10, %q", resp.StatusCode, resp.ContentLength, body, gz[:10])
+	}
+	if resp, _ := do(http.MethodGet, "If-None-Match", resp.Header.Get("ETag")); resp.StatusCode != 304 || resp.Header.Get("Content-Length") != "" {
+		t.Errorf("GET revalidated: %d, Content-Length %q; want 304 without a length", resp.StatusCode, resp.Header.Get("Content-Length"))
 	}
 }

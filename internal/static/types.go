@@ -46,21 +46,36 @@ var webTypes = map[string]string{
 	".gz":          "application/gzip",
 }
 
-// contentType is the Content-Type for name's extension, "" when unknown
-// (http.ServeContent then sniffs the first bytes).
+// contentType is the Content-Type for name's extension, and for none or
+// an unknown one application/octet-stream, as nginx's default_type: never
+// sniffed from the bytes, which would make a user's upload holding HTML
+// text/html, a stored XSS.
 func contentType(name string) string {
 	ext := strings.ToLower(path.Ext(name))
 	if t, ok := webTypes[ext]; ok {
 		return t
 	}
-	return mime.TypeByExtension(ext)
+	if t := mime.TypeByExtension(ext); t != "" {
+		return t
+	}
+	return "application/octet-stream"
 }
 
-// hashed reports whether a file name carries a content hash, as bundlers
-// write them: a dot- or dash-separated part before the extension of 8 to
-// 64 characters that is lower-case hex with a digit and a letter
-// (app.3f2a9c1b.js), or letters and digits with both cases and a digit
-// (Vite's index-BRfz3XyO.js).
+// hashed reports whether a file name carries a content hash, as build
+// tools write them: a dot- or dash-separated part before the extension of
+// 8 to 64 letters, digits or "_", with a digit and a lower-case letter,
+// that is either
+//   - lower-case hex whose letters and digits interleave (webpack's
+//     app.3f2a9c1b.js), or of 12 characters or more (Django's
+//     style.abcdef123456.css, webpack's 20), or
+//   - of both cases, letters and digits interleaving, without four
+//     lower-case letters in a row (Vite's index-BRfz3XyO.js).
+//
+// "Interleave" means at least two changes between a digit and a letter:
+// a word then a number (README-Version2, photo-abc12345) is a name a
+// person chose, and so are camel-case words (Setup-Win64Installer). A
+// false "no" costs a revalidation on reload; a false "yes" keeps a
+// changed file stale in browsers for the whole max-age.
 func hashed(name string) bool {
 	base := path.Base(name)
 	stem := strings.TrimSuffix(base, path.Ext(base))
@@ -72,10 +87,12 @@ func hashed(name string) bool {
 	if len(part) < 8 || len(part) > 64 {
 		return false
 	}
-	var digit, lower, upper, hexOnly = false, false, false, true
-	for _, c := range []byte(part) {
+	digit, lower, upper, hexOnly := false, false, false, true
+	changes, lowerRun, longestLowerRun := 0, 0, 0
+	for j, c := range []byte(part) {
+		isDigit := c >= '0' && c <= '9'
 		switch {
-		case c >= '0' && c <= '9':
+		case isDigit:
 			digit = true
 		case c >= 'a' && c <= 'f':
 			lower = true
@@ -86,8 +103,24 @@ func hashed(name string) bool {
 		default:
 			return false
 		}
+		if j > 0 && isDigit != (part[j-1] >= '0' && part[j-1] <= '9') {
+			changes++
+		}
+		if c >= 'a' && c <= 'z' {
+			lowerRun++
+			longestLowerRun = max(longestLowerRun, lowerRun)
+		} else {
+			lowerRun = 0
+		}
 	}
-	return digit && lower && (hexOnly || upper)
+	switch {
+	case !digit || !lower:
+		return false
+	case hexOnly:
+		return changes >= 2 || len(part) >= 12
+	default:
+		return upper && changes >= 2 && longestLowerRun < 4
+	}
 }
 
 // variant is a precompressed sibling's coding and file suffix.
