@@ -162,29 +162,43 @@ func startTestPebble(t *testing.T, tlsPort, validity int) testPebble {
 	startProcess(t, nil, challBin, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dnsserver", dns,
 		"-management", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "")
 	certFile, keyFile := selfSigned(t, dir)
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	conf := map[string]any{
-		"listenAddress": listen, "managementListenAddress": fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		"certificate": certFile, "privateKey": keyFile,
-		"httpPort": freePort(t), "tlsPort": tlsPort,
-		"retryAfter": map[string]int{"authz": 1, "order": 1}, "keyAlgorithm": "ecdsa",
-	}
-	if validity > 0 {
-		conf["profiles"] = map[string]any{"default": map[string]any{"description": "short", "validityPeriod": validity}}
-	}
-	cfg, _ := json.Marshal(map[string]any{"pebble": conf})
-	cfgFile := filepath.Join(dir, "pebble.json")
-	os.WriteFile(cfgFile, cfg, 0o600)
-	out := startProcess(t, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_AUTHZREUSE=0", "PEBBLE_WFE_NONCEREJECT=0"},
-		pebbleBin, "-config", cfgFile, "-dnsserver", dns)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out(), "ACME directory available") {
-		if time.Now().After(deadline) {
-			t.Fatalf("pebble did not start:\n%s", out())
+	// Pebble logs "ACME directory available" before it binds: wait for the
+	// address itself to take connections. A bind that fails ends Pebble
+	// ("Calling ListenAndServeTLS()" in its output): a port freePort chose
+	// was taken meanwhile by a test running beside this one. Then try
+	// again on other ports, three times at most.
+	for attempt := 1; ; attempt++ {
+		listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		conf := map[string]any{
+			"listenAddress": listen, "managementListenAddress": fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"certificate": certFile, "privateKey": keyFile,
+			"httpPort": freePort(t), "tlsPort": tlsPort,
+			"retryAfter": map[string]int{"authz": 1, "order": 1}, "keyAlgorithm": "ecdsa",
 		}
-		time.Sleep(50 * time.Millisecond)
+		if validity > 0 {
+			conf["profiles"] = map[string]any{"default": map[string]any{"description": "short", "validityPeriod": validity}}
+		}
+		cfg, _ := json.Marshal(map[string]any{"pebble": conf})
+		cfgFile := filepath.Join(dir, "pebble.json")
+		os.WriteFile(cfgFile, cfg, 0o600)
+		out := startProcess(t, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_AUTHZREUSE=0", "PEBBLE_WFE_NONCEREJECT=0"},
+			pebbleBin, "-config", cfgFile, "-dnsserver", dns)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if c, err := net.DialTimeout("tcp", listen, time.Second); err == nil {
+				c.Close()
+				return testPebble{dir: "https://" + listen + "/dir", root: certFile, out: out}
+			}
+			if strings.Contains(out(), "ListenAndServeTLS") && attempt < 3 {
+				t.Logf("pebble could not bind its ports (attempt %d), trying others:\n%s", attempt, out())
+				break
+			}
+			if time.Now().After(deadline) || strings.Contains(out(), "ListenAndServeTLS") {
+				t.Fatalf("pebble is not listening on %s:\n%s", listen, out())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
-	return testPebble{dir: "https://" + listen + "/dir", root: certFile, out: out}
 }
 
 // waitStatus polls m's status of its first name until cond holds.
