@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/net/idna"
+
+	"bulwark/internal/h1"
 )
 
 // This file holds the edge sections of the second round (issue 19): what
@@ -62,12 +64,12 @@ func (c *Config) validateCORS(v *validator) {
 		}
 	}
 	for i, m := range co.Methods {
-		if !isToken(m) {
+		if !h1.ValidToken(m) {
 			v.fail(fmt.Sprintf("cors.methods[%d]", i), fmt.Errorf("must be an HTTP method such as \"PUT\", got %q", m))
 		}
 	}
 	for i, h := range co.Headers {
-		if h != "*" && !isToken(h) {
+		if h != "*" && !h1.ValidToken(h) {
 			v.fail(fmt.Sprintf("cors.headers[%d]", i), fmt.Errorf("must be a header name such as \"Authorization\", got %q", h))
 		}
 	}
@@ -166,20 +168,6 @@ func serializeOrigin(u *url.URL) (origin string, why []string, err error) {
 	return u.Scheme + "://" + host + port, why, nil
 }
 
-// isToken reports whether s is an RFC 9110 token (a method or header name).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
 // Static is one [[static]] table: a URL prefix served from a directory
 // without the app (nginx location + alias).
 type Static struct {
@@ -236,7 +224,7 @@ func defaultCompress() Compress {
 func (c *Config) validateCompress(v *validator) {
 	for i, t := range c.Compress.Types {
 		typ, sub, ok := strings.Cut(t, "/")
-		if !ok || !isToken(typ) || typ == "*" || (sub != "*" && !isToken(sub)) {
+		if !ok || !h1.ValidToken(typ) || typ == "*" || (sub != "*" && !h1.ValidToken(sub)) {
 			v.fail(fmt.Sprintf("compress.types[%d]", i), fmt.Errorf(`must be a media type such as "application/json" or "text/*", got %q`, t))
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"bulwark/internal/h1"
 	"bulwark/internal/httphdr"
 )
 
@@ -243,23 +244,9 @@ func (p *compiled) methodAllowed(m string) bool {
 	if p.anyMethod {
 		// Only a method name is echoed back, never whatever a
 		// non-browser client put in the header.
-		return isToken(m)
+		return h1.ValidToken(m)
 	}
 	return p.methodSet[strings.ToUpper(m)]
-}
-
-// isToken reports whether s is an RFC 9110 token, as a method name is.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // safelisted are the request headers a browser never asks about (Fetch
@@ -275,7 +262,7 @@ func (p *compiled) headersAllowed(values []string) bool {
 			switch {
 			case name == "" || p.headers[name] || slices.Contains(safelisted, name):
 				continue
-			case p.anyHeader && isToken(name):
+			case p.anyHeader && h1.ValidToken(name):
 				// The list is echoed: only header names go back.
 				continue
 			}

@@ -43,15 +43,7 @@ func tree(t testing.TB) string {
 		"public/index-BRfz3XyO.js":   "vite",
 		"public/Roboto-Regular.woff": "font",
 	}
-	for name, body := range files {
-		p := filepath.Join(top, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write(t, top, files)
 	if err := os.Symlink(filepath.Join(top, "secret.txt"), filepath.Join(dir, "leak.txt")); err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +373,7 @@ func TestSizedFile(t *testing.T) {
 }
 
 // write writes files (name to content) under top.
-func write(t *testing.T, top string, files map[string]string) {
+func write(t testing.TB, top string, files map[string]string) {
 	t.Helper()
 	for name, body := range files {
 		p := filepath.Join(top, name)
