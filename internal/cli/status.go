@@ -261,8 +261,11 @@ func appMemory(app *observe.AppInfo) string {
 	for _, w := range app.Workers {
 		largest = max(largest, w.RSS)
 	}
-	return fmt.Sprintf("app RSS %s in %d workers · largest %s of %s per worker", fmtBytes(app.RSS), len(app.Workers),
-		fmtBytes(largest), fmtLimit(largest, app.MaxMemory, "max_memory"))
+	limit := "· no max_memory"
+	if app.MaxMemory > 0 { // short enough for 80 columns
+		limit = fmt.Sprintf("of %s each (%d%%)", fmtBytes(app.MaxMemory), fmtPercent(largest, app.MaxMemory))
+	}
+	return fmt.Sprintf("app RSS %s · worker max %s %s", fmtBytes(app.RSS), fmtBytes(largest), limit)
 }
 
 func fmtLimit(used, limit int64, name string) string {

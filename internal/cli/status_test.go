@@ -355,7 +355,14 @@ func TestAppMemoryPerWorker(t *testing.T) {
 		{RSS: 108 * mib}, {RSS: 110 * mib}, {RSS: 106 * mib},
 	}}
 	got := appMemory(pool)
-	if want := "app RSS 324.0 MiB in 3 workers · largest 110.0 MiB of 150.0 MiB max_memory (73%) per worker"; got != want {
+	if want := "app RSS 324.0 MiB · worker max 110.0 MiB of 150.0 MiB each (73%)"; got != want {
 		t.Errorf("pool: %q, want %q", got, want)
+	}
+	if utf8.RuneCountInString("             "+got) > 80 {
+		t.Errorf("pool line %q is cut at 80 columns", got)
+	}
+	pool.MaxMemory = 0
+	if got, want := appMemory(pool), "app RSS 324.0 MiB · worker max 110.0 MiB · no max_memory"; got != want {
+		t.Errorf("pool without a limit: %q, want %q", got, want)
 	}
 }
