@@ -58,8 +58,10 @@ const orphanPoll = 50 * time.Millisecond
 // Bulwark that is not running (no process with that PID and start time).
 // Processes of a Bulwark still running, such as the old one during an
 // upgrade, are left alone, as are processes that made their own session
-// (daemons that detached on purpose, which a clean stop leaves too) and
-// processes whose environment this user cannot read.
+// (daemons that detached on purpose, which a clean stop leaves too),
+// processes in another PID namespace (a container's, whose marks name PIDs
+// of that namespace) and processes whose environment this user cannot
+// read.
 func StopOrphans(procRoot string, grace time.Duration) ([]Orphan, error) {
 	if procRoot == "" {
 		procRoot = memwatch.DefaultProcRoot
@@ -92,6 +94,7 @@ func findOrphans(procRoot string) ([]Orphan, error) {
 		return nil, fmt.Errorf("listing processes: %w", err)
 	}
 	self, ownGroup := os.Getpid(), syscall.Getpgrp()
+	ownNS := pidNamespace(procRoot, "self")
 	parents := map[string]bool{} // ParentEnv value → that Bulwark runs
 	var out []Orphan
 	for _, e := range entries {
@@ -101,6 +104,11 @@ func findOrphans(procRoot string) ([]Orphan, error) {
 		}
 		mark, ok := parentMark(procRoot, pid)
 		if !ok || mark == selfMark() {
+			continue
+		}
+		if pidNamespace(procRoot, e.Name()) != ownNS {
+			// A container's app, marked with PIDs of its own namespace:
+			// its Bulwark's PID means something else here.
 			continue
 		}
 		alive, seen := parents[mark]
@@ -123,6 +131,13 @@ func findOrphans(procRoot string) ([]Orphan, error) {
 		})
 	}
 	return out, nil
+}
+
+// pidNamespace names the PID namespace of process name ("self" or a
+// PID); "" when it cannot be read (no namespaces, or not allowed).
+func pidNamespace(procRoot, name string) string {
+	ns, _ := os.Readlink(filepath.Join(procRoot, name, "ns", "pid"))
+	return ns
 }
 
 // parentMark returns the ParentEnv value in pid's environment.

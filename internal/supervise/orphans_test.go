@@ -82,7 +82,8 @@ func TestStopOrphansAfterBulwarkKilled(t *testing.T) {
 
 // TestFindOrphansRules checks which processes of a /proc count as
 // orphans: those whose ParentEnv names a Bulwark not running, except
-// session leaders, zombies and unparsable marks.
+// session leaders, zombies, unparsable marks and processes in another PID
+// namespace.
 func TestFindOrphansRules(t *testing.T) {
 	root := t.TempDir()
 	stat := func(pid int, state byte, pgid, sid int, start uint64) {
@@ -111,6 +112,17 @@ func TestFindOrphansRules(t *testing.T) {
 		stat(pid, 'S', 1000, 900, 800)
 		environ(pid, mark)
 	}
+	stat(1009, 'S', 1000, 900, 800) // in a container: its mark names PIDs there
+	environ(1009, "300.700")
+	nsLink := func(name, ns string) {
+		os.MkdirAll(filepath.Join(root, name, "ns"), 0o755)
+		os.Symlink(ns, filepath.Join(root, name, "ns", "pid"))
+	}
+	nsLink("self", "pid:[4026531836]")
+	for pid := 1001; pid <= 1008; pid++ {
+		nsLink(strconv.Itoa(pid), "pid:[4026531836]")
+	}
+	nsLink("1009", "pid:[4026532999]")
 	stat(1004, 'S', 1004, 1004, 800)
 	stat(1005, 'Z', 1000, 900, 800)
 	stat(1008, 'S', 1000, 900, 800) // no mark at all
