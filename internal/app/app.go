@@ -230,13 +230,14 @@ func New(cfg *config.Config, o Options) (*App, error) {
 	return a, nil
 }
 
-// stopOrphans stops what a Bulwark that was killed left of its app
+// stopOrphans stops what a Bulwark that was killed left of the same app
 // (supervise.StopOrphans) before ours starts: they would hold the app's
 // port, or its memory. Run calls it after an upgrade's old process has
 // exited when the app has a fixed port, so what that one left is stopped
 // too.
 func (a *App) stopOrphans() {
-	found, err := supervise.StopOrphans("", a.cfg.App.StopTimeout.D())
+	o := a.superviseOptions(a.cfg)
+	found, err := supervise.StopOrphans("", supervise.Scope(o.Command, o.Dir), a.cfg.App.StopTimeout.D())
 	if len(found) > 0 {
 		names := make([]string, len(found))
 		for i, o := range found {

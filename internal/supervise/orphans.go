@@ -2,6 +2,8 @@ package supervise
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,7 +18,7 @@ import (
 )
 
 // ParentEnv names, in the environment of every app process, the Bulwark
-// that started it, as "<pid>.<start ticks>". Pdeathsig ends the app's
+// that started it and the app, as "<pid>.<start ticks>/<scope>" (Scope). Pdeathsig ends the app's
 // first process when its Bulwark dies (SIGKILL, a crash, the OOM killer),
 // but not the processes it started: uvicorn --workers, gunicorn's workers
 // and multiprocessing's helpers live on, holding the app's port and its
@@ -24,7 +26,19 @@ import (
 // from everything else on the machine and stop them (StopOrphans).
 const ParentEnv = "BULWARK_PARENT"
 
-// selfMark is this process's ParentEnv value.
+// Scope names an app by its command (before {port} or {socket} is filled
+// in) and directory: the next Bulwark of the same app stops what a killed
+// one left (StopOrphans), and leaves other apps' leftovers to their own
+// Bulwark.
+func Scope(command []string, dir string) string {
+	h := sha256.Sum256([]byte(strings.Join(append(slices.Clone(command), dir), "\x00")))
+	return hex.EncodeToString(h[:8])
+}
+
+// parentValue is the ParentEnv value for an app of scope.
+func parentValue(scope string) string { return selfMark() + "/" + scope }
+
+// selfMark identifies this process across PID reuse: "<pid>.<start ticks>".
 var selfMark = sync.OnceValue(func() string {
 	st, err := memwatch.ReadStat("", os.Getpid())
 	if err != nil {
@@ -50,23 +64,25 @@ func (o Orphan) String() string { return holder{pid: o.PID, cmd: o.Cmdline}.Stri
 // orphanPoll is how often StopOrphans looks whether the orphans are gone.
 const orphanPoll = 50 * time.Millisecond
 
-// StopOrphans stops the app processes a Bulwark that no longer runs left
-// behind, as a clean stop would have: SIGTERM to their process groups,
-// then SIGKILL to what is left after grace. It returns those it found.
+// StopOrphans stops the processes of the app of scope (Scope) that a
+// Bulwark that no longer runs left behind, as a clean stop would have:
+// SIGTERM to their process groups, then SIGKILL to what is left after
+// grace. It returns those it found.
 //
-// A process is an orphan when its environment names, in ParentEnv, a
-// Bulwark that is not running (no process with that PID and start time).
+// A process is an orphan when its environment names, in ParentEnv, the
+// same scope and a Bulwark that is not running (no process with that PID
+// and start time).
 // Processes of a Bulwark still running, such as the old one during an
 // upgrade, are left alone, as are processes that made their own session
 // (daemons that detached on purpose, which a clean stop leaves too),
 // processes in another PID namespace (a container's, whose marks name PIDs
 // of that namespace) and processes whose environment this user cannot
 // read.
-func StopOrphans(procRoot string, grace time.Duration) ([]Orphan, error) {
+func StopOrphans(procRoot, scope string, grace time.Duration) ([]Orphan, error) {
 	if procRoot == "" {
 		procRoot = memwatch.DefaultProcRoot
 	}
-	found, err := findOrphans(procRoot)
+	found, err := findOrphans(procRoot, scope)
 	if err != nil || len(found) == 0 {
 		return found, err
 	}
@@ -87,8 +103,8 @@ func stopOrphans(procRoot string, found []Orphan, grace time.Duration) error {
 	return nil
 }
 
-// findOrphans walks procRoot for orphans.
-func findOrphans(procRoot string) ([]Orphan, error) {
+// findOrphans walks procRoot for orphans of the app of scope.
+func findOrphans(procRoot, scope string) ([]Orphan, error) {
 	entries, err := os.ReadDir(procRoot)
 	if err != nil {
 		return nil, fmt.Errorf("listing processes: %w", err)
@@ -102,8 +118,9 @@ func findOrphans(procRoot string) ([]Orphan, error) {
 		if err != nil || pid <= 0 || pid == self {
 			continue
 		}
-		mark, ok := parentMark(procRoot, pid)
-		if !ok || mark == selfMark() {
+		value, ok := parentMark(procRoot, pid)
+		mark, theirs, _ := strings.Cut(value, "/")
+		if !ok || theirs != scope || mark == selfMark() {
 			continue
 		}
 		if pidNamespace(procRoot, e.Name()) != ownNS {

@@ -52,7 +52,8 @@ func TestStopOrphansAfterBulwarkKilled(t *testing.T) {
 	// StopOrphans is findOrphans, then stopOrphans. The machine may hold
 	// orphans of other tests running at the same time (e2e kills Bulwarks
 	// on purpose and looks at what they left): stop only this test's.
-	found, err := findOrphans("/proc")
+	exe, _ := os.Executable()
+	found, err := findOrphans("/proc", Scope([]string{exe, "--addr", "127.0.0.1:{port}"}, "")) // superviseChild's app
 	if err != nil {
 		t.Fatalf("findOrphans: %v", err)
 	}
@@ -81,9 +82,9 @@ func TestStopOrphansAfterBulwarkKilled(t *testing.T) {
 }
 
 // TestFindOrphansRules checks which processes of a /proc count as
-// orphans: those whose ParentEnv names a Bulwark not running, except
-// session leaders, zombies, unparsable marks and processes in another PID
-// namespace.
+// orphans: those whose ParentEnv names the app's scope and a Bulwark not
+// running, except session leaders, zombies, unparsable marks and processes
+// in another PID namespace.
 func TestFindOrphansRules(t *testing.T) {
 	root := t.TempDir()
 	stat := func(pid int, state byte, pgid, sid int, start uint64) {
@@ -95,6 +96,9 @@ func TestFindOrphansRules(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, "cmdline"), []byte("python3\x00app.py\x00"), 0o644)
 	}
 	environ := func(pid int, mark string) {
+		if !strings.Contains(mark, "/") {
+			mark += "/s1"
+		}
 		env := "PATH=/bin\x00" + ParentEnv + "=" + mark + "\x00HOME=/\x00"
 		os.WriteFile(filepath.Join(root, strconv.Itoa(pid), "environ"), []byte(env), 0o644)
 	}
@@ -108,6 +112,8 @@ func TestFindOrphansRules(t *testing.T) {
 		1005: "300.700", // a zombie
 		1006: "garbage", // cannot tell
 		1007: selfMark(),
+		1010: "300.700/s2", // another app's: its own Bulwark stops it
+		1011: "300.700/",   // no scope
 	} {
 		stat(pid, 'S', 1000, 900, 800)
 		environ(pid, mark)
@@ -119,15 +125,17 @@ func TestFindOrphansRules(t *testing.T) {
 		os.Symlink(ns, filepath.Join(root, name, "ns", "pid"))
 	}
 	nsLink("self", "pid:[4026531836]")
-	for pid := 1001; pid <= 1008; pid++ {
-		nsLink(strconv.Itoa(pid), "pid:[4026531836]")
+	for pid := 1001; pid <= 1011; pid++ {
+		if pid != 1009 {
+			nsLink(strconv.Itoa(pid), "pid:[4026531836]")
+		}
 	}
 	nsLink("1009", "pid:[4026532999]")
 	stat(1004, 'S', 1004, 1004, 800)
 	stat(1005, 'Z', 1000, 900, 800)
 	stat(1008, 'S', 1000, 900, 800) // no mark at all
 
-	found, err := findOrphans(root)
+	found, err := findOrphans(root, "s1")
 	if err != nil {
 		t.Fatal(err)
 	}

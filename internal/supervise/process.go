@@ -145,7 +145,7 @@ func (s *Supervisor) start(o Options) (*instance, error) {
 	cmd.Dir = o.Dir
 	// ParentEnv last: exec keeps the last of duplicate names, and a
 	// Bulwark started from another's app must mark its app as its own.
-	cmd.Env = append(buildEnv(o.env.environ(), o.Env, o.DefaultEnv, o.Unset), ParentEnv+"="+selfMark())
+	cmd.Env = append(buildEnv(o.env.environ(), o.Env, o.DefaultEnv, o.Unset), ParentEnv+"="+parentValue(Scope(o.Command, o.Dir)))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	outR, outW, err := os.Pipe()
 	if err != nil {
