@@ -141,15 +141,12 @@ func (u *upstream) roundTrip(req *http.Request, got1xx func(int, textproto.MIMEH
 }
 
 // replayable returns the request to send again after a failure r on a
-// reused connection, or false when it may have reached the app: something
-// was sent and it is not idempotent, or an answer began, or its body
-// cannot be had again.
+// reused connection, or false when it may have reached the app (something
+// was sent; an answer that began implies that) or its body cannot be had
+// again.
 func replayable(req *http.Request, r tripResult) (*http.Request, bool) {
 	if r.untouched {
 		return req, true // nothing sent, nothing of the body read
-	}
-	if r.answered {
-		return nil, false
 	}
 	if !r.nothingSent {
 		// The request may have reached the app, and its connection passed

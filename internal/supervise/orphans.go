@@ -18,9 +18,9 @@ import (
 )
 
 // ParentEnv names, in the environment of every app process, the Bulwark
-// that started it and the app, as "<pid>.<start ticks>/<scope>" (Scope). Pdeathsig ends the app's
-// first process when its Bulwark dies (SIGKILL, a crash, the OOM killer),
-// but not the processes it started: uvicorn --workers, gunicorn's workers
+// that started it and the app, as "<pid>.<start ticks>/<scope>" (Scope).
+// Pdeathsig ends the app's first process when its Bulwark dies (SIGKILL,
+// a crash, the OOM killer), but not the processes it started: uvicorn --workers, gunicorn's workers
 // and multiprocessing's helpers live on, holding the app's port and its
 // memory. They inherit the environment, so the next Bulwark can tell them
 // from everything else on the machine and stop them (StopOrphans).
@@ -71,8 +71,7 @@ const orphanPoll = 50 * time.Millisecond
 //
 // A process is an orphan when its environment names, in ParentEnv, the
 // same scope and a Bulwark that is not running (no process with that PID
-// and start time).
-// Processes of a Bulwark still running, such as the old one during an
+// and start time). Processes of a Bulwark still running, such as the old one during an
 // upgrade, are left alone, as are processes that made their own session
 // (daemons that detached on purpose, which a clean stop leaves too),
 // processes in another PID namespace (a container's, whose marks name PIDs
