@@ -103,8 +103,11 @@ type Options struct {
 	// TRACE) whose connection died before any response byte, or any
 	// request whose connection was refused. It should block until the app
 	// is ready again (the supervisor's hold gate) or return an error, which
-	// ends the request with the original failure. Nil means retry the
-	// idempotent request at once and do not retry refused connections.
+	// ends the request with the original failure. A request whose
+	// connection died and that goes back to the same address is retried
+	// only 100 ms later, so a dying app the supervisor has not seen exit
+	// yet does not take its one retry. Nil means retry the idempotent
+	// request at once and do not retry refused connections.
 	AwaitReady func(ctx context.Context) error
 	// Logger receives one warning per upstream failure. Nil means
 	// slog.Default().

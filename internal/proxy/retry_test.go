@@ -508,3 +508,50 @@ func TestRetryIdempotencyKeyOnce(t *testing.T) {
 		t.Errorf("POST with Idempotency-Key after a crash: status %d after %d connections, want 200 after 2", rec.Code, conns.Load())
 	}
 }
+
+// TestRetryWaitsOutADyingApp: the app dies under a GET, and for a moment
+// after (before the supervisor sees the exit, so AwaitReady still passes)
+// its port resets every connection. The one retry must not be spent on the
+// dying app: it waits, then reaches the app that lives.
+func TestRetryWaitsOutADyingApp(t *testing.T) {
+	const dyingFor = 50 * time.Millisecond
+	var mu sync.Mutex
+	var diedAt time.Time
+	addr := rawApp(t, func(c net.Conn) {
+		mu.Lock()
+		dying := !diedAt.IsZero() && time.Since(diedAt) < dyingFor
+		mu.Unlock()
+		if dying {
+			c.(*net.TCPConn).SetLinger(0)
+			return
+		}
+		br := bufio.NewReader(c)
+		req, _, ok := readFullRequest(br)
+		if !ok {
+			return
+		}
+		if req.URL.Path == "/die" {
+			mu.Lock()
+			if diedAt.IsZero() {
+				diedAt = time.Now()
+				mu.Unlock()
+				c.(*net.TCPConn).SetLinger(0)
+				return
+			}
+			mu.Unlock()
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	var waits atomic.Int32
+	p, _ := newTestProxy(t, addr, func(o *Options) {
+		o.AwaitReady = func(context.Context) error { waits.Add(1); return nil }
+	})
+	rec := httptest.NewRecorder()
+	p.ServeHTTP(rec, httptest.NewRequest("GET", "/die", nil))
+	if rec.Code != 200 || rec.Body.String() != "ok" {
+		t.Errorf("GET whose app died under it = %d %q, want 200 \"ok\" from the app that lives", rec.Code, rec.Body.String())
+	}
+	if waits.Load() != 1 {
+		t.Errorf("AwaitReady called %d times, want 1", waits.Load())
+	}
+}

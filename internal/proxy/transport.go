@@ -256,15 +256,19 @@ const refusedPause = 100 * time.Millisecond
 // retry waits for the app (AwaitReady) and sends req again on a fresh body.
 // An attempt the app refuses sent nothing, so with AwaitReady it is tried
 // again, a few times, after a short pause: right after a crash the
-// supervisor may still report the dead app as ready. On any failure before
-// the second attempt it returns the first error.
+// supervisor may still report the dead app as ready. For the same reason a
+// request whose connection died goes back to the same address only after
+// that pause: sent at once, it would reach the dying app, and a request
+// that may reach the app twice has no third try. On any failure before the
+// second attempt it returns the first error.
 func (p *Proxy) retry(req *http.Request, first error, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
 	p.m.retries.Inc()
 	var res *http.Response
 	err := first
+	backToDying := kindOf(first) == kindReset && p.targets.Load().retryHost(req.URL.Host) == req.URL.Host
 	for attempt := 0; attempt < maxRefusedRetries; attempt++ {
 		if p.o().AwaitReady != nil {
-			if attempt > 0 {
+			if attempt > 0 || backToDying {
 				select {
 				case <-req.Context().Done():
 					return nil, err
