@@ -240,11 +240,16 @@ func fmtUpstreams(us []observe.UpstreamInfo) string {
 	return strings.Join(parts, " · ")
 }
 
-// restarts formats restart counts in a fixed order.
+// fmtRestarts formats restart counts in a fixed order. Clean exits (an app
+// that recycles itself) are shown only when there were some, so the line
+// of an app that never does keeps to 80 columns.
 func fmtRestarts(m map[string]int) string {
 	var parts []string
 	for _, k := range []string{"crash", "memory", "manual", "reload"} {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	if m["exit"] > 0 {
+		parts = append(parts, fmt.Sprintf("exit %d", m["exit"]))
 	}
 	return strings.Join(parts, " ")
 }

@@ -366,3 +366,14 @@ func TestAppMemoryPerWorker(t *testing.T) {
 		t.Errorf("pool without a limit: %q, want %q", got, want)
 	}
 }
+
+// TestRestartsShowCleanExitsOnlyWhenThereWereSome: an app that recycles
+// itself (exit 0) shows "exit N"; one that never did keeps the short line.
+func TestRestartsShowCleanExitsOnlyWhenThereWereSome(t *testing.T) {
+	if got, want := fmtRestarts(map[string]int{"crash": 1}), "crash 1 memory 0 manual 0 reload 0"; got != want {
+		t.Errorf("fmtRestarts without exits = %q, want %q", got, want)
+	}
+	if got, want := fmtRestarts(map[string]int{"exit": 7}), "crash 0 memory 0 manual 0 reload 0 exit 7"; got != want {
+		t.Errorf("fmtRestarts with exits = %q, want %q", got, want)
+	}
+}

@@ -75,7 +75,8 @@ type AppInfo struct {
 	PID int `json:"pid"`
 	// Since is when the app entered State.
 	Since time.Time `json:"since"`
-	// Restarts counts restarts by reason: crash, memory, manual, reload.
+	// Restarts counts restarts by reason: crash, exit (a ready app that
+	// exited 0 by itself), memory, manual, reload.
 	Restarts map[string]int `json:"restarts"`
 	// LastExit describes how the previous process ended ("" if none did).
 	LastExit string `json:"last_exit"`
@@ -151,7 +152,7 @@ type Event struct {
 	At time.Time `json:"at"`
 	// Kind is what happened; "restart" for an app restart.
 	Kind string `json:"kind"`
-	// Reason is why: crash, memory, manual or reload for a restart.
+	// Reason is why: crash, exit, memory, manual or reload for a restart.
 	Reason string `json:"reason"`
 	// Detail is a short human-readable note, such as the exit status.
 	Detail string `json:"detail,omitempty"`

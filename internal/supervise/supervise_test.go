@@ -994,4 +994,18 @@ func TestCleanExitNotBackedOff(t *testing.T) {
 			t.Errorf("restart %d after a clean exit: backoff %s, want 20ms", i+1, r.attrs["backoff"])
 		}
 	}
+	if st := h.s.Status(); st.Restarts[ReasonExit] != 4 || st.Restarts[ReasonCrash] != 0 {
+		t.Errorf("restarts = %v, want exit 4 and no crash", st.Restarts)
+	}
+	if got := h.metric(`bulwark_app_restarts_total{reason="exit"}`); got != "4" {
+		t.Errorf(`restarts_total{reason="exit"} = %s, want 4`, got)
+	}
+	if got := h.metric(`bulwark_app_restarts_total{reason="crash"}`); got != "0" {
+		t.Errorf(`restarts_total{reason="crash"} = %s, want 0`, got)
+	}
+	for _, r := range h.logs.find("app exited") {
+		if r.level != slog.LevelInfo {
+			t.Errorf("a clean exit logged %q at %v, want INFO", r.msg, r.level)
+		}
+	}
 }

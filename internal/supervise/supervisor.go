@@ -30,6 +30,9 @@ const (
 	ReasonMemory = "memory"
 	ReasonManual = "manual"
 	ReasonReload = "reload"
+	// ReasonExit is an app that was ready and exited 0 by itself
+	// (uvicorn's --limit-max-requests): started again, but no crash.
+	ReasonExit = "exit"
 )
 
 // ErrNotRunning is returned by Restart when Run is not running.
@@ -156,7 +159,7 @@ func New(o Options) (*Supervisor, error) {
 	}
 	// A pool's worker is also recycled for its own reasons: counted under
 	// them, not as manual restarts nobody asked for.
-	for _, r := range []string{ReasonCrash, ReasonMemory, ReasonManual, ReasonReload, ReasonMaxRequests, ReasonMaxLifetime, ReasonRequestTimeout} {
+	for _, r := range []string{ReasonCrash, ReasonExit, ReasonMemory, ReasonManual, ReasonReload, ReasonMaxRequests, ReasonMaxLifetime, ReasonRequestTimeout} {
 		s.restarts[r] = set.GetOrCreateCounter(metricName("bulwark_app_restarts_total", o.worker, r))
 	}
 	return s, nil
@@ -442,10 +445,16 @@ func (s *Supervisor) crashed() {
 		// a worker's own recycling): no failure to back off from.
 		s.backoff, s.crashes = s.opts.BackoffMin, 0
 	}
-	s.report(inst, "app exited")
 	cause := errors.New(describeExit(inst.exit))
 	if inst.exit == nil {
 		cause = errCleanExit
+		s.log.Info("app exited by itself", "pid", inst.pid, "exit", describeExit(inst.exit),
+			"uptime", time.Since(inst.started).Round(time.Millisecond))
+		s.mu.Lock()
+		s.status.LastExit = describeExit(inst.exit)
+		s.mu.Unlock()
+	} else {
+		s.report(inst, "app exited")
 	}
 	s.scheduleRetry(cause)
 }
@@ -474,7 +483,11 @@ func (s *Supervisor) scheduleRetry(cause error) {
 	d := s.backoff
 	s.backoff = min(2*s.backoff, s.opts.BackoffMax)
 	s.crashes++
-	s.countRestart(ReasonCrash)
+	if errors.Is(cause, errCleanExit) {
+		s.countRestart(ReasonExit)
+	} else {
+		s.countRestart(ReasonCrash)
+	}
 	s.readyAt = time.Time{}
 	var se *StartError
 	if errors.As(cause, &se) {
