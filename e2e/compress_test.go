@@ -53,9 +53,9 @@ func compressApp(release <-chan struct{}) http.Handler {
 // stream is still open.
 func TestCompressionByTypeSizeAndClient(t *testing.T) {
 	release := make(chan struct{})
-	defer close(release)
 	up := httptest.NewServer(compressApp(release))
 	defer up.Close()
+	defer close(release) // first: up.Close waits for the /events handler
 	in := startBulwark(t, withUpstream(strings.TrimPrefix(up.URL, "http://"), ""), nil) // [compress] defaults
 
 	bigJSON := strings.Repeat(`{"id":1,"name":"bulwark"},`, 400)
