@@ -55,7 +55,8 @@ func TestCompressionByTypeSizeAndClient(t *testing.T) {
 	release := make(chan struct{})
 	up := httptest.NewServer(compressApp(release))
 	defer up.Close()
-	defer close(release) // first: up.Close waits for the /events handler
+	// Runs first: up.Close waits for the /events handler.
+	defer close(release)
 	in := startBulwark(t, withUpstream(strings.TrimPrefix(up.URL, "http://"), ""), nil) // [compress] defaults
 
 	bigJSON := strings.Repeat(`{"id":1,"name":"bulwark"},`, 400)
