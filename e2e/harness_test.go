@@ -57,16 +57,35 @@ func requireUvicorn(t testing.TB) {
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// freePort returns a loopback port that was free a moment ago and that it
+// has not returned before.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	givenPorts.Lock()
+	defer givenPorts.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !givenPorts.m[port] {
+			givenPorts.m[port] = true
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no port this test binary has not handed out already in 100 tries")
+	return 0
 }
+
+// givenPorts are the ports freePort has returned. The kernel may hand a
+// closed port out again at once, and one test asks for several (https,
+// http, admin): a port given twice made bulwark refuse its own config in CI.
+var givenPorts = struct {
+	sync.Mutex
+	m map[int]bool
+}{m: map[int]bool{}}
 
 // output is a process's stdout and stderr, captured in a file: a child
 // that outlives the process (a binary upgrade's new process) inherits the
