@@ -204,6 +204,9 @@ func (s *Server) Run(ctx context.Context) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelDebug),
 	}
+	// The first sample is taken before serving, so the first answer (a
+	// `bulwark top` started with Bulwark) already has a history.
+	s.sample(time.Now())
 	var wg sync.WaitGroup
 	wg.Go(func() { s.sampleLoop(ctx) })
 	wg.Go(func() { s.dbLoop(ctx) })
@@ -312,7 +315,6 @@ func (s *Server) AddEvent(e Event) {
 func (s *Server) sampleLoop(ctx context.Context) {
 	t := time.NewTicker(sampleInterval)
 	defer t.Stop()
-	s.sample(time.Now())
 	for {
 		select {
 		case <-ctx.Done():
