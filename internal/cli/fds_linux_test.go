@@ -87,20 +87,28 @@ func TestRunAppInheritsNoDescriptorsNorSettings(t *testing.T) {
 		done <- runRun(ctx, []string{"--config", cfg, "--pid-file", filepath.Join(dir, "b.pid")}, io.Discard, &errb)
 	}()
 	var fds []byte
-	for i := 0; i < 200; i++ { // up to 20 s for the app to start
+	var runErr error
+	ran := false
+	for i := 0; i < 200 && !ran; i++ { // up to 20 s for the app to start
 		if fds, err = os.ReadFile(fdsOut); err == nil {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case runErr = <-done: // it failed (with -count 2: tableflip allows one Upgrader a process)
+			ran = true
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	cancel()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not stop")
+	if !ran {
+		select {
+		case runErr = <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("run did not stop")
+		}
 	}
 	if err != nil {
-		t.Fatalf("the app never wrote its descriptors: %v\n%s", err, errb.String())
+		t.Fatalf("the app never wrote its descriptors: %v (run returned %v)\n%s", err, runErr, errb.String())
 	}
 	for _, f := range strings.Fields(string(fds)) {
 		if f == strconv.Itoa(fd) {
