@@ -147,8 +147,10 @@ func (c *Conns) keyOf(addr net.Addr) (netip.Addr, bool) {
 // admit counts a new connection of key, or returns why it is refused.
 func (c *Conns) admit(key netip.Addr, exempt bool) string {
 	s := c.set.Load()
-	if s.fdCeiling > 0 {
-		c.countFDsIfDue(s)
+	if s.fdCeiling > 0 && c.fdCountDue(s) {
+		// After the decision, so this connection is judged by the last
+		// count, whichever goroutine runs first.
+		defer func() { go c.countFDs(s, 0) }()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -167,22 +169,23 @@ func (c *Conns) admit(key netip.Addr, exempt bool) string {
 	return ""
 }
 
-// countFDsIfDue counts the open descriptors when the last count is
-// FDSampleInterval old. The first count after a settings change runs
-// inline, so a fresh process has one before it admits anything; later ones
-// run on their own goroutine, since reading /proc/self/fd with 10 000
-// entries takes about 10 ms, too long to stall the accept loop each second.
-func (c *Conns) countFDsIfDue(s *connsSettings) {
+// fdCountDue reports whether the open descriptors are to be counted again
+// (the last count is FDSampleInterval old) off the accept path. The first
+// count after a settings change runs here, inline, so a fresh process has
+// one before it admits anything; later ones run on their own goroutine,
+// since reading /proc/self/fd with 10 000 entries takes about 10 ms, too
+// long to stall the accept loop each second.
+func (c *Conns) fdCountDue(s *connsSettings) bool {
 	now := s.Now().UnixNano()
 	at := c.fdAt.Load()
 	if now-at < int64(FDSampleInterval) || !c.fdAt.CompareAndSwap(at, now) {
-		return
+		return false
 	}
 	if at == 0 {
 		c.countFDs(s, 1) // the connection being admitted is open already
-		return
+		return false
 	}
-	go c.countFDs(s, 0)
+	return true
 }
 
 // countFDs counts the open descriptors and keeps how many are not client
