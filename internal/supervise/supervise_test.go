@@ -407,7 +407,7 @@ func TestOOMKillsReportedAfterCleanup(t *testing.T) {
 	inst := &instance{pid: app.Process.Pid, cgroup: dir, stderr: &lines{max: stderrKeep}, started: time.Now()}
 	s.cleanup(inst)
 	os.RemoveAll(dir)
-	s.report(inst, "app exited")
+	s.report(inst, slog.LevelError, "app exited")
 	if exits := logs.find("app exited"); len(exits) != 1 || exits[0].attrs["cgroup_oom_kills"] != "1" {
 		t.Errorf("exit reports = %v, want one with cgroup_oom_kills=1", exits)
 	}

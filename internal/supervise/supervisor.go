@@ -411,7 +411,7 @@ func (s *Supervisor) bringUp(ctx context.Context, state string) error {
 		}
 		s.cur = nil
 		s.stop(inst, o.StopTimeout)
-		s.report(inst, err.Error())
+		s.report(inst, slog.LevelError, err.Error())
 		return &StartError{Reason: err.Error(), Stderr: inst.stderr.lines()}
 	}
 	s.ready(inst)
@@ -445,25 +445,21 @@ func (s *Supervisor) crashed() {
 		// a worker's own recycling): no failure to back off from.
 		s.backoff, s.crashes = s.opts.BackoffMin, 0
 	}
-	cause := errors.New(describeExit(inst.exit))
 	if inst.exit == nil {
-		cause = errCleanExit
-		s.log.Info("app exited by itself", "pid", inst.pid, "exit", describeExit(inst.exit),
-			"uptime", time.Since(inst.started).Round(time.Millisecond))
-		s.mu.Lock()
-		s.status.LastExit = describeExit(inst.exit)
-		s.mu.Unlock()
-	} else {
-		s.report(inst, "app exited")
+		s.report(inst, slog.LevelInfo, "app exited by itself")
+		s.scheduleRetry(errCleanExit)
+		return
 	}
-	s.scheduleRetry(cause)
+	s.report(inst, slog.LevelError, "app exited")
+	s.scheduleRetry(errors.New(describeExit(inst.exit)))
 }
 
 // errCleanExit is the cause of a restart after the app exited 0.
 var errCleanExit = errors.New("the app exited by itself with code 0")
 
-// report logs how inst ended, with the last lines of its stderr.
-func (s *Supervisor) report(inst *instance, msg string) {
+// report logs how inst ended at level and keeps it as the last exit. A
+// failure (an error) carries the last lines of the app's stderr.
+func (s *Supervisor) report(inst *instance, level slog.Level, msg string) {
 	exit := describeExit(inst.exit)
 	s.mu.Lock()
 	s.status.LastExit = exit
@@ -472,8 +468,10 @@ func (s *Supervisor) report(inst *instance, msg string) {
 	if inst.ooms > 0 {
 		attrs = append(attrs, "cgroup_oom_kills", inst.ooms)
 	}
-	attrs = append(attrs, "stderr", strings.Join(inst.stderr.lines(), "\n"))
-	s.log.Error(msg, attrs...)
+	if level >= slog.LevelError {
+		attrs = append(attrs, "stderr", strings.Join(inst.stderr.lines(), "\n"))
+	}
+	s.log.Log(context.Background(), level, msg, attrs...)
 }
 
 // scheduleRetry arms the back-off timer after a crash or failed start. After

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -101,11 +102,11 @@ func (s *Supervisor) swap(ctx context.Context) error {
 			return err
 		}
 		if oldStopped { // nothing serves: requests wait at the gate for a retry
-			s.report(inst, "new app instance failed after the old one was stopped for memory; retrying with backoff")
+			s.report(inst, slog.LevelError, "new app instance failed after the old one was stopped for memory; retrying with backoff")
 			return &StartError{Reason: err.Error() + "; the old app was stopped (memory above its hard ceiling)",
 				Stderr: inst.stderr.lines()}
 		}
-		s.report(inst, "new app instance failed; the old one keeps serving")
+		s.report(inst, slog.LevelError, "new app instance failed; the old one keeps serving")
 		return &StartError{Reason: err.Error() + "; the old app keeps serving", Stderr: inst.stderr.lines()}
 	}
 	if o.OnStart != nil {
